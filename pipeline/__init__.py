@@ -1,0 +1,1 @@
+"""hushdrop core: config, jobs, the chain runner, outputs, originals, the CLI."""

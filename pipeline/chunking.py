@@ -1,0 +1,122 @@
+"""Cutting long audio into windows an engine accepts, at quiet points, and back.
+
+Used by the ``transcribe`` stage (windows of speech found by VAD, at most an engine's
+``max_window_s`` long) and by engines with their own limits (the qwen3-asr aligner
+takes at most 300 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def split_at_quiet_points(
+    audio: np.ndarray,
+    sample_rate: int,
+    max_seconds: float,
+    search_seconds: float = 10.0,
+    frame_seconds: float = 0.05,
+) -> list[tuple[int, int]]:
+    """Split ``audio`` into [start, end) sample ranges no longer than ``max_seconds``.
+
+    Each cut is placed at the quietest frame (lowest RMS) within the last
+    ``search_seconds`` before the limit, so words are rarely cut in half.
+    """
+    total = len(audio)
+    max_len = int(max_seconds * sample_rate)
+    if max_len <= 0:
+        raise ValueError("max_seconds must be positive")
+    if total <= max_len:
+        return [(0, total)] if total else []
+    frame = max(1, int(frame_seconds * sample_rate))
+    search = min(int(search_seconds * sample_rate), max_len // 2)
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    while total - start > max_len:
+        window_lo = start + max_len - search
+        window_hi = start + max_len
+        region = np.asarray(audio[window_lo:window_hi], dtype=np.float32)
+        n_frames = len(region) // frame
+        if n_frames == 0:
+            cut = window_hi
+        else:
+            energy = np.square(region[: n_frames * frame].reshape(n_frames, frame)).mean(axis=1)
+            cut = window_lo + int(np.argmin(energy)) * frame + frame // 2
+        ranges.append((start, cut))
+        start = cut
+    ranges.append((start, total))
+    return ranges
+
+
+@dataclass
+class Piece:
+    """``length`` samples that sit at ``window_offset`` in a window and at ``source_offset`` in the recording."""
+
+    window_offset: int
+    source_offset: int
+    length: int
+
+
+@dataclass
+class Window:
+    """A window of audio built from one or more stretches of the recording."""
+
+    pieces: list[Piece]
+
+    @property
+    def length(self) -> int:
+        return sum(p.length for p in self.pieces)
+
+    def to_source_time(self, t: float, sample_rate: int) -> float:
+        """Map a time in this window (seconds) to a time in the recording."""
+        sample = t * sample_rate
+        for piece in self.pieces:
+            if sample <= piece.window_offset + piece.length:
+                inside = max(0.0, sample - piece.window_offset)
+                return (piece.source_offset + min(inside, piece.length)) / sample_rate
+        last = self.pieces[-1]
+        return (last.source_offset + last.length) / sample_rate
+
+    def gather(self, audio: np.ndarray) -> np.ndarray:
+        if len(self.pieces) == 1:
+            p = self.pieces[0]
+            return np.asarray(audio[p.source_offset : p.source_offset + p.length], dtype=np.float32)
+        return np.concatenate(
+            [np.asarray(audio[p.source_offset : p.source_offset + p.length], dtype=np.float32) for p in self.pieces]
+        )
+
+
+def pack_regions(
+    regions: list[tuple[int, int]],
+    audio: np.ndarray,
+    sample_rate: int,
+    max_seconds: float,
+) -> list[Window]:
+    """Pack speech regions (sample ranges) into windows of at most ``max_seconds``.
+
+    Regions are kept in order and joined without their silences between them; a
+    region longer than a window is split at its quiet points first.
+    """
+    max_len = int(max_seconds * sample_rate)
+    stretches: list[tuple[int, int]] = []
+    for start, end in regions:
+        if end - start > max_len:
+            for a, b in split_at_quiet_points(audio[start:end], sample_rate, max_seconds):
+                stretches.append((start + a, start + b))
+        elif end > start:
+            stretches.append((start, end))
+    windows: list[Window] = []
+    current: list[Piece] = []
+    used = 0
+    for start, end in stretches:
+        length = end - start
+        if current and used + length > max_len:
+            windows.append(Window(current))
+            current, used = [], 0
+        current.append(Piece(window_offset=used, source_offset=start, length=length))
+        used += length
+    if current:
+        windows.append(Window(current))
+    return windows

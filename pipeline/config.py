@@ -1,0 +1,268 @@
+"""config.yaml: global settings and profiles, validated when loaded.
+
+Every problem is reported at once with its place: the file, the profile, the
+stage and the field (``config.yaml: profiles.meetings.chain[3] (denoise).mode: …``),
+so a bad config is rejected before any job starts, never halfway through one.
+
+A profile that is not ``default`` inherits every key it does not set from
+``default``. Relative paths are resolved against the config file's folder, so a
+copied config works in its new place.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+from stages import DEFAULT_CHAIN, REGISTRY, StageOptions
+
+OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "md")
+DEFAULT_PROFILE = "default"
+
+
+def known_languages() -> set[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return set(_LANGUAGE_CODES) | {"yue"}
+
+
+class StageSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    options: StageOptions
+
+    def build(self):
+        return REGISTRY[self.name](self.options)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": self.options.model_dump(mode="json")}
+
+
+class OriginalsPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["shred", "delete", "keep", "move"] = "shred"
+    move_to: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"action": value}
+        if isinstance(value, dict) and set(value) == {"move"}:
+            return {"action": "move", "move_to": value["move"]}
+        return value
+
+    @model_validator(mode="after")
+    def _move_needs_folder(self) -> "OriginalsPolicy":
+        if self.action == "move" and self.move_to is None:
+            raise ValueError("'move' needs a folder: originals: {move: archive/}")
+        return self
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    folder: str = ""  # relative to the inbox root; "" for the default profile
+    language: str = "auto"
+    glossary: list[str] = Field(default_factory=list)
+    chain: list[StageSpec]
+    outputs: list[Literal["txt", "srt", "vtt", "json", "md"]] = Field(default_factory=lambda: list(OUTPUT_FORMATS))
+    originals: OriginalsPolicy = Field(default_factory=OriginalsPolicy)
+    duplicates: Literal["skip", "reprocess"] = "skip"
+    settle_seconds: float = Field(5.0, ge=0.0)
+    ignore: list[str] = Field(default_factory=list, description="extra glob patterns to ignore")
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and value not in known_languages():
+            raise ValueError(f"unknown language {value!r}: use 'auto' or an ISO 639-1 code such as en, zh, yue, de")
+        return value
+
+    @field_validator("folder")
+    @classmethod
+    def _plain_folder(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("folder must be a subfolder of the inbox, e.g. 'meetings'")
+        return value.strip("/")
+
+    @field_validator("outputs")
+    @classmethod
+    def _some_output(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one output format is needed")
+        return list(dict.fromkeys(value))
+
+    @field_validator("chain")
+    @classmethod
+    def _chain_shape(cls, chain: list[StageSpec]) -> list[StageSpec]:
+        names = [s.name for s in chain]
+        if "transcribe" not in names:
+            raise ValueError("the chain must contain a 'transcribe' stage")
+        t = names.index("transcribe")
+        if "resample" not in names[:t]:
+            raise ValueError("the chain needs 'resample' before 'transcribe' (the engine takes 16 kHz audio)")
+        for later in ("grammar", "tag"):
+            if later in names and names.index(later) < t:
+                raise ValueError(f"'{later}' works on the transcript, so it must come after 'transcribe'")
+        return chain
+
+    def transcribe_options(self):
+        return next(s.options for s in self.chain if s.name == "transcribe")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Path = Path("config.yaml")
+    inbox: Path = Path("inbox")
+    outbox: Path = Path("outbox")
+    workdir: Path = Field(Path(".hushdrop"), description="spool, quarantine, ledger and private temp files")
+    workers: int = Field(1, ge=1, le=64)
+    max_duration_hours: float = Field(12.0, gt=0, description="longer recordings are refused")
+    poll_seconds: float = Field(2.0, gt=0)
+    log_format: Literal["text", "json"] = "text"
+    profiles: dict[str, Profile]
+
+    @property
+    def tmp_root(self) -> Path:
+        return self.workdir / "tmp"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.workdir / "quarantine"
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ConfigError(str(self.source), [f"no profile named {name!r}; profiles: {', '.join(self.profiles)}"])
+
+    def profile_for_folder(self, folder: str) -> Profile | None:
+        for profile in self.profiles.values():
+            if profile.folder == folder:
+                return profile
+        return None
+
+
+def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpec]:
+    if not isinstance(entries, list) or not entries:
+        problems.append(f"{where}: must be a list of stage names, e.g. [normalize, resample, transcribe]")
+        return []
+    specs: list[StageSpec] = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            name, raw = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, raw = next(iter(entry.items()))
+            raw = raw or {}
+        else:
+            problems.append(f"{where}[{i}]: write a stage as `name` or `name: {{option: value}}`")
+            continue
+        stage = REGISTRY.get(name)
+        if stage is None:
+            problems.append(f"{where}[{i}]: unknown stage {name!r}; stages: {', '.join(REGISTRY)}")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{where}[{i}] ({name}): options must be a mapping, got {raw!r}")
+            continue
+        try:
+            specs.append(StageSpec(name=name, options=stage.Options.model_validate(raw)))
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "options"
+                problems.append(f"{where}[{i}] ({name}).{field}: {err['msg']}")
+    return specs
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def parse_config(raw: Any, source: Path) -> Settings:
+    """Validate an already-loaded YAML document; ``source`` is used for paths and messages."""
+    where = str(source)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(where, ["the file must be a mapping of settings (inbox:, outbox:, profiles: …)"])
+    raw = copy.deepcopy(raw)
+    problems: list[str] = []
+    raw_profiles = raw.pop("profiles", None) or {}
+    if not isinstance(raw_profiles, dict):
+        raise ConfigError(where, ["profiles: must be a mapping of profile name to settings"])
+    base_profile = raw_profiles.get(DEFAULT_PROFILE) or {}
+    profiles: dict[str, Profile] = {}
+    for name in [DEFAULT_PROFILE, *[n for n in raw_profiles if n != DEFAULT_PROFILE]]:
+        own = raw_profiles.get(name) or {}
+        if not isinstance(own, dict):
+            problems.append(f"profiles.{name}: must be a mapping of settings")
+            continue
+        merged = {**{k: v for k, v in base_profile.items() if k != "folder"}, **own}
+        merged.setdefault("folder", "" if name == DEFAULT_PROFILE else name)
+        chain = _parse_chain(merged.pop("chain", list(DEFAULT_CHAIN)), f"profiles.{name}.chain", problems)
+        try:
+            profile = Profile.model_validate({**merged, "name": name, "chain": chain})
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"])
+                if loc == "chain" and not chain:
+                    continue  # already reported by _parse_chain
+                problems.append(f"profiles.{name}.{loc}: {err['msg'].removeprefix('Value error, ')}")
+            continue
+        if profile.originals.move_to is not None:
+            profile.originals.move_to = _resolve(source.parent, profile.originals.move_to)
+        profiles[name] = profile
+    folders: dict[str, str] = {}
+    for profile in profiles.values():
+        if profile.folder in folders:
+            problems.append(
+                f"profiles.{profile.name}.folder: {profile.folder!r} is already the folder of "
+                f"profile {folders[profile.folder]!r}"
+            )
+        folders[profile.folder] = profile.name
+    settings = None
+    try:
+        base = source.parent
+        for key in ("inbox", "outbox", "workdir"):
+            if key in raw:
+                raw[key] = _resolve(base, raw[key])
+            else:
+                raw[key] = _resolve(base, Settings.model_fields[key].default)
+        settings = Settings.model_validate({**raw, "source": source, "profiles": profiles or {}})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{loc}: {err['msg']}")
+    if problems:
+        raise ConfigError(where, problems)
+    assert settings is not None
+    return settings
+
+
+def load_config(path: str | Path) -> Settings:
+    source = Path(path).expanduser().resolve()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(source), ["file not found; create it or pass --config PATH"]) from None
+    except OSError as exc:
+        raise ConfigError(str(source), [f"cannot read it: {exc.strerror}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(source), [f"{place}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return parse_config(raw, source)

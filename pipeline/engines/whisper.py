@@ -1,0 +1,144 @@
+"""The ``whisper`` engine: faster-whisper (CTranslate2) on CPU (int8) or CUDA (float16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.engines.base import (
+    SAMPLE_RATE,
+    DecodeRequest,
+    Engine,
+    EngineCapabilities,
+    EngineResult,
+    EngineSpec,
+    WindowProgress,
+)
+from pipeline.errors import ModelError
+from pipeline.job import Segment, Word
+from pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base, sha256_of
+
+
+def cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # a broken CUDA install means: no CUDA
+        return False
+
+
+def _resolve_model(name: str) -> tuple[Path, str | None]:
+    if name == "base":
+        return bundled_whisper_base(), WHISPER_BASE_SHA256
+    path = Path(name).expanduser()
+    if (path / "model.bin").is_file():
+        return path, None
+    raise ModelError(
+        f"whisper model {name!r} not found: use 'base' (bundled) or the path of a "
+        f"CTranslate2 model directory containing model.bin. hushdrop never downloads models "
+        f"while transcribing."
+    )
+
+
+class WhisperEngine(Engine):
+    name = "whisper"
+
+    def __init__(self, spec: EngineSpec):
+        from faster_whisper import WhisperModel
+
+        self.spec = spec
+        self.model_path, self.model_sha256 = _resolve_model(spec.model)
+        if spec.device == "auto":
+            self.device = "cuda" if cuda_available() else "cpu"
+        else:
+            self.device = spec.device
+        if spec.compute_type == "auto":
+            self.compute_type = "float16" if self.device == "cuda" else "int8"
+        else:
+            self.compute_type = spec.compute_type
+        try:
+            self.model = WhisperModel(
+                str(self.model_path),
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=spec.cpu_threads,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
+        self.capabilities = EngineCapabilities(
+            languages=None,
+            word_timestamps=True,
+            batching=False,
+            devices=("cpu", "cuda"),
+            max_window_s=600.0,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        sha = self.model_sha256
+        if sha is None and (self.model_path / "model.bin").is_file():
+            sha = sha256_of(self.model_path / "model.bin")
+        return {
+            "engine": self.name,
+            "model": self.spec.model,
+            "model_path": str(self.model_path),
+            "model_sha256": sha,
+            "device": self.device,
+            "compute_type": self.compute_type,
+        }
+
+    def transcribe(
+        self,
+        windows: Sequence[np.ndarray],
+        request: DecodeRequest,
+        progress: WindowProgress | None = None,
+    ) -> list[EngineResult]:
+        return [self._transcribe_one(i, w, request, progress) for i, w in enumerate(windows)]
+
+    def _transcribe_one(
+        self, index: int, audio: np.ndarray, request: DecodeRequest, progress: WindowProgress | None
+    ) -> EngineResult:
+        glossary = ", ".join(request.glossary) if request.glossary else None
+        options = dict(
+            language=request.language,
+            beam_size=request.beam_size,
+            word_timestamps=request.word_timestamps,
+            vad_filter=False,  # the transcribe stage has already cut out non-speech
+            condition_on_previous_text=False,  # stops one bad window from poisoning the next
+            hotwords=glossary,
+        )
+        if request.word_timestamps:
+            options["hallucination_silence_threshold"] = 2.0
+        options.update(request.options)
+        segments_iter, info = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **options)
+        segments: list[Segment] = []
+        for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
+            words = [
+                Word(start=w.start, end=w.end, text=w.word.strip(), probability=w.probability)
+                for w in (seg.words or [])
+            ]
+            segments.append(
+                Segment(
+                    start=seg.start,
+                    end=seg.end,
+                    text=seg.text.strip(),
+                    words=words,
+                    language=info.language,
+                    avg_logprob=seg.avg_logprob,
+                    no_speech_prob=seg.no_speech_prob,
+                )
+            )
+            if progress is not None:
+                progress(index, seg.end)
+        return EngineResult(
+            segments=segments,
+            language=info.language,
+            language_probability=info.language_probability,
+            no_speech=not any(s.text for s in segments),
+        )
+
+
+__all__ = ["WhisperEngine", "cuda_available", "SAMPLE_RATE"]

@@ -1,0 +1,46 @@
+"""The few named errors hushdrop uses, each named for its effect.
+
+- ``RejectedInput``: the recording itself is unusable (empty, not audio, no audio
+  track). Retrying cannot help; the file goes to quarantine with the message.
+- ``RetryLater``: a transient problem (disk full, model busy); try again later.
+- ``StageError``: a stage failed; carries the stage name. ``retryable`` says
+  whether the executor should try again before quarantining.
+- ``ConfigError``: the configuration is invalid; lists every problem with its path.
+"""
+
+from __future__ import annotations
+
+
+class HushdropError(Exception):
+    """Base class: every error hushdrop raises on purpose has a human message."""
+
+
+class StageError(HushdropError):
+    retryable = True
+
+    def __init__(self, stage: str, message: str):
+        self.stage = stage
+        self.message = message
+        super().__init__(f"{stage}: {message}")
+
+
+class RejectedInput(StageError):
+    """The input can never be processed as it is; do not retry."""
+
+    retryable = False
+
+
+class RetryLater(StageError):
+    retryable = True
+
+
+class ConfigError(HushdropError):
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration in {source}:\n{listing}")
+
+
+class ModelError(HushdropError):
+    """A model is missing, corrupt or cannot be loaded."""

@@ -1,0 +1,109 @@
+"""The job context: the one object that flows along a stage chain.
+
+A job starts as (source file, profile settings) and accumulates audio facts, the
+working audio, the transcript and a record of what each stage did. It knows
+nothing about folders, the ledger or where it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from pipeline.audio import Audio
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float | None = None
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    language: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+
+
+@dataclass
+class Event:
+    """A non-speech stretch: silence, music, applause, laughter, noise."""
+
+    start: float
+    end: float
+    kind: str
+    source: str  # "vad" or "engine"
+
+
+@dataclass
+class Transcript:
+    language: str | None = None
+    language_probability: float | None = None
+    segments: list[Segment] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    speech_regions: list[tuple[float, float]] = field(default_factory=list)
+    no_speech: bool = False
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text).strip()
+
+
+@dataclass
+class AudioFacts:
+    """What the original recording is, as probed before any processing."""
+
+    path: str
+    size_bytes: int
+    container: str
+    codec: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+    has_video: bool = False
+
+
+@dataclass
+class StageRecord:
+    name: str
+    options: dict[str, Any]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[str, float], None]
+
+
+def _no_progress(stage: str, fraction: float) -> None:
+    return None
+
+
+@dataclass
+class Job:
+    source: Path
+    profile: str = "default"
+    language: str = "auto"
+    glossary: list[str] = field(default_factory=list)
+    facts: AudioFacts | None = None
+    audio: Audio | None = None
+    transcript: Transcript = field(default_factory=Transcript)
+    stages: list[StageRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    engine_info: dict[str, Any] = field(default_factory=dict)
+    show_timestamps: bool = True
+    progress: ProgressCallback = field(default=_no_progress, repr=False)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def transcript_dict(self) -> dict[str, Any]:
+        return asdict(self.transcript)

@@ -1,0 +1,93 @@
+"""What happens to an original once every output of its job is committed.
+
+``shred`` (default) overwrites the file's bytes in place with random data, fsyncs,
+truncates, renames it to a random name and unlinks it. On SSDs (wear levelling),
+copy-on-write filesystems (btrfs, ZFS, APFS) and NAS snapshots the old blocks may
+survive an overwrite: shredding then only guarantees the file is gone from the
+folder. See the README's privacy section.
+
+Symlinks are never followed: a path that is not a regular file is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pipeline.config import OriginalsPolicy
+from pipeline.fsutil import fsync_dir, link_no_clobber, random_name
+
+_BLOCK = 1 << 20
+
+
+class RetentionError(Exception):
+    pass
+
+
+def shred(path: Path) -> None:
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise RetentionError(f"cannot open {path} for shredding: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):
+            raise RetentionError(f"{path} is not a regular file; refusing to shred it")
+        remaining = st.st_size
+        os.lseek(fd, 0, os.SEEK_SET)
+        while remaining > 0:
+            n = min(_BLOCK, remaining)
+            os.write(fd, os.urandom(n))
+            remaining -= n
+        os.fsync(fd)
+        os.ftruncate(fd, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    hidden = path.with_name(f".{random_name()}")
+    os.rename(path, hidden)
+    os.unlink(hidden)
+    fsync_dir(path.parent)
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = path.stem, path.suffix
+    for n in range(1, 10_000):
+        candidate = folder / (path.name if n == 1 else f"{stem} ({n}){suffix}")
+        if candidate.exists():
+            continue
+        try:
+            if link_no_clobber(path, candidate):
+                if path.exists() and os.path.samefile(path, candidate):
+                    os.unlink(path)
+                fsync_dir(folder)
+                fsync_dir(path.parent)
+                return candidate
+        except OSError:  # another filesystem: copy, fsync, then remove
+            shutil.copy2(path, candidate)
+            with open(candidate, "rb") as f:
+                os.fsync(f.fileno())
+            os.unlink(path)
+            fsync_dir(folder)
+            return candidate
+    raise RetentionError(f"no free name for {path.name} in {folder}")
+
+
+def apply_policy(path: Path, policy: OriginalsPolicy) -> str:
+    """Apply the profile's policy to ``path``; returns a line for the log."""
+    if path.is_symlink():
+        raise RetentionError(f"{path} is a symlink; hushdrop never touches links")
+    if policy.action == "keep":
+        return f"kept {path}"
+    if policy.action == "delete":
+        os.unlink(path)
+        fsync_dir(path.parent)
+        return f"deleted {path}"
+    if policy.action == "move":
+        assert policy.move_to is not None
+        return f"moved to {_move(path, policy.move_to)}"
+    shred(path)
+    return f"shredded {path}"

@@ -1,0 +1,256 @@
+"""grammar: rule-based clean-up of the engine's text, per language.
+
+Each rule is a small function plus data: the languages it applies to and
+before/after examples (``tests/stages/test_grammar.py`` runs every example, and
+fails for a rule without one). Rules change segment text only; word entries keep
+what the engine heard, with its times.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from pydantic import Field, field_validator
+
+from pipeline.job import Job
+from stages.base import Stage, StageOptions
+
+CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+CJK_LANGUAGES = {"zh", "yue", "ja"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    languages: frozenset[str] | None  # None: every language
+    apply: Callable[[str, "GrammarContext"], str]
+    examples: tuple[tuple[str, str], ...]
+    optional: bool = False  # runs only when switched on in the options
+
+
+@dataclass(frozen=True)
+class GrammarContext:
+    glossary: tuple[str, ...] = ()
+    min_repeats: int = 4
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def collapse_whitespace(text: str, ctx: GrammarContext) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+([,.;:!?%)\]}])", r"\1", text)
+
+
+def dedupe_punctuation(text: str, ctx: GrammarContext) -> str:
+    text = re.sub(r"([,;:])\1+", r"\1", text)
+    text = re.sub(r"([!?])\1+", r"\1", text)
+    return re.sub(r"(?<!\.)\.\.(?!\.)", ".", text)
+
+
+def space_after_punctuation(text: str, ctx: GrammarContext) -> str:
+    # "end.Next" -> "end. Next", but leave "3.5", "e.g." and "U.S." alone
+    text = re.sub(r"(?<=[a-z]{2})([.!?])(?=[A-Z][a-z])", r"\1 ", text)
+    return re.sub(r"(?<=[A-Za-z]),(?=[A-Za-z])", ", ", text)
+
+
+def capitalise_sentences(text: str, ctx: GrammarContext) -> str:
+    text = re.sub(r"\bi\b(?=(?:'[a-z]+)?(?:\s|$|[,.!?]))", "I", text)
+    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+_FULL_WIDTH = {",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"}
+
+
+def full_width_punctuation(text: str, ctx: GrammarContext) -> str:
+    def swap(m: re.Match) -> str:
+        return m.group(1) + _FULL_WIDTH[m.group(2)]
+
+    # punctuation right after a CJK character, where no digit follows (3.5 stays)
+    text = re.sub(rf"([{CJK}])\s*([,.?!:;])(?!\d)\s*", swap, text)
+    return text
+
+
+def cjk_latin_spacing(text: str, ctx: GrammarContext) -> str:
+    text = re.sub(rf"([{CJK}])([A-Za-z0-9])", r"\1 \2", text)
+    return re.sub(rf"([A-Za-z0-9%])([{CJK}])", r"\1 \2", text)
+
+
+def remove_cjk_inner_spaces(text: str, ctx: GrammarContext) -> str:
+    return re.sub(rf"(?<=[{CJK}，。？！：；、])\s+(?=[{CJK}，。？！：；、])", "", text)
+
+
+def collapse_repetition_loops(text: str, ctx: GrammarContext) -> str:
+    """A phrase repeated ``min_repeats`` or more times in a row keeps one copy.
+
+    Works on words for spaced languages and on characters for CJK runs; a phrase
+    of two or more units needs only three repeats, since natural speech rarely
+    says a whole phrase three times running.
+    """
+    n = ctx.min_repeats
+    # whole words or word groups, case-insensitive, optional punctuation between
+    for size in range(1, 9):
+        need = n if size == 1 else max(3, n - 1)
+        unit = r"\S+" + r"(?:\s+\S+)" * (size - 1)
+        pattern = re.compile(rf"(?<!\S)({unit})(?:[\s,.;]+\1){{{need - 1},}}(?=[\s,.;!?]|$)", re.I)
+        text = pattern.sub(r"\1", text)
+    # CJK phrases (1-8 characters) with no spaces
+    for size in range(1, 9):
+        need = n + 2 if size == 1 else max(3, n - 1)
+        pattern = re.compile(rf"([{CJK}]{{{size}}})(?:[，、,\s]*\1){{{need - 1},}}")
+        text = pattern.sub(r"\1", text)
+    return text
+
+
+_FILLERS = {
+    "en": r"\b(?:u+m+|u+h+|e+r+m*|h+m+|m+h*m+)\b[,.]?\s*",
+    "zh": r"[嗯呃额](?:[，,。]\s*)?",
+    "yue": r"[嗯呃](?:[，,。]\s*)?",
+}
+
+
+def remove_fillers(text: str, ctx: GrammarContext, language: str = "en") -> str:
+    pattern = _FILLERS.get(language)
+    if not pattern:
+        return text
+    cleaned = re.sub(pattern, "", text, flags=re.I)
+    return re.sub(r"\s{2,}", " ", cleaned).strip()
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"[\s\-_.]", "", s).lower()
+
+
+def apply_glossary(text: str, ctx: GrammarContext) -> str:
+    """Write glossary terms as the glossary spells them.
+
+    Matches the term case-insensitively and with its spaces, dots or hyphens
+    dropped or added ("pie torch" stays, "py torch" and "pytorch" become "PyTorch").
+    """
+    for term in ctx.glossary:
+        squashed = _squash(term)
+        if len(squashed) < 2:
+            continue
+        letters = [re.escape(c) for c in squashed]
+        if term.isascii():
+            pattern = r"(?<![\w])" + r"[\s\-_.]?".join(letters) + r"(?![\w])"
+        else:
+            pattern = r"\s?".join(letters)
+        text = re.sub(pattern, lambda m, t=term: t, text, flags=re.I)
+    return text
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("collapse_whitespace", None, collapse_whitespace, (("  hello   world ,  ok ", "hello world, ok"),)),
+    Rule("dedupe_punctuation", None, dedupe_punctuation, (("Really?? Yes!! Fine,, ok..", "Really? Yes! Fine, ok."),)),
+    Rule(
+        "remove_fillers",
+        frozenset({"en", "zh", "yue"}),
+        remove_fillers,
+        (("Um, so we uh decided to hmm go.", "so we decided to go."),),
+        optional=True,
+    ),
+    Rule(
+        "collapse_repetition_loops",
+        None,
+        collapse_repetition_loops,
+        (
+            ("I think I think I think I think I think we should go", "I think we should go"),
+            ("no no no", "no no no"),
+            ("the the the the the end", "the end"),
+            ("我们我们我们我们今天开会", "我们今天开会"),
+            ("好好学习", "好好学习"),
+        ),
+    ),
+    Rule(
+        "remove_cjk_inner_spaces",
+        CJK_LANGUAGES,
+        remove_cjk_inner_spaces,
+        (("我们 今天 开会 。", "我们今天开会。"),),
+    ),
+    Rule(
+        "full_width_punctuation",
+        CJK_LANGUAGES,
+        full_width_punctuation,
+        (("你好,今天天气很好.你呢?", "你好，今天天气很好。你呢？"), ("增长了3.5个百分点", "增长了3.5个百分点")),
+    ),
+    Rule(
+        "cjk_latin_spacing",
+        CJK_LANGUAGES,
+        cjk_latin_spacing,
+        (("我们用Python写了3个API接口", "我们用 Python 写了 3 个 API 接口"),),
+    ),
+    Rule(
+        "space_after_punctuation",
+        frozenset({"en", "de", "fr", "es", "it", "pt", "nl"}),
+        space_after_punctuation,
+        (("It ended.Then we left,quickly.", "It ended. Then we left, quickly."), ("Pi is 3.14, e.g. here", "Pi is 3.14, e.g. here")),
+    ),
+    Rule(
+        "capitalise_sentences",
+        frozenset({"en"}),
+        capitalise_sentences,
+        (("hello there. how are you? i'm fine, i think.", "Hello there. How are you? I'm fine, I think."),),
+    ),
+    Rule(
+        "apply_glossary",
+        None,
+        apply_glossary,
+        (("we trained it in py torch on kubernetes", "we trained it in PyTorch on Kubernetes"),),
+    ),
+)
+
+EXAMPLE_GLOSSARY = ("PyTorch", "Kubernetes")  # the glossary the rule examples are written for
+
+
+def rule_names() -> list[str]:
+    return [r.name for r in RULES]
+
+
+class GrammarOptions(StageOptions):
+    remove_fillers: bool = False
+    repetition_min_repeats: int = Field(4, ge=2, le=20, description="repeats that count as a loop")
+    disable: list[str] = Field(default_factory=list, description="names of rules to switch off")
+
+    @field_validator("disable")
+    @classmethod
+    def _known_rules(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(rule_names()))
+        if unknown:
+            raise ValueError(f"unknown rule(s) {unknown}; known rules: {rule_names()}")
+        return names
+
+
+class Grammar(Stage):
+    name = "grammar"
+    Options = GrammarOptions
+
+    def active_rules(self, language: str | None) -> list[Rule]:
+        rules = []
+        for rule in RULES:
+            if rule.name in self.options.disable:
+                continue
+            if rule.optional and not getattr(self.options, rule.name, False):
+                continue
+            if rule.languages is not None and (language or "") not in rule.languages:
+                continue
+            rules.append(rule)
+        return rules
+
+    def fix(self, text: str, language: str | None, glossary: tuple[str, ...] = ()) -> str:
+        ctx = GrammarContext(glossary=glossary, min_repeats=self.options.repetition_min_repeats)
+        for rule in self.active_rules(language):
+            if rule.name == "remove_fillers":
+                text = remove_fillers(text, ctx, language or "en")
+            else:
+                text = rule.apply(text, ctx)
+        return text
+
+    def run(self, job: Job) -> None:
+        glossary = tuple(job.glossary)
+        for segment in job.transcript.segments:
+            language = segment.language or job.transcript.language
+            segment.text = self.fix(segment.text, language, glossary)
+        job.transcript.segments = [s for s in job.transcript.segments if s.text]

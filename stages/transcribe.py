@@ -1,0 +1,144 @@
+"""transcribe: voice-activity detection, then the ASR engine on windows of speech.
+
+Silero VAD (shipped inside faster-whisper, no download) finds where people speak.
+No speech means an empty transcript marked ``no_speech``: the engine is not even
+asked, so silence can never turn into hallucinated text. Speech regions are packed
+into windows no longer than the engine accepts (which also bounds memory on a
+2-hour file), transcribed, and their times mapped back onto the recording.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.chunking import pack_regions
+from pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
+from pipeline.errors import ModelError, StageError
+from pipeline.job import Job, Segment, Word
+from stages.base import Stage, StageOptions
+
+
+class TranscribeOptions(StageOptions):
+    engine: Literal["whisper", "qwen3-asr"] = "whisper"
+    model: str = Field("base", description="'base' (bundled) or a model directory / checkpoint name")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = Field(0, ge=0)
+    aligner: str | None = Field(None, description="qwen3-asr: forced-aligner checkpoint for word times")
+    beam_size: int = Field(5, ge=1, le=20)
+    word_timestamps: bool = True
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    vad_min_silence_ms: int = Field(500, ge=50)
+    vad_speech_pad_ms: int = Field(300, ge=0)
+    window_seconds: float = Field(600.0, ge=30.0, le=1200.0, description="longest audio sent in one call")
+    engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
+
+
+class Transcribe(Stage):
+    name = "transcribe"
+    Options = TranscribeOptions
+
+    def __init__(self, options: TranscribeOptions | None = None):
+        super().__init__(options)
+        self.engine: Engine | None = None
+
+    @property
+    def spec(self) -> EngineSpec:
+        o = self.options
+        return EngineSpec(
+            engine=o.engine,
+            model=o.model,
+            device=o.device,
+            compute_type=o.compute_type,
+            cpu_threads=o.cpu_threads,
+            aligner=o.aligner,
+        )
+
+    def open(self) -> None:
+        try:
+            self.engine = load_engine(self.spec)  # cached per process: loaded once, reused
+        except ModelError as exc:
+            raise StageError(self.name, str(exc)) from exc
+
+    def run(self, job: Job) -> None:
+        if self.engine is None:
+            self.open()
+        assert self.engine is not None
+        samples, rate = self.audio_of(job).samples()
+        if rate != SAMPLE_RATE:
+            raise self.fail(
+                f"the engine needs {SAMPLE_RATE} Hz audio but got {rate} Hz: "
+                f"put a `resample` stage before `transcribe` in the chain"
+            )
+        job.engine_info = self.engine.describe()
+        transcript = job.transcript
+        regions = self._speech_regions(samples)
+        transcript.speech_regions = [(a / rate, b / rate) for a, b in regions]
+        if not regions:
+            transcript.no_speech = True
+            job.note("transcribe: no speech detected")
+            return
+        max_window = min(self.options.window_seconds, self.engine.capabilities.max_window_s)
+        windows = pack_regions(regions, samples, rate, max_window)
+        speech_total = sum(w.length for w in windows) / rate
+        done_before = [sum(w.length for w in windows[:i]) / rate for i in range(len(windows))]
+
+        def progress(index: int, seconds: float) -> None:
+            job.progress(self.name, min(1.0, (done_before[index] + seconds) / max(speech_total, 1e-9)))
+
+        request = DecodeRequest(
+            language=None if job.language == "auto" else job.language,
+            glossary=tuple(job.glossary),
+            word_timestamps=self.options.word_timestamps,
+            beam_size=self.options.beam_size,
+            options=dict(self.options.engine_options),
+        )
+        results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress)
+        languages: Counter[str] = Counter()
+        probabilities: dict[str, float] = {}
+        for window, result in zip(windows, results):
+            for seg in result.segments:
+                if not seg.text.strip():
+                    continue
+                transcript.segments.append(_to_source_time(seg, window, rate))
+            if result.language:
+                languages[result.language] += window.length
+                probabilities.setdefault(result.language, result.language_probability or 0.0)
+        if languages:
+            transcript.language = languages.most_common(1)[0][0]
+            transcript.language_probability = probabilities[transcript.language]
+        if not transcript.segments:
+            transcript.no_speech = True
+            job.note("transcribe: the engine heard no words in the speech regions")
+
+    def _speech_regions(self, samples: np.ndarray) -> list[tuple[int, int]]:
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        if len(samples) < SAMPLE_RATE // 10:
+            return []
+        options = VadOptions(
+            threshold=self.options.vad_threshold,
+            min_silence_duration_ms=self.options.vad_min_silence_ms,
+            speech_pad_ms=self.options.vad_speech_pad_ms,
+        )
+        stamps = get_speech_timestamps(np.asarray(samples, dtype=np.float32), options, sampling_rate=SAMPLE_RATE)
+        return [(int(s["start"]), int(s["end"])) for s in stamps]
+
+
+def _to_source_time(seg: Segment, window, rate: int) -> Segment:
+    def t(x: float) -> float:
+        return round(window.to_source_time(x, rate), 3)
+
+    return Segment(
+        start=t(seg.start),
+        end=t(seg.end),
+        text=seg.text.strip(),
+        words=[Word(t(w.start), t(w.end), w.text, w.probability) for w in seg.words],
+        language=seg.language,
+        avg_logprob=seg.avg_logprob,
+        no_speech_prob=seg.no_speech_prob,
+    )
