@@ -23,6 +23,10 @@ class DenoiseOptions(StageOptions):
     mode: Literal["auto", "always", "off"] = "auto"
     snr_threshold_db: float = Field(15.0, description="auto mode denoises below this estimated SNR")
     prop_decrease: float = Field(1.0, ge=0.0, le=1.0, description="how much of the noise to remove")
+    threshold_std: float = Field(1.0, gt=0.0, le=5.0, description="gate opens this many std above the noise")
+    window_ms: float = Field(32.0, ge=8.0, le=128.0, description="STFT window; short windows keep speech onsets")
+    freq_smooth_hz: float = Field(250.0, ge=0.0)
+    time_smooth_ms: float = Field(32.0, ge=0.0)
     block_seconds: float = Field(60.0, ge=5.0, le=600.0)
 
 
@@ -87,6 +91,7 @@ class Denoise(Stage):
         import noisereduce
 
         noise = noise_profile(samples, rate)
+        n_fft = 1 << max(6, round(np.log2(self.options.window_ms / 1000 * rate)))
         block = int(self.options.block_seconds * rate)
         out = np.empty(len(samples), dtype=np.float32)
         total = len(samples)
@@ -102,6 +107,10 @@ class Denoise(Stage):
                 y_noise=noise,
                 stationary=True,
                 prop_decrease=self.options.prop_decrease,
+                n_std_thresh_stationary=self.options.threshold_std,
+                n_fft=n_fft,
+                freq_mask_smooth_hz=self.options.freq_smooth_hz,
+                time_mask_smooth_ms=self.options.time_smooth_ms,
                 n_jobs=1,
             )
             job.progress(self.name, end / total)

@@ -1,0 +1,70 @@
+"""Shared fixtures: real audio made with real ffmpeg, real configs in temp folders."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from pipeline.audio import ffmpeg_exe
+from pipeline.config import Settings, parse_config
+
+DATA = Path(__file__).parent / "data"
+SPEECH_EN = DATA / "speech_en.wav"
+SPEECH_EN_TEXT = (DATA / "speech_en.txt").read_text()
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the same ffmpeg hushdrop uses; fail the test with its message if it fails."""
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
+    return path
+
+
+def tone(freq: float, seconds: float, rate: int = 48000, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def load_speech(rate: int = 16000) -> np.ndarray:
+    samples, sr = soundfile.read(SPEECH_EN, dtype="float32")
+    assert sr == rate, "speech_en.wav is 16 kHz; resample in the test if you need another rate"
+    return samples
+
+
+def make_settings(root: Path, **profile_overrides) -> Settings:
+    """A real config rooted in ``root`` (inbox/, outbox/, .hushdrop/), parsed like config.yaml."""
+    profile = {"originals": "shred", **profile_overrides}
+    return parse_config({"profiles": {"default": profile}}, root / "config.yaml")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def speech_copy(tmp_path: Path) -> Path:
+    """A private copy of the English test clip that a test may shred."""
+    target = tmp_path / "dropped" / "speech_en.wav"
+    target.parent.mkdir()
+    target.write_bytes(SPEECH_EN.read_bytes())
+    return target
+
+
+@pytest.fixture(scope="session")
+def processor_session(tmp_path_factory):
+    """One Processor (one loaded model) shared by the tests that only transcribe."""
+    from pipeline.process import Processor
+
+    root = tmp_path_factory.mktemp("shared")
+    processor = Processor(make_settings(root))
+    yield processor
+    processor.close()

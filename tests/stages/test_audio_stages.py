@@ -1,0 +1,143 @@
+"""normalize, highpass, resample, denoise: each on real signals through real ffmpeg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from pipeline.audio import Audio
+from pipeline.job import Job
+from pipeline.runner import Chain
+from stages.denoise import Denoise, DenoiseOptions, estimate_snr_db
+from stages.highpass import Highpass, HighpassOptions, butterworth_q_values
+from stages.normalize import Normalize, NormalizeOptions
+from stages.resample import Resample
+from tests.conftest import load_speech, tone, write_wav
+
+
+def run_chain(path: Path, rate: int, stages, tmp_path: Path) -> tuple[np.ndarray, int, Job]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    job = Job(source=path)
+    job.audio = Audio(source=path, workdir=work, source_rate=rate)
+    Chain(stages).run(job)
+    samples, out_rate = job.audio.samples()
+    return np.array(samples), out_rate, job
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-20)
+
+
+def speech_at(rate: int) -> np.ndarray:
+    speech = load_speech()
+    if rate == 16000:
+        return speech
+    return np.interp(np.arange(int(len(speech) * rate / 16000)) * 16000 / rate, np.arange(len(speech)), speech).astype(np.float32)
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, 0.0])
+@pytest.mark.parametrize("target", [-23.0, -16.0])
+def test_normalize_reaches_target_loudness_within_1_lu(tmp_path, gain_db, target):
+    rate = 48000
+    speech = speech_at(rate) * (10 ** (gain_db / 20)) * 0.5
+    path = write_wav(tmp_path / "in.wav", speech, rate)
+    before = pyloudnorm.Meter(rate).integrated_loudness(speech)
+    out, out_rate, _ = run_chain(path, rate, [Normalize(NormalizeOptions(target_lufs=target))], tmp_path)
+    after = pyloudnorm.Meter(out_rate).integrated_loudness(out)
+    assert out_rate == rate
+    assert abs(after - target) <= 1.0, f"{before:.1f} LUFS became {after:.1f}, wanted {target}"
+
+
+def test_normalize_leaves_digital_silence_alone(tmp_path):
+    path = write_wav(tmp_path / "silence.wav", np.zeros(48000 * 3, dtype=np.float32), 48000)
+    out, _, _ = run_chain(path, 48000, [Normalize()], tmp_path)
+    assert len(out) == 48000 * 3
+    assert np.max(np.abs(out)) == 0.0
+
+
+def test_highpass_default_removes_50hz_hum_keeps_1khz(tmp_path):
+    rate = 48000
+    levels = {}
+    for freq in (50, 1000):
+        path = write_wav(tmp_path / f"tone{freq}.wav", tone(freq, 4.0, rate), rate)
+        out, _, _ = run_chain(path, rate, [Highpass()], tmp_path)
+        steady = slice(rate, 3 * rate)  # skip the filter's settling at the edges
+        levels[freq] = rms_db(out[steady]) - rms_db(tone(freq, 4.0, rate)[steady])
+    assert levels[50] <= -20.0, f"50 Hz only dropped {levels[50]:.1f} dB"
+    assert abs(levels[1000]) <= 1.0, f"1 kHz changed by {levels[1000]:.2f} dB"
+
+
+def test_highpass_order_sets_butterworth_sections():
+    assert len(butterworth_q_values(6)) == 3
+    assert butterworth_q_values(2) == pytest.approx([2 ** -0.5])
+    with pytest.raises(ValueError):
+        HighpassOptions(order=5)
+
+
+def test_resample_gives_16k_mono_float32_and_keeps_pitch(tmp_path):
+    rate = 44100
+    left, right = tone(440, 2.0, rate), tone(440, 2.0, rate)
+    import soundfile
+
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], axis=1), rate)
+    out, out_rate, _ = run_chain(path, rate, [Resample()], tmp_path)
+    assert out_rate == 16000 and out.dtype == np.float32 and out.ndim == 1
+    assert abs(len(out) - 32000) <= 16
+    spectrum = np.abs(np.fft.rfft(out))
+    peak_hz = np.argmax(spectrum) * 16000 / len(out)
+    assert abs(peak_hz - 440) < 2
+
+
+def test_fused_filters_cost_one_render(tmp_path):
+    rate = 48000
+    path = write_wav(tmp_path / "in.wav", speech_at(rate) * 0.3, rate)
+    _, out_rate, job = run_chain(path, rate, [Normalize(), Highpass(), Resample()], tmp_path)
+    decodes = [s for s in job.stages if s.name == "decode"]
+    assert out_rate == 16000
+    assert len(decodes) == 1, "normalize+highpass+resample must share one ffmpeg render"
+    assert decodes[0].options["passes"] == 2  # loudnorm measures, then renders everything
+
+
+def noisy_speech(snr_db: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    clean = load_speech()
+    noise = np.random.default_rng(seed).standard_normal(len(clean)).astype(np.float32)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return clean, clean + noise
+
+
+def snr_against(clean: np.ndarray, processed: np.ndarray) -> float:
+    return 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((processed - clean).astype(np.float64) ** 2))
+
+
+def test_denoise_improves_5db_white_noise_by_6db(tmp_path):
+    clean, noisy = noisy_speech(5.0)
+    path = write_wav(tmp_path / "noisy.wav", noisy, 16000)
+    out, _, job = run_chain(path, 16000, [Denoise()], tmp_path)
+    before, after = snr_against(clean, noisy), snr_against(clean, out[: len(clean)])
+    assert before == pytest.approx(5.0, abs=0.1)
+    assert after - before >= 6.0, f"SNR {before:.1f} dB → {after:.1f} dB"
+    assert any("gating noise" in n for n in job.notes)
+
+
+def test_denoise_auto_leaves_clean_speech_untouched(tmp_path):
+    clean = load_speech()
+    path = write_wav(tmp_path / "clean.wav", clean, 16000)
+    out, _, job = run_chain(path, 16000, [Denoise()], tmp_path)
+    assert np.array_equal(out, clean)
+    assert any("skipped" in n for n in job.notes)
+
+
+def test_denoise_modes(tmp_path):
+    clean, noisy = noisy_speech(5.0)
+    assert estimate_snr_db(clean, 16000) > 15 > estimate_snr_db(noisy, 16000)
+    path = write_wav(tmp_path / "clean.wav", clean, 16000)
+    always, _, _ = run_chain(path, 16000, [Denoise(DenoiseOptions(mode="always"))], tmp_path)
+    assert not np.array_equal(always, clean)
+    noisy_path = write_wav(tmp_path / "noisy.wav", noisy, 16000)
+    off, _, _ = run_chain(noisy_path, 16000, [Denoise(DenoiseOptions(mode="off"))], tmp_path)
+    assert np.array_equal(off, noisy.astype(np.float32))
