@@ -185,8 +185,10 @@ class Audio:
         self.sample_rate = rate
 
     @property
-    def rendered_rate(self) -> int:
-        return self._rate
+    def decoded_seconds(self) -> float | None:
+        if self._samples is None or not self._rate:
+            return None
+        return len(self._samples) / self._rate
 
     def samples(self) -> tuple[np.ndarray, int]:
         """Mono float32 samples and their rate, rendering pending filters first."""

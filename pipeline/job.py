@@ -70,6 +70,7 @@ class AudioFacts:
     sample_rate: int
     channels: int
     has_video: bool = False
+    decoded_s: float | None = None  # what could actually be decoded; less than duration_s if truncated
 
 
 @dataclass
@@ -104,6 +105,14 @@ class Job:
 
     def note(self, message: str) -> None:
         self.notes.append(message)
+
+    def warn(self, message: str) -> None:
+        """A note the person who dropped the file should see."""
+        self.notes.append(f"warning: {message}")
+
+    @property
+    def warnings(self) -> list[str]:
+        return [n.removeprefix("warning: ") for n in self.notes if n.startswith("warning: ")]
 
     def transcript_dict(self) -> dict[str, Any]:
         return asdict(self.transcript)

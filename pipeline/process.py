@@ -72,9 +72,24 @@ class Processor:
             job.audio = Audio(source=path, workdir=workdir, source_rate=job.facts.sample_rate)
             try:
                 self.chain(profile).run(job)
+                self._check_truncation(job)
             finally:
                 job.audio = None  # its memory maps point into workdir, which goes now
         return job
+
+    @staticmethod
+    def _check_truncation(job: Job) -> None:
+        assert job.facts is not None and job.audio is not None
+        decoded = job.audio.decoded_seconds
+        if decoded is None:
+            return
+        job.facts.decoded_s = round(decoded, 3)
+        declared = job.facts.duration_s
+        if declared - decoded > max(1.0, 0.05 * declared):
+            job.warn(
+                f"the file looks truncated: its header says {declared:.1f} s but only {decoded:.1f} s "
+                f"could be decoded; the transcript covers the readable part"
+            )
 
     def process(
         self,

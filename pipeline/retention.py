@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from pipeline.config import OriginalsPolicy
@@ -25,23 +26,32 @@ class RetentionError(Exception):
     pass
 
 
-def shred(path: Path) -> None:
-    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+def _open_regular(path: Path) -> int:
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
         raise RetentionError(f"cannot open {path} for shredding: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RetentionError(f"{path} is not a regular file; refusing to shred it")
+    return fd
+
+
+def overwrite_with_random(fd: int) -> None:
+    """Replace every byte of the open file with random bytes, in place, and fsync."""
+    remaining = os.fstat(fd).st_size
+    os.lseek(fd, 0, os.SEEK_SET)
+    while remaining > 0:
+        n = min(_BLOCK, remaining)
+        os.write(fd, os.urandom(n))
+        remaining -= n
+    os.fsync(fd)
+
+
+def shred(path: Path) -> None:
+    fd = _open_regular(path)
     try:
-        st = os.fstat(fd)
-        if not (st.st_mode & 0o170000 == 0o100000):
-            raise RetentionError(f"{path} is not a regular file; refusing to shred it")
-        remaining = st.st_size
-        os.lseek(fd, 0, os.SEEK_SET)
-        while remaining > 0:
-            n = min(_BLOCK, remaining)
-            os.write(fd, os.urandom(n))
-            remaining -= n
-        os.fsync(fd)
+        overwrite_with_random(fd)
         os.ftruncate(fd, 0)
         os.fsync(fd)
     finally:

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.chunking import pack_regions, split_at_quiet_points
+
+
+def test_split_cuts_at_the_quiet_point_and_never_exceeds_limit():
+    rate = 100
+    audio = np.ones(rate * 100, dtype=np.float32)
+    audio[rate * 55 : rate * 56] = 0.0  # a quiet second just before the 60 s limit
+    ranges = split_at_quiet_points(audio, rate, max_seconds=60, search_seconds=10)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(audio)
+    assert all(b - a <= 60 * rate for a, b in ranges)
+    assert all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1))
+    assert 55 * rate <= ranges[0][1] <= 56 * rate
+
+
+def test_25_minutes_split_into_engine_windows():
+    rate = 16000
+    audio = np.random.default_rng(0).standard_normal(rate * 60 * 25).astype(np.float32)
+    ranges = split_at_quiet_points(audio, rate, max_seconds=1200)
+    assert len(ranges) == 2 and sum(b - a for a, b in ranges) == len(audio)
+
+
+def test_pack_regions_joins_speech_and_maps_times_back():
+    rate = 10
+    audio = np.arange(1000, dtype=np.float32)
+    regions = [(100, 200), (500, 550), (900, 1000)]
+    windows = pack_regions(regions, audio, rate, max_seconds=16)
+    assert [w.length for w in windows] == [150, 100]
+    assert np.array_equal(windows[0].gather(audio), np.concatenate([audio[100:200], audio[500:550]]))
+    assert windows[0].to_source_time(0.0, rate) == 10.0
+    assert windows[0].to_source_time(12.0, rate) == 52.0  # 2 s into the second piece
+    assert windows[1].to_source_time(5.0, rate) == 95.0

@@ -1,0 +1,128 @@
+"""config.yaml loading: every error named with file, profile, stage and field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, parse_config
+from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_shipped_config_is_valid_with_three_profiles():
+    settings = load_config(REPO / "config.yaml")
+    assert set(settings.profiles) == {"default", "meetings-zh", "podcast-en"}
+    assert settings.profile("meetings-zh").language == "zh"
+    assert settings.profile("podcast-en").originals.action == "move"
+    assert [s.name for s in settings.profile("meetings-zh").chain] == [s.name for s in settings.profile("default").chain]
+
+
+def test_relative_paths_follow_the_config_file(tmp_path):
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(REPO / "config.yaml", moved / "config.yaml")
+    settings = load_config(moved / "config.yaml")
+    assert settings.inbox == moved / "inbox"
+    assert settings.outbox == moved / "outbox"
+    assert settings.profile("podcast-en").originals.move_to == moved / "archive" / "podcast-en"
+
+
+def test_every_problem_reported_at_once_with_its_path(tmp_path):
+    path = write(
+        tmp_path,
+        {
+            "workers": 0,
+            "profiles": {
+                "default": {"language": "klingon"},
+                "meetings": {
+                    "chain": [
+                        "normalize",
+                        {"highpass": {"cutoff_hz": 5}},
+                        "resample",
+                        {"denoise": {"mode": "sometimes", "prop_decrease": 3}},
+                        "transcribe",
+                        "polish",
+                    ]
+                },
+            },
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "profiles.default.language: unknown language 'klingon'" in message
+    assert "profiles.meetings.chain[1] (highpass).cutoff_hz" in message
+    assert "profiles.meetings.chain[3] (denoise).mode" in message
+    assert "profiles.meetings.chain[3] (denoise).prop_decrease" in message
+    assert "profiles.meetings.chain[5]: unknown stage 'polish'" in message
+    assert "workers" in message
+
+
+@pytest.mark.parametrize(
+    "chain,expected",
+    [
+        (["normalize", "resample"], "must contain a 'transcribe'"),
+        (["transcribe", "resample"], "needs 'resample' before 'transcribe'"),
+        (["resample", "grammar", "transcribe"], "'grammar' works on the transcript"),
+        ([{"denoise": {"no_such": 1}}, "resample", "transcribe"], "chain[0] (denoise).no_such: Extra inputs"),
+    ],
+)
+def test_chain_shape_errors(tmp_path, chain, expected):
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_config({"profiles": {"default": {"chain": chain}}}, tmp_path / "c.yaml")
+    assert expected in str(info.value)
+
+
+def test_profiles_inherit_from_default_and_folders_are_unique(tmp_path):
+    settings = parse_config(
+        {"profiles": {"default": {"glossary": ["Acme"], "originals": "keep"}, "calls": {"language": "de"}}},
+        tmp_path / "c.yaml",
+    )
+    calls = settings.profile("calls")
+    assert calls.glossary == ["Acme"] and calls.originals.action == "keep" and calls.folder == "calls"
+    assert settings.profile("default").folder == ""
+    with pytest.raises(ConfigError, match="already the folder"):
+        parse_config({"profiles": {"a": {"folder": "x"}, "b": {"folder": "x"}}}, tmp_path / "c.yaml")
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = write(tmp_path, "profiles:\n  default:\n    language: [en\n")
+    with pytest.raises(ConfigError, match=r"line \d+"):
+        load_config(path)
+
+
+def test_missing_file_and_move_without_folder(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="'move' needs a folder"):
+        parse_config({"profiles": {"default": {"originals": {"action": "move"}}}}, tmp_path / "c.yaml")
+
+
+def test_config_check_cli(tmp_path):
+    import subprocess
+    import sys
+
+    bad = write(tmp_path, {"profiles": {"default": {"chain": ["resample", {"transcribe": {"beam_size": 0}}]}}})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(bad), "config", "check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "profiles.default.chain[1] (transcribe).beam_size" in proc.stderr
+    good = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(REPO / "config.yaml"), "config", "check"],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0 and "is valid" in good.stdout

@@ -1,0 +1,58 @@
+"""Every grammar rule's before/after examples, and the stage's language gating."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.job import Job, Segment, Transcript
+from stages.grammar import EXAMPLE_GLOSSARY, RULES, Grammar, GrammarContext, GrammarOptions, remove_fillers
+
+CASES = [(rule, before, after) for rule in RULES for before, after in rule.examples]
+
+
+def test_every_rule_has_an_example():
+    assert all(rule.examples for rule in RULES)
+
+
+@pytest.mark.parametrize("rule,before,after", CASES, ids=[f"{r.name}-{i}" for i, (r, _, _) in enumerate(CASES)])
+def test_rule_example(rule, before, after):
+    ctx = GrammarContext(glossary=EXAMPLE_GLOSSARY)
+    got = remove_fillers(before, ctx, "en") if rule.name == "remove_fillers" else rule.apply(before, ctx)
+    assert got == after
+
+
+def job_with(text: str, language: str, glossary=()) -> Job:
+    job = Job(source=__import__("pathlib").Path("x.wav"), glossary=list(glossary))
+    job.transcript = Transcript(language=language, segments=[Segment(0.0, 1.0, text)])
+    return job
+
+
+def test_english_sentence_fixes_do_not_touch_chinese():
+    grammar = Grammar()
+    assert grammar.fix("hello there. how are you", "en") == "Hello there. How are you"
+    assert grammar.fix("你好,我用Python写代码.", "zh") == "你好，我用 Python 写代码。"
+    assert grammar.fix("hello there,friend", "zh") == "hello there,friend"
+
+
+def test_fillers_only_when_switched_on():
+    assert Grammar().fix("um, we uh go", "en") == "Um, we uh go"
+    assert Grammar(GrammarOptions(remove_fillers=True)).fix("um, we uh go", "en") == "We go"
+
+
+def test_disable_rule_and_unknown_rule_rejected():
+    assert Grammar(GrammarOptions(disable=["capitalise_sentences"])).fix("hello. there", "en") == "hello. there"
+    with pytest.raises(ValueError, match="unknown rule"):
+        GrammarOptions(disable=["no_such_rule"])
+
+
+def test_stage_uses_profile_glossary_and_drops_emptied_segments():
+    job = job_with("we deployed it on kubernetes", "en", glossary=["Kubernetes"])
+    job.transcript.segments.append(Segment(1.0, 2.0, "  "))
+    Grammar().run(job)
+    assert [s.text for s in job.transcript.segments] == ["We deployed it on Kubernetes"]
+
+
+def test_repetition_loop_threshold_is_configurable():
+    text = "go go go go now"
+    assert Grammar().fix(text, "en") == "Go now"
+    assert Grammar(GrammarOptions(repetition_min_repeats=6)).fix(text, "en") == "Go go go go now"

@@ -1,0 +1,86 @@
+"""transcribe: the real bundled Whisper base model on real audio."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from pipeline.engines import EngineSpec, load_engine
+from stages.transcribe import Transcribe
+from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, write_wav
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
+
+
+def test_english_clip_transcribed_with_word_times(processor_session):
+    settings = processor_session.settings
+    job = processor_session.transcribe(SPEECH_EN, settings.profile("default"))
+    t = job.transcript
+    assert wer(SPEECH_EN_TEXT, t.text) <= 0.15, t.text
+    assert t.language == "en" and t.language_probability > 0.5
+    assert not t.no_speech
+    starts = [s.start for s in t.segments]
+    assert starts == sorted(starts) and t.segments[-1].end <= job.facts.duration_s + 0.5
+    all_words = [w for s in t.segments for w in s.words]
+    assert len(all_words) >= 0.8 * len(words(SPEECH_EN_TEXT))
+    assert all(w.start <= w.end for w in all_words)
+    assert job.engine_info["engine"] == "whisper" and len(job.engine_info["model_sha256"]) == 64
+
+
+def test_silence_is_no_speech_never_text(processor_session, tmp_path):
+    path = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 20, dtype=np.float32), 16000)
+    job = processor_session.transcribe(path, processor_session.settings.profile("default"))
+    assert job.transcript.no_speech
+    assert job.transcript.segments == []
+
+
+def test_low_noise_only_is_no_speech(processor_session, tmp_path):
+    noise = np.random.default_rng(1).standard_normal(16000 * 15).astype(np.float32) * 0.003
+    path = write_wav(tmp_path / "hiss.wav", noise, 16000)
+    job = processor_session.transcribe(path, processor_session.settings.profile("default"))
+    assert job.transcript.no_speech, job.transcript.text
+
+
+def test_model_is_loaded_once_per_process():
+    first, second = Transcribe(), Transcribe()
+    first.open()
+    second.open()
+    assert first.engine is second.engine
+    assert load_engine(EngineSpec()) is first.engine
+
+
+def test_forced_language_is_passed_to_engine(processor_session):
+    profile = processor_session.settings.profile("default").model_copy(update={"language": "en", "name": "en-only"})
+    job = processor_session.transcribe(SPEECH_EN, profile)
+    assert job.transcript.language == "en" and job.transcript.language_probability == pytest.approx(1.0)
+
+
+def test_short_windows_map_times_back(tmp_path):
+    """Speech packed into several windows comes back on the recording's own clock."""
+    from pipeline.audio import Audio
+    from pipeline.job import Job
+    from stages.transcribe import TranscribeOptions
+    import soundfile
+
+    speech, _ = soundfile.read(SPEECH_EN, dtype="float32")
+    gap = np.zeros(16000 * 40, dtype=np.float32)
+    joined = np.concatenate([speech[: 16000 * 12], gap, speech[16000 * 12 :]])
+    path = write_wav(tmp_path / "gap.wav", joined, 16000)
+    stage = Transcribe(TranscribeOptions(window_seconds=30))
+    job = Job(source=path)
+    job.audio = Audio(source=path, workdir=tmp_path, source_rate=16000)
+    stage.run(job)
+    segments = job.transcript.segments
+    assert any(s.start >= 52 for s in segments), [(s.start, s.text) for s in segments]
+    assert not any(13 < s.start < 51 for s in segments)
+    assert wer(SPEECH_EN_TEXT, job.transcript.text) <= 0.2
