@@ -73,6 +73,8 @@ def cmd_run(args) -> int:
             job = outcome.job
             summary = "no speech" if job.transcript.no_speech else f"language {job.transcript.language}"
             out.print(f"[green]✓[/] {path} → {summary}, {outcome.seconds:.1f} s")
+            for warning in job.warnings:
+                out.print(f"    [yellow]warning:[/] {warning}")
             for output in outcome.outputs:
                 out.print(f"    {output}")
             out.print(f"    original: {outcome.retention}")
@@ -83,10 +85,25 @@ def cmd_run(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from pipeline.watcher import watch
+    from pipeline.service import watch
 
     settings = _load(args)
-    return watch(settings, console=console, once=args.once)
+    if args.log_format:
+        settings = settings.model_copy(update={"log_format": args.log_format})
+    return watch(settings, once=args.once)
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from pipeline.status import collect, render
+
+    status = collect(_load(args))
+    if args.json:
+        out.print_json(json.dumps(status, default=str))
+    else:
+        render(status, out)
+    return 0 if status.get("running") else 3
 
 
 def cmd_models(args) -> int:
@@ -131,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = sub.add_parser("watch", help="watch the inbox and transcribe what arrives")
     watch.add_argument("--once", action="store_true", help="process what is there now, then exit")
+    watch.add_argument("--log-format", choices=["text", "json"], help="override the config's log_format")
     watch.set_defaults(func=cmd_watch)
+
+    status = sub.add_parser("status", help="what the watcher is doing: queue, running jobs, recent results")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
 
     models = sub.add_parser("models", help="list engines and models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")

@@ -22,6 +22,11 @@ from pipeline.errors import ConfigError
 from stages import DEFAULT_CHAIN, REGISTRY, StageOptions
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "md")
+# What watch mode claims by default: audio containers, and videos whose sound track is transcribed.
+AUDIO_EXTENSIONS = (
+    "wav", "wave", "mp3", "m4a", "m4b", "aac", "flac", "ogg", "oga", "opus", "wma", "amr", "3gp", "3ga",
+    "aif", "aiff", "aifc", "caf", "wv", "ape", "mka", "mpga", "webm", "mp4", "m4v", "mov", "mkv", "avi",
+)
 DEFAULT_PROFILE = "default"
 
 
@@ -79,6 +84,15 @@ class Profile(BaseModel):
     duplicates: Literal["skip", "reprocess"] = "skip"
     settle_seconds: float = Field(5.0, ge=0.0)
     ignore: list[str] = Field(default_factory=list, description="extra glob patterns to ignore")
+    extensions: list[str] = Field(
+        default_factory=lambda: list(AUDIO_EXTENSIONS),
+        description="watch mode claims only files with these extensions; others are reported once and left alone",
+    )
+
+    @field_validator("extensions")
+    @classmethod
+    def _bare_extensions(cls, value: list[str]) -> list[str]:
+        return [e.lower().lstrip(".") for e in value]
 
     @field_validator("language")
     @classmethod
@@ -132,6 +146,16 @@ class Settings(BaseModel):
     max_duration_hours: float = Field(12.0, gt=0, description="longer recordings are refused")
     poll_seconds: float = Field(2.0, gt=0)
     log_format: Literal["text", "json"] = "text"
+    # watch mode (docs/watch.md)
+    watch: Literal["auto", "events", "polling"] = Field("auto", description="auto: events, or polling where none arrive")
+    spool: Path | None = Field(None, description="claimed originals; default <workdir>/spool. Same filesystem as the inbox = atomic claims")
+    rescan_seconds: float = Field(300.0, gt=0, description="full inbox rescan that catches any missed event")
+    max_attempts: int = Field(3, ge=1, le=100, description="tries before a failing job is quarantined")
+    retry_backoff_seconds: float = Field(30.0, ge=0, description="first retry delay; doubles on each attempt")
+    queue_limit: int = Field(64, ge=1, description="claimed-but-unfinished jobs before intake waits (backpressure)")
+    outbox_expiry_days: float | None = Field(None, gt=0, description="delete outbox results older than this; null = never")
+    shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: let running jobs finish this long, then release them")
+    heartbeat_seconds: float = Field(5.0, gt=0)
     profiles: dict[str, Profile]
 
     @property
@@ -141,6 +165,14 @@ class Settings(BaseModel):
     @property
     def quarantine(self) -> Path:
         return self.workdir / "quarantine"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool or self.workdir / "spool"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.workdir / "ledger.sqlite3"
 
     def profile(self, name: str) -> Profile:
         try:
@@ -240,6 +272,8 @@ def parse_config(raw: Any, source: Path) -> Settings:
                 raw[key] = _resolve(base, raw[key])
             else:
                 raw[key] = _resolve(base, Settings.model_fields[key].default)
+        if raw.get("spool"):
+            raw["spool"] = _resolve(base, raw["spool"])
         settings = Settings.model_validate({**raw, "source": source, "profiles": profiles or {}})
     except ValidationError as exc:
         for err in exc.errors():

@@ -1,155 +1,260 @@
-"""``hushdrop watch``: a polling loop over the inbox.
+"""The watcher notices files in the inbox and hands settled ones to intake. Nothing more.
 
-Each poll lists the inbox root (the ``default`` profile) and each profile's
-subfolder, skips what must never be touched (temp files of sync tools, hidden
-files, links, FIFOs, devices), waits until a file's size and mtime have been
-still for the profile's settle period, then processes it. A file whose job
-fails is moved to the quarantine folder beside a ``.error.txt`` saying why.
+One watchdog observer watches the inbox root (profiles are its subfolders):
+inotify where the filesystem delivers events, a ``PollingObserver`` where it does
+not (NFS, SMB/CIFS, FUSE, 9p/drvfs bind mounts on WSL2). ``watch: auto`` decides by
+the inbox's filesystem type and by a marker-file probe. Created, modified and
+moved-into-place events (Syncthing's ``.syncthing.NAME.tmp`` → ``NAME``) all just
+put the path on the candidate list; ``rescan()`` (at start, and on the
+scheduler's clock) lists every profile folder so a missed event costs one rescan
+period at worst.
+
+A candidate is handed on only once its device, inode, size and mtime have stayed
+the same for the profile's settle period, so a file still being copied (slowly,
+over SMB) is never read early. Links, FIFOs, sockets, devices, directories and
+files with other extensions are reported once and left alone.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import signal
-import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from rich.console import Console
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
 
 from pipeline.config import Profile, Settings
-from pipeline.errors import HushdropError, StageError
-from pipeline.fsutil import fsync_dir, link_no_clobber, write_temp
+from pipeline.fsutil import random_name
+from pipeline.intake import classify, file_identity, profile_folder
+from pipeline.logs import log
 
-# Temp and metadata files of sync tools, browsers and desktops: never ours to read.
-BUILTIN_IGNORE = (
-    ".*",  # dot-files: .syncthing.*.tmp, ._* (macOS), .DS_Store, .~lock* (Nextcloud/LibreOffice), .stfolder …
-    "~syncthing~*",
-    "*.tmp",
-    "*.part",
-    "*.partial",
-    "*.crdownload",
-    "*.download",
-    "*.!sync",
-    "@eaDir",
-    "#recycle",
-    "Thumbs.db",
-    "desktop.ini",
-    "*.error.txt",
-)
+# Filesystems on which inotify does not see changes made by other machines.
+NO_EVENT_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "v9fs", "ceph", "glusterfs", "afs", "lustre", "davfs")
+
+# on_settled(path, profile, stat) -> True: dealt with; False: not now (backpressure); None: settle again
+Settled = Callable[[Path, Profile, os.stat_result], "bool | None"]
 
 
-def is_ignored(name: str, extra: list[str] | tuple[str, ...] = ()) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*BUILTIN_IGNORE, *extra))
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem ``path`` lives on, from /proc/self/mounts ('' if unknown)."""
+    try:
+        target = os.path.realpath(path)
+        best, kind = "", ""
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                    best, kind = mount, parts[2]
+        return kind
+    except OSError:
+        return ""
+
+
+def events_work(folder: Path, timeout: float = 2.0) -> bool:
+    """Probe: does an inotify observer on ``folder`` see a marker file we create?"""
+    seen = threading.Event()
+    marker = folder / f".hushdrop-probe-{random_name(8)}"
+
+    class Probe(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if Path(os.fsdecode(event.src_path)) == marker:
+                seen.set()
+
+    observer = Observer()
+    try:
+        observer.schedule(Probe(), str(folder), recursive=False)
+        observer.start()
+    except OSError as exc:  # no inotify (limit reached, unsupported filesystem)
+        log().warning("inotify is not available for %s (%s)", folder, exc)
+        return False
+    try:
+        marker.write_bytes(b"hushdrop probe\n")
+        return seen.wait(timeout)
+    finally:
+        marker.unlink(missing_ok=True)
+        observer.stop()
+        observer.join(5)
+
+
+def choose_mode(settings: Settings) -> tuple[str, str]:
+    """('events' | 'polling', why)."""
+    if settings.watch != "auto":
+        return settings.watch, "set in the config"
+    kind = filesystem_type(settings.inbox)
+    if kind.startswith("fuse") or kind in NO_EVENT_FILESYSTEMS:
+        return "polling", f"the inbox is on {kind}, which does not deliver change events"
+    if not events_work(settings.inbox):
+        return "polling", "a marker file in the inbox produced no event"
+    return "events", f"inotify works on {kind or 'this filesystem'}"
 
 
 @dataclass
-class Seen:
-    size: int
-    mtime_ns: int
+class _Candidate:
+    profile: Profile
+    identity: tuple[int, int, int, int] | None
     still_since: float
 
 
-def _candidates(settings: Settings) -> list[tuple[Path, Profile]]:
-    found: list[tuple[Path, Profile]] = []
-    for profile in settings.profiles.values():
-        folder = settings.inbox / profile.folder if profile.folder else settings.inbox
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if is_ignored(entry.name, profile.ignore):
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "Watcher"):
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("created", "modified", "closed"):
+            self.watcher.note(Path(os.fsdecode(event.src_path)))
+        elif event.event_type == "moved":
+            self.watcher.note(Path(os.fsdecode(event.dest_path)))
+
+
+class Watcher:
+    """Turns inbox changes into settled files for ``on_settled``; keeps no state that must survive."""
+
+    TICK = 0.2
+
+    def __init__(self, settings: Settings, on_settled: Settled, once: bool = False):
+        self.settings = settings
+        self.on_settled = on_settled
+        self.once = once  # `hushdrop watch --once`: the files are complete, do not wait to settle
+        self.mode = ""
+        self._candidates: dict[Path, _Candidate] = {}
+        self._reported: set[Path] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._observer = None
+        self._thread: threading.Thread | None = None
+        self.paused = False  # True while intake refuses work (backpressure)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.settings.inbox.mkdir(parents=True, exist_ok=True)
+        for profile in self.settings.profiles.values():
+            profile_folder(self.settings, profile).mkdir(parents=True, exist_ok=True)
+        for stray in self.settings.inbox.glob(".hushdrop-probe-*"):
+            stray.unlink(missing_ok=True)
+        self.mode, why = choose_mode(self.settings)
+        if self.mode == "polling":
+            self._observer = PollingObserver(timeout=self.settings.poll_seconds)
+        else:
+            self._observer = Observer()
+        self._observer.schedule(_Handler(self), str(self.settings.inbox), recursive=True)
+        self._observer.start()
+        log().info("watching %s with %s (%s)", self.settings.inbox, self.mode, why)
+        self.rescan()
+        self._thread = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(10)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    # -- input ---------------------------------------------------------------------
+
+    def note(self, path: Path) -> None:
+        """Something happened at ``path``: consider it (cheap; called from the observer thread)."""
+        verdict = classify(self.settings, path, st=_lstat(path))
+        if verdict.profile is None:
+            return
+        if not verdict.take:
+            if verdict.reason and path not in self._reported and os.path.lexists(path):
+                self._reported.add(path)
+                log().warning("leaving %s alone: %s", path, verdict.reason)
+            return
+        with self._lock:
+            if path not in self._candidates:
+                self._candidates[path] = _Candidate(verdict.profile, None, time.monotonic())
+        self._wake.set()
+
+    def rescan(self) -> None:
+        """List every profile folder; catches anything an event did not report."""
+        present: set[Path] = set()
+        for profile in self.settings.profiles.values():
+            try:
+                with os.scandir(profile_folder(self.settings, profile)) as entries:
+                    for entry in entries:
+                        present.add(Path(entry.path))
+            except OSError:
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                continue  # profile folders, or a directory that merely looks like a file
-            found.append((Path(entry.path), profile))
-    return found
+        for path in sorted(present):
+            self.note(path)
+        # forget what is gone, so memory stays flat however many files pass through
+        self._reported &= present
+        with self._lock:
+            for path in [p for p in self._candidates if p not in present]:
+                self._candidates.pop(path, None)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._candidates)
+
+    # -- the settle check -------------------------------------------------------------
+
+    def _settle_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.TICK)
+            self._wake.clear()
+            try:
+                self._settle_once()
+            except Exception:  # never let one bad path stop the watcher
+                log().exception("settle check failed; will try again")
+                time.sleep(1)
+
+    def _settle_once(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            items = list(self._candidates.items())
+        ready: list[tuple[Path, _Candidate, os.stat_result]] = []
+        for path, cand in items:
+            st = _lstat(path)
+            if st is None:
+                self._drop(path)
+                continue
+            verdict = classify(self.settings, path, st)
+            if not verdict.take:
+                self._drop(path)
+                self.note(path)  # reports it once
+                continue
+            identity = file_identity(st)
+            if identity != cand.identity:
+                cand.identity, cand.still_since = identity, now
+                if not self.once:
+                    continue
+            if self.once or now - cand.still_since >= cand.profile.settle_seconds:
+                ready.append((path, cand, st))
+        for path, cand, st in sorted(ready, key=lambda item: item[2].st_mtime_ns):
+            if self._stop.is_set():
+                return
+            outcome = self.on_settled(path, cand.profile, st)
+            if outcome is False:
+                self.paused = True
+                return  # backpressure: try again on a later tick
+            self.paused = False
+            if outcome is None:  # it changed under the claim: settle again
+                cand.identity, cand.still_since = None, time.monotonic()
+            else:
+                self._drop(path)
+
+    def _drop(self, path: Path) -> None:
+        with self._lock:
+            self._candidates.pop(path, None)
 
 
-def quarantine(settings: Settings, path: Path, profile: Profile, error: Exception) -> Path:
-    """Move ``path`` into the quarantine folder beside an explanation; never shreds."""
-    folder = settings.quarantine / profile.name
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = error.stage if isinstance(error, StageError) else "unknown"
-    message = getattr(error, "message", str(error))
-    for n in range(1, 10_000):
-        target = folder / (path.name if n == 1 else f"{path.stem} ({n}){path.suffix}")
-        if not target.exists() and link_no_clobber(path, target):
-            break
-    if path.exists() and target.exists() and os.path.samefile(path, target):
-        os.unlink(path)
-    explanation = (
-        f"hushdrop could not transcribe {path.name}\n\n"
-        f"profile: {profile.name}\nstage:   {stage}\nreason:  {message}\n\n"
-        f"The recording was not changed. Fix the problem (or convert the file) and move it\n"
-        f"back into the inbox to try again.\n"
-    )
-    temp = write_temp(folder, explanation.encode())
-    os.replace(temp, folder / f"{target.name}.error.txt")
-    fsync_dir(folder)
-    fsync_dir(path.parent)
-    return target
-
-
-def watch(settings: Settings, console: Console, once: bool = False) -> int:
-    from pipeline.process import Processor
-
-    settings.inbox.mkdir(parents=True, exist_ok=True)
-    for profile in settings.profiles.values():
-        if profile.folder:
-            (settings.inbox / profile.folder).mkdir(parents=True, exist_ok=True)
-    stopping = False
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        console.print("stopping after the current file …")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    processor = Processor(settings)
-    seen: dict[Path, Seen] = {}
-    reported: set[Path] = set()
-    console.print(f"watching {settings.inbox} (profiles: {', '.join(settings.profiles)}); Ctrl-C to stop")
+def _lstat(path: Path) -> os.stat_result | None:
     try:
-        while not stopping:
-            now = time.monotonic()
-            ready: list[tuple[Path, Profile]] = []
-            current = set()
-            for path, profile in _candidates(settings):
-                current.add(path)
-                try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    if path not in reported:
-                        console.print(f"[yellow]ignoring {path}: not a regular file (link, FIFO or device)[/]")
-                        reported.add(path)
-                    continue
-                previous = seen.get(path)
-                if previous is None or (previous.size, previous.mtime_ns) != (st.st_size, st.st_mtime_ns):
-                    seen[path] = Seen(st.st_size, st.st_mtime_ns, now)
-                if once or now - seen[path].still_since >= profile.settle_seconds:
-                    ready.append((path, profile))
-            for gone in set(seen) - current:
-                seen.pop(gone, None)
-            for path, profile in ready:
-                if stopping:
-                    break
-                seen.pop(path, None)
-                try:
-                    outcome = processor.process(path, profile)
-                    console.print(f"[green]✓[/] {path.name} → {outcome.outputs[0].parent} ({outcome.retention})")
-                except (HushdropError, OSError) as exc:
-                    target = quarantine(settings, path, profile, exc)
-                    console.print(f"[red]✗ {path.name}[/]: {exc} → quarantined at {target}")
-            if once:
-                break
-            time.sleep(settings.poll_seconds)
-    finally:
-        processor.close()
-    return 0
+        return os.lstat(path)
+    except OSError:
+        return None

@@ -1,0 +1,368 @@
+"""The executor: where jobs run. A local pool of worker processes.
+
+Each worker is a separate process holding one ``Processor``: its chains (and the
+ASR model) are built once and reused for every job it runs. A worker does the pure
+part only — ``Processor.transcribe(spool file, profile)`` — and sends the finished
+``Job`` back; the watcher process alone writes the ledger, the outbox and the spool
+(see ``pipeline.finish``). So a worker that crashes, hangs or is killed can never
+leave a partial output, and killing the watcher kills its workers
+(``PR_SET_PDEATHSIG``) without any output being half-written by them.
+
+The ledger is the queue. The dispatcher starts a claimed job only when a worker is
+idle, so at most ``workers`` jobs are in flight; intake stops claiming when
+``queue_limit`` jobs wait (backpressure), leaving further files in the inbox.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import StageError
+from pipeline.finish import commit_job, fail_job, quarantine_job, resolve_interrupted, retire_original, skip_duplicate
+from pipeline.intake import sha256_file
+from pipeline.ledger import ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
+from pipeline.logs import job_log, log
+from pipeline.retention import RetentionError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):
+        pass  # not Linux: the worker notices the closed pipe instead
+    if os.getppid() != parent:
+        os._exit(0)  # the parent died before prctl took effect
+
+
+def _worker_main(settings: Settings, conn: Connection, name: str, parent: int) -> None:
+    """A worker process: load the model once, then transcribe what the dispatcher sends."""
+    _die_with_parent(parent)
+    # The watcher decides when workers stop; a terminal's Ctrl-C or systemd's SIGTERM
+    # to the whole group must not kill a job halfway.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from pipeline import logs
+    from pipeline.job import _no_progress
+    from pipeline.process import Processor
+
+    logs.setup(settings.log_format)
+    processor = Processor(settings)
+    info: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        default = settings.profiles.get("default") or next(iter(settings.profiles.values()))
+        chain = processor.chain(default)
+        for stage in chain.stages:
+            engine = getattr(stage, "engine", None)
+            if engine is not None:
+                described = engine.describe()
+                info.update(model=described.get("model"), device=described.get("device"),
+                            compute_type=described.get("compute_type"), engine=described.get("engine"))
+    except Exception as exc:  # reported per job too; the worker still serves other profiles
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    conn.send(("ready", info))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message[0] == "stop":
+            break
+        _, job_id, path, profile_name = message
+        profile = settings.profile(profile_name)
+        names = [spec.name for spec in profile.chain]
+        last = [0.0]
+
+        def progress(stage: str, fraction: float, job_id=job_id) -> None:
+            now = time.monotonic()
+            if fraction not in (0.0, 1.0) and now - last[0] < 0.5:
+                return
+            last[0] = now
+            index = names.index(stage) if stage in names else 0
+            conn.send(("progress", job_id, stage, round((index + fraction) / max(1, len(names)), 4)))
+
+        logger = job_log(job_id)
+        started = time.perf_counter()
+        try:
+            job = processor.transcribe(Path(path), profile, progress)
+        except StageError as exc:
+            logger.info("failed in %s: %s", exc.stage, exc.message)
+            conn.send(("error", job_id, exc.stage, exc.message, exc.retryable))
+            continue
+        except Exception as exc:  # a bug or an OS error outside any stage
+            logger.exception("failed outside the chain")
+            conn.send(("error", job_id, "worker", f"{type(exc).__name__}: {exc}", True))
+            continue
+        job.progress = _no_progress
+        job.audio = None
+        logger.info("transcribed in %.1f s", time.perf_counter() - started)
+        conn.send(("result", job_id, job))
+    processor.close()
+
+
+@dataclass
+class Worker:
+    name: str
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    job_id: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    ready: bool = False
+
+    @property
+    def owner(self) -> str:
+        return f"{self.name}:{self.process.pid}"
+
+
+class Executor:
+    def __init__(self, settings: Settings, ledger: Ledger):
+        self.settings = settings
+        self.ledger = ledger
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a threaded process
+        self._workers: list[Worker] = []
+        self._serial = 0
+        self._lock = threading.RLock()
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._stop = threading.Event()
+        self._draining = threading.Event()
+        self._hold: dict[int, float] = {}  # job id → not before (a spool file that changed after its claim)
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.settings.workers):
+            self._workers.append(self._spawn())
+        self._thread = threading.Thread(target=self._loop, name="executor", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> Worker:
+        self._serial += 1
+        name = f"worker-{self._serial}"
+        parent_conn, child_conn = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker_main, args=(self.settings, child_conn, name, os.getpid()), name=name, daemon=True
+        )
+        process.start()
+        child_conn.close()
+        return Worker(name, process, parent_conn)
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"")
+        except OSError:
+            pass
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._workers if w.job_id is not None)
+
+    def workers_info(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"name": w.name, "pid": w.process.pid, "ready": w.ready, "job": w.job_id, **w.info}
+                for w in self._workers
+            ]
+
+    def stop(self, grace: float, hurry: threading.Event | None = None) -> None:
+        """Finish running jobs for up to ``grace`` seconds (or until ``hurry``), then release the rest."""
+        self._draining.set()
+        deadline = time.monotonic() + grace
+        while self.in_flight() and time.monotonic() < deadline and not (hurry and hurry.is_set()):
+            time.sleep(0.1)
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(30)
+        with self._lock:
+            for worker in self._workers:
+                if worker.job_id is not None:
+                    worker.process.kill()
+                    worker.process.join(10)
+                    self.ledger.release(worker.job_id, count_attempt=False)
+                    job_log(worker.job_id).info("released at shutdown; it will run again on the next start")
+                    worker.job_id = None
+                else:
+                    try:
+                        worker.conn.send(("stop",))
+                    except OSError:
+                        pass
+            for worker in self._workers:
+                worker.process.join(5)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join(5)
+            self._workers.clear()
+
+    # -- the dispatcher thread -------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                conns = [w.conn for w in self._workers] + [w.process.sentinel for w in self._workers]
+            ready = wait([self._wake_r, *conns], timeout=0.5)
+            if self._wake_r in ready:
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            try:
+                with self._lock:
+                    self._collect()
+                    self._reap()
+                    if not self._draining.is_set():
+                        self._dispatch()
+            except Exception:
+                log().exception("executor: unexpected error; continuing")
+                time.sleep(0.5)
+
+    def _collect(self) -> None:
+        for worker in self._workers:
+            try:
+                while worker.conn.poll():
+                    self._handle(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                pass  # the worker died; _reap deals with it
+
+    def _handle(self, worker: Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            worker.info = message[1]
+            if "error" in worker.info:
+                log().error("%s could not load the default profile's chain: %s", worker.name, worker.info["error"])
+            else:
+                log().info("%s ready: %s on %s", worker.name, worker.info.get("model"), worker.info.get("device"))
+            return
+        job_id = message[1]
+        if job_id != worker.job_id:
+            return  # a message about a job this worker no longer owns (released)
+        if kind == "progress":
+            self.ledger.progress(job_id, message[2], message[3])
+            return
+        worker.job_id = None
+        row = self.ledger.get(job_id)
+        if row.state != PROCESSING:
+            return
+        if kind == "result":
+            try:
+                row = commit_job(self.settings, self.ledger, row, message[2])
+            except Exception as exc:  # disk full, permissions: undo what was written, retry later
+                job_log(job_id).exception("could not commit the outputs")
+                row = self.ledger.get(job_id)
+                if row.state != PROCESSING:
+                    return
+                for path in row.outputs:
+                    path.unlink(missing_ok=True)
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                fail_job(self.settings, self.ledger, row, "outputs", f"cannot write the outputs: {reason}", True)
+                return
+            self._retire(row)
+        elif kind == "error":
+            _, _, stage, text, retryable = message
+            fail_job(self.settings, self.ledger, row, stage, text, retryable)
+
+    def _retire(self, row: JobRow) -> None:
+        try:
+            retire_original(self.settings, self.ledger, row)
+        except (OSError, RetentionError) as exc:  # outputs are safe; the next restart tries again
+            job_log(row.id).error("could not retire the original: %s", exc)
+
+    def _reap(self) -> None:
+        for i, worker in enumerate(self._workers):
+            if worker.process.is_alive():
+                continue
+            code = worker.process.exitcode
+            if worker.job_id is not None:
+                row = self.ledger.get(worker.job_id)
+                if row.state == PROCESSING:
+                    what = f"the worker process died (exit code {code}); out of memory?" if code else "the worker process exited"
+                    fail_job(self.settings, self.ledger, row, row.stage or "worker", what, True)
+            log().warning("%s exited (code %s)%s", worker.name, code, "" if self._draining.is_set() else "; starting another")
+            worker.conn.close()
+            if self._draining.is_set():
+                continue
+            self._workers[i] = self._spawn()
+
+    def _dispatch(self) -> None:
+        idle = [w for w in self._workers if w.ready and w.job_id is None and w.process.is_alive()]
+        if not idle:
+            return
+        now = time.monotonic()
+        for row in self.ledger.runnable(limit=self.settings.queue_limit + len(self._workers)):
+            if not idle:
+                return
+            if self._hold.get(row.id, 0) > now:
+                continue
+            self._hold.pop(row.id, None)
+            if not self._ready_to_run(row):
+                continue
+            worker = idle.pop(0)
+            row = self.ledger.start(row.id, worker.owner)
+            worker.job_id = row.id
+            try:
+                worker.conn.send(("job", row.id, str(row.spool_path), row.profile))
+            except OSError:
+                worker.job_id = None
+                self.ledger.release(row.id, count_attempt=False)
+                continue
+            job_log(row.id).info("started on %s (attempt %d)", worker.name, row.attempts)
+
+    def _ready_to_run(self, row: JobRow) -> bool:
+        """Checks before a claimed job starts: config, spool file, duplicates."""
+        profile = self.settings.profiles.get(row.profile)
+        if profile is None:
+            quarantine_job(self.settings, self.ledger, row, "config",
+                           f"profile {row.profile!r} is no longer in the config", False)
+            return False
+        try:
+            st = os.lstat(row.spool_path)
+        except FileNotFoundError:
+            job_log(row.id).error("the claimed original %s is missing from the spool", row.spool_path)
+            self._hold[row.id] = time.monotonic() + 60
+            return False
+        if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+            # still being written after its claim (a writer that paused longer than the settle period)
+            self.ledger.transition(row.id, CLAIMED, expect=CLAIMED, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=None)
+            self._hold[row.id] = time.monotonic() + profile.settle_seconds
+            job_log(row.id).warning("changed after it was claimed; waiting for it to settle")
+            return False
+        if row.content_hash is None:
+            row = self.ledger.transition(row.id, CLAIMED, expect=CLAIMED, content_hash=sha256_file(row.spool_path))
+        if profile.duplicates == "skip":
+            same = self.ledger.same_content(row)
+            if any(other.id < row.id and other.state in ACTIVE - {SEEN} for other in same):
+                return False  # the same content is already queued or running: decide when it is done
+            for other in reversed(same):
+                if other.state == DONE and other.outputs and all(p.exists() for p in other.outputs):
+                    row = skip_duplicate(self.ledger, row, other)
+                    self._retire(row)
+                    return False
+        return True
+
+    # -- scheduler hooks -----------------------------------------------------------------
+
+    def recover_stale(self) -> int:
+        """Processing jobs no live worker of ours owns (a lost message, a crash): run them again."""
+        released = 0
+        with self._lock:
+            owned = {w.job_id for w in self._workers if w.job_id is not None}
+            for row in self.ledger.in_state(PROCESSING):
+                if row.id not in owned:
+                    job_log(row.id).warning("stale claim (no worker holds it)")
+                    row = resolve_interrupted(self.ledger, row)
+                    if row.state == COMMITTED:
+                        self._retire(row)
+                    released += 1
+        if released:
+            self.wake()
+        return released

@@ -1,0 +1,195 @@
+"""The durable end of a job: commit outputs, retire the original, or quarantine it.
+
+Each step writes the ledger *before* it changes files in a way that cannot be
+undone, so recovery after a crash can roll it forward (or back) from the row:
+
+- commit: the planned output paths go into the row first (``plan_outputs``), then
+  the files are written (temp name, fsync, link, fsync dir), then ``committed``.
+  A restart that finds ``processing`` with a planned set looks at the disk: every
+  file there → committed; some → remove them and run the job again; none → run again.
+- retire: only from ``committed``; shred / delete / move the spool copy, then ``done``.
+  Repeating it after a crash is harmless (the outputs are already safe).
+- quarantine: the row becomes ``quarantined`` with its target path, then the
+  original moves there and gets its ``.error.txt``; recovery finishes the move.
+
+These functions run in the watcher process only; workers never touch the outbox,
+the spool or the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from pipeline.config import OriginalsPolicy, Profile, Settings
+from pipeline.intake import clean_spool_dir, free_name, move_file, write_error_note
+from pipeline.job import Job
+from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
+from pipeline.logs import job_log
+from pipeline.outputs import commit_outputs
+from pipeline.retention import apply_policy
+
+
+def resolve_interrupted(ledger: Ledger, row: JobRow) -> JobRow:
+    """A ``processing`` job whose worker is gone: committed if its planned outputs are all
+    on disk, else back to ``claimed`` with any partial set removed (never counted as an attempt)."""
+    logger = job_log(row.id)
+    present = [p for p in row.outputs if os.path.lexists(p)]
+    if row.outputs and len(present) == len(row.outputs):
+        logger.info("its outputs were complete; marking committed")
+        return ledger.transition(row.id, COMMITTED, expect=PROCESSING, stage="committed", progress=1.0, worker=None)
+    for path in present:
+        path.unlink()
+        logger.info("removed %s, part of an interrupted commit", path)
+    logger.info("it will run again")
+    return ledger.release(row.id, count_attempt=False)
+
+
+def output_folder(settings: Settings, profile_name: str) -> Path:
+    return settings.outbox / profile_name
+
+
+def planned_outputs(folder: Path, name: str, formats: list[str]) -> list[Path]:
+    """The first free stem for ``name`` in ``folder`` ("talk", "talk (2)", …), as one path per format."""
+    base = Path(name).stem
+    for n in range(1, 100_000):
+        stem = base if n == 1 else f"{base} ({n})"
+        paths = [folder / f"{stem}.{fmt}" for fmt in formats]
+        if not any(os.path.lexists(p) for p in paths):
+            return paths
+    raise OSError(f"no free output name for {base} in {folder}")
+
+
+def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> JobRow:
+    """processing → committed: write every output of ``job``; the plan is recorded first."""
+    profile = settings.profile(row.profile)
+    folder = output_folder(settings, profile.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    planned = planned_outputs(folder, row.name, profile.outputs)
+    ledger.plan_outputs(row.id, planned)
+    job.source = Path(row.name)  # outputs name the recording, not its spool path
+    written = commit_outputs(job, folder, profile.outputs, stem=planned[0].stem)
+    row = ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=written, stage="committed", progress=1.0)
+    job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
+    return row
+
+
+def skip_duplicate(ledger: Ledger, row: JobRow, original: JobRow) -> JobRow:
+    """claimed → committed, pointing at an earlier job's outputs for the same content."""
+    job_log(row.id).info(
+        "same content as job %d (%s); outputs already exist: %s",
+        original.id, original.name, ", ".join(str(p) for p in original.outputs),
+    )
+    return ledger.transition(
+        row.id, COMMITTED, expect=CLAIMED, outputs=original.outputs, duplicate_of=original.id,
+        stage="duplicate", progress=1.0,
+    )
+
+
+def retention_policy(settings: Settings, profile: Profile) -> OriginalsPolicy:
+    if profile.originals.action == "keep":
+        # watch mode cannot leave a kept original in the inbox (it would be taken again)
+        return OriginalsPolicy(action="move", move_to=settings.workdir / "kept" / profile.name)
+    return profile.originals
+
+
+def retire_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
+    """committed → done: apply the profile's originals policy to the spool copy. Safe to repeat."""
+    profile = settings.profiles.get(row.profile)
+    policy = retention_policy(settings, profile) if profile else OriginalsPolicy(action="move", move_to=settings.workdir / "kept" / row.profile)
+    path = row.spool_path
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None:
+        what = "already retired before a restart"
+    elif not stat.S_ISREG(st.st_mode):
+        what = f"left alone: {path} is not a regular file"
+    elif policy.action == "move" and st.st_nlink > 1:
+        os.unlink(path)  # an interrupted move had already linked it into place
+        what = f"moved to {policy.move_to}"
+    else:
+        what = apply_policy(path, policy)
+    row = ledger.transition(row.id, DONE, expect=COMMITTED, retention=what, stage="done")
+    clean_spool_dir(path.parent)
+    job_log(row.id).info("done: original %s", what)
+    return row
+
+
+def error_note(row: JobRow, stage: str, message: str, attempts: int, retryable: bool, settings: Settings) -> str:
+    profile = settings.profiles.get(row.profile)
+    folder = settings.inbox / profile.folder if profile and profile.folder else settings.inbox
+    if retryable:
+        advice = (
+            f"It failed {attempts} time(s). This may be a passing problem (disk full, out of memory):\n"
+            f"check `hushdrop status` and the log lines with job={row.id}, then move the file back into\n"
+            f"{folder} to try again."
+        )
+    else:
+        advice = (
+            "Trying again will not help with the file as it is. If it should be a recording, check that\n"
+            "it plays, or convert it (e.g. `ffmpeg -i INPUT -vn OUTPUT.wav`), then drop it into\n"
+            f"{folder} again."
+        )
+    return (
+        f"hushdrop could not transcribe {row.name}\n\n"
+        f"job:      {row.id}\n"
+        f"profile:  {row.profile}\n"
+        f"stage:    {stage}\n"
+        f"reason:   {message}\n"
+        f"attempts: {attempts}\n\n"
+        f"The recording beside this note is byte-for-byte what was dropped; hushdrop never shreds\n"
+        f"a file it could not transcribe.\n\n{advice}\n"
+    )
+
+
+def quarantine_job(
+    settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, retryable: bool
+) -> JobRow:
+    """→ quarantined: record where the original goes, then move it there beside its ``.error.txt``."""
+    folder = settings.quarantine / row.profile
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name(folder, row.name)
+    note = error_note(row, stage, message, row.attempts, retryable, settings)
+    row = ledger.transition(
+        row.id, QUARANTINED, expect=(CLAIMED, PROCESSING, FAILED), quarantine_path=target,
+        error_stage=stage, error=message, worker=None, outputs=[],
+    )
+    finish_quarantine(row, note)
+    job_log(row.id).warning("quarantined at %s: %s: %s", target, stage, message)
+    return row
+
+
+def finish_quarantine(row: JobRow, note: str | None = None) -> None:
+    """Move the original into quarantine and write its note; safe to repeat after a crash."""
+    assert row.quarantine_path is not None
+    move_file(row.spool_path, row.quarantine_path)
+    note_path = row.quarantine_path.with_name(f"{row.quarantine_path.name}.error.txt")
+    if note is not None or not note_path.exists():
+        write_error_note(
+            row.quarantine_path,
+            note or f"hushdrop could not transcribe {row.name}\n\nstage:  {row.error_stage}\nreason: {row.error}\n",
+        )
+    clean_spool_dir(row.spool_path.parent)
+
+
+def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str) -> JobRow:
+    import time
+
+    delay = settings.retry_backoff_seconds * (2 ** max(0, row.attempts - 1))
+    row = ledger.transition(
+        row.id, FAILED, expect=PROCESSING, error_stage=stage, error=message, worker=None,
+        next_attempt_at=time.time() + delay, outputs=[],
+    )
+    job_log(row.id).warning(
+        "attempt %d of %d failed in %s: %s; next try in %.0f s", row.attempts, settings.max_attempts, stage, message, delay
+    )
+    return row
+
+
+def fail_job(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, retryable: bool) -> JobRow:
+    if retryable and row.attempts < settings.max_attempts:
+        return schedule_retry(settings, ledger, row, stage, message)
+    return quarantine_job(settings, ledger, row, stage, message, retryable)

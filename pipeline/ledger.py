@@ -1,0 +1,353 @@
+"""The ledger: one SQLite row per job, and the one job state machine.
+
+::
+
+    seen ──► claimed ──► processing ──► committed ──► done
+      │         ▲  │          │  │
+      ▼         │  │          │  └──► quarantined
+    abandoned   │  │          ▼
+                │  └─(dup)─► committed
+                └─────────── failed  (retry due)
+
+- ``seen``: a settled inbox file is about to be claimed; its spool path is already
+  chosen, so a crash between the two can be finished from either side.
+- ``claimed``: the original is ours, in the spool, with its content hash.
+- ``processing``: a worker has it. ``outputs`` holds the planned output paths
+  *before* they are written, so recovery can tell a complete set from a partial one.
+- ``committed``: every output is on disk; only the original's retirement is left.
+- ``done`` / ``quarantined`` / ``abandoned``: terminal. ``abandoned`` is a ``seen``
+  file that went away before it could be claimed (the user took it back).
+
+Every change of state is one transaction through :meth:`Ledger.transition`, which
+refuses a move the table below does not allow. Rows are never deleted: a claim is
+an UPDATE, so a crash can never lose a job (rq's registry, not huey's DELETE).
+The database runs in WAL mode so ``hushdrop status`` can read while the watcher writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SEEN = "seen"
+CLAIMED = "claimed"
+PROCESSING = "processing"
+COMMITTED = "committed"
+DONE = "done"
+FAILED = "failed"
+QUARANTINED = "quarantined"
+ABANDONED = "abandoned"
+
+STATES = (SEEN, CLAIMED, PROCESSING, COMMITTED, DONE, FAILED, QUARANTINED, ABANDONED)
+TERMINAL = frozenset({DONE, QUARANTINED, ABANDONED})
+ACTIVE = frozenset(STATES) - TERMINAL  # the original is (or may be) in the spool or inbox
+WAITING = frozenset({CLAIMED, FAILED})  # queued: not on a worker yet
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    SEEN: frozenset({CLAIMED, ABANDONED}),
+    CLAIMED: frozenset({PROCESSING, COMMITTED, QUARANTINED}),  # committed: a skipped duplicate
+    PROCESSING: frozenset({COMMITTED, FAILED, QUARANTINED, CLAIMED}),  # claimed: released / redo
+    FAILED: frozenset({CLAIMED, QUARANTINED}),
+    COMMITTED: frozenset({DONE}),
+    DONE: frozenset(),
+    QUARANTINED: frozenset(),
+    ABANDONED: frozenset(),
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    state           TEXT NOT NULL,
+    profile         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    inbox_path      TEXT NOT NULL,
+    spool_path      TEXT NOT NULL,
+    size            INTEGER,
+    mtime_ns        INTEGER,
+    content_hash    TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    worker          TEXT,
+    stage           TEXT,
+    progress        REAL,
+    error_stage     TEXT,
+    error           TEXT,
+    outputs         TEXT,
+    duplicate_of    INTEGER,
+    quarantine_path TEXT,
+    retention       TEXT,
+    created_at      REAL NOT NULL,
+    claimed_at      REAL,
+    started_at      REAL,
+    finished_at     REAL,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_hash ON jobs(content_hash, profile);
+CREATE INDEX IF NOT EXISTS jobs_inbox ON jobs(inbox_path, state);
+CREATE TABLE IF NOT EXISTS service (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+class TransitionError(RuntimeError):
+    """A state change the state machine does not allow (a bug, never a user error)."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    state: str
+    profile: str
+    name: str
+    inbox_path: Path
+    spool_path: Path
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    attempts: int
+    next_attempt_at: float | None
+    worker: str | None
+    stage: str | None
+    progress: float | None
+    error_stage: str | None
+    error: str | None
+    outputs: list[Path]
+    duplicate_of: int | None
+    quarantine_path: Path | None
+    retention: str | None
+    created_at: float
+    claimed_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> "JobRow":
+        data = dict(row)
+        data["inbox_path"] = Path(data["inbox_path"])
+        data["spool_path"] = Path(data["spool_path"])
+        data["outputs"] = [Path(p) for p in json.loads(data["outputs"] or "[]")]
+        data["quarantine_path"] = Path(data["quarantine_path"]) if data["quarantine_path"] else None
+        return cls(**data)
+
+
+_PATH_FIELDS = {"inbox_path", "spool_path", "quarantine_path"}
+_COLUMNS = set(JobRow.__dataclass_fields__) - {"id", "state"}
+
+
+def _encode(field: str, value: Any) -> Any:
+    if field == "outputs":
+        return json.dumps([str(p) for p in value or []])
+    if field in _PATH_FIELDS and value is not None:
+        return str(value)
+    return value
+
+
+class Ledger:
+    """The job table. Thread-safe: one connection, one lock, one transaction per change."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
+            self._db.executescript(_SCHEMA)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=30000")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- transactions -------------------------------------------------------
+
+    def _tx(self) -> "_Tx":
+        return _Tx(self)
+
+    # -- the state machine ------------------------------------------------------
+
+    def add(self, *, profile: str, name: str, inbox_path: Path, spool_path: Path, size: int, mtime_ns: int) -> int:
+        """Record a settled file about to be claimed; returns the job id."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (state, profile, name, inbox_path, spool_path, size, mtime_ns, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (SEEN, profile, name, str(inbox_path), str(spool_path), size, mtime_ns, now, now),
+            )
+            return int(cur.lastrowid)
+
+    def transition(self, job_id: int, to: str, *, expect: str | tuple[str, ...] | None = None, **fields: Any) -> JobRow:
+        """Move job ``job_id`` to state ``to`` and set ``fields``, in one transaction.
+
+        ``expect`` (a state or states) guards against acting on a stale view: the
+        change happens only if the row is in one of them right now.
+        """
+        unknown = set(fields) - _COLUMNS
+        if unknown:
+            raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise TransitionError(f"no job {job_id}")
+            current = row["state"]
+            if expect is not None and current not in ((expect,) if isinstance(expect, str) else expect):
+                raise TransitionError(f"job {job_id} is {current!r}, expected {expect!r}")
+            if to != current and to not in TRANSITIONS[current]:
+                raise TransitionError(f"job {job_id}: {current} → {to} is not allowed")
+            fields.setdefault("updated_at", now)
+            if to == CLAIMED and current == SEEN:
+                fields.setdefault("claimed_at", now)
+            if to == PROCESSING:
+                fields.setdefault("started_at", now)
+            if to in TERMINAL:
+                fields.setdefault("finished_at", now)
+            names = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(
+                f"UPDATE jobs SET state = ?, {names} WHERE id = ?",
+                (to, *(_encode(k, v) for k, v in fields.items()), job_id),
+            )
+            return JobRow.from_sql(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def start(self, job_id: int, worker: str) -> JobRow:
+        """claimed → processing on ``worker``; counts an attempt."""
+        with self._tx():
+            job = self.get(job_id)
+            return self.transition(
+                job_id, PROCESSING, expect=CLAIMED, worker=worker, attempts=job.attempts + 1,
+                stage=None, progress=0.0, outputs=[], next_attempt_at=None,
+            )
+
+    def release(self, job_id: int, *, count_attempt: bool = False, **fields: Any) -> JobRow:
+        """processing → claimed: the job will run again (shutdown, crash recovery, redo)."""
+        with self._tx():
+            job = self.get(job_id)
+            attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
+            return self.transition(
+                job_id, CLAIMED, expect=PROCESSING, worker=None, stage=None, progress=None,
+                outputs=[], attempts=attempts, **fields,
+            )
+
+    def progress(self, job_id: int, stage: str, fraction: float) -> None:
+        """Not a state change: where a processing job is, for ``hushdrop status``."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET stage = ?, progress = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (stage, fraction, time.time(), job_id, PROCESSING),
+            )
+
+    def plan_outputs(self, job_id: int, outputs: list[Path]) -> None:
+        """Record the output paths a processing job is about to write (before writing them)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET outputs = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (_encode("outputs", outputs), time.time(), job_id, PROCESSING),
+            )
+            if cur.rowcount != 1:
+                raise TransitionError(f"job {job_id} is not processing")
+
+    # -- queries ----------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobRow:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return JobRow.from_sql(row)
+
+    def _select(self, where: str, params: tuple = (), tail: str = "ORDER BY id") -> list[JobRow]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM jobs WHERE {where} {tail}", params).fetchall()
+        return [JobRow.from_sql(r) for r in rows]
+
+    def in_state(self, *states: str, limit: int | None = None, newest_first: bool = False) -> list[JobRow]:
+        marks = ", ".join("?" for _ in states)
+        tail = "ORDER BY " + ("COALESCE(finished_at, updated_at) DESC, id DESC" if newest_first else "id")
+        if limit is not None:
+            tail += f" LIMIT {int(limit)}"
+        return self._select(f"state IN ({marks})", tuple(states), tail)
+
+    def runnable(self, limit: int) -> list[JobRow]:
+        """Claimed jobs in arrival order: what the executor may start next."""
+        return self._select("state = ?", (CLAIMED,), f"ORDER BY id LIMIT {int(limit)}")
+
+    def retries_due(self, now: float) -> list[JobRow]:
+        return self._select("state = ? AND COALESCE(next_attempt_at, 0) <= ?", (FAILED, now))
+
+    def active_for_inbox_path(self, path: Path) -> JobRow | None:
+        rows = self._select("inbox_path = ? AND state = ?", (str(path), SEEN))
+        return rows[-1] if rows else None
+
+    def same_content(self, job: JobRow) -> list[JobRow]:
+        """Other jobs of the same profile with the same content hash, oldest first."""
+        if not job.content_hash:
+            return []
+        return self._select(
+            "content_hash = ? AND profile = ? AND id != ?", (job.content_hash, job.profile, job.id)
+        )
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        return {r["state"]: r["n"] for r in rows}
+
+    def count_active(self) -> int:
+        marks = ", ".join("?" for _ in ACTIVE)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", tuple(ACTIVE)).fetchone()[0])
+
+    def all(self) -> Iterator[JobRow]:
+        yield from self._select("1")
+
+    # -- service facts (heartbeat, model, device) --------------------------------
+
+    def set_service(self, **values: Any) -> None:
+        with self._tx() as db:
+            for key, value in values.items():
+                db.execute(
+                    "INSERT INTO service (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, json.dumps(value)),
+                )
+
+    def service(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM service").fetchall()
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK``), re-entrant within a thread."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.ledger._lock.acquire()
+        db = self.ledger._db
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.outer:
+                self.ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.ledger._lock.release()

@@ -1,0 +1,97 @@
+"""Restart after a crash: bring every job and every folder back to a consistent state.
+
+Runs before the watcher and the workers start (and is safe to run at any time no
+watcher is running). For each job that was not finished:
+
+- ``seen``: finish the claim if the original reached the spool, else abandon the
+  row (the file is still in the inbox and will be seen again).
+- ``processing``: if every planned output exists, the commit had finished →
+  ``committed``; if only some do, they are removed (a partial set is never left)
+  and the job runs again; if none, it runs again. A watcher crash is not the
+  job's fault, so the attempt is not counted.
+- ``committed``: the outputs are safe; retire the original (shred by default).
+- ``quarantined``: finish moving the original and writing its note.
+
+Then stray files go: hushdrop's temp files in the outbox and quarantine folders,
+private temp audio directories, interrupted copies and empty job folders in the
+spool, and probe markers in the inbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
+from pipeline.intake import clean_spool_dir, finish_seen
+from pipeline.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
+from pipeline.logs import log
+
+
+def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:
+    counts = {"claims": 0, "rerun": 0, "committed": 0, "retired": 0, "quarantined": 0, "strays": 0}
+    for row in ledger.in_state(SEEN):
+        finish_seen(settings, ledger, row)
+        counts["claims"] += 1
+    for row in ledger.in_state(PROCESSING):
+        row = resolve_interrupted(ledger, row)
+        counts["committed" if row.state == COMMITTED else "rerun"] += 1
+    for row in ledger.in_state(COMMITTED):
+        retire_original(settings, ledger, row)
+        counts["retired"] += 1
+    for row in ledger.in_state(QUARANTINED):
+        if os.path.lexists(row.spool_path) or (
+            row.quarantine_path and not Path(f"{row.quarantine_path}.error.txt").exists()
+        ):
+            finish_quarantine(row)
+            counts["quarantined"] += 1
+    counts["strays"] = remove_strays(settings, ledger)
+    if any(counts.values()):
+        log().info("recovery: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    return counts
+
+
+def remove_strays(settings: Settings, ledger: Ledger) -> int:
+    removed = 0
+    folders = [output_folder(settings, name) for name in settings.profiles]
+    if settings.outbox.is_dir():
+        folders += [p for p in settings.outbox.iterdir() if p.is_dir() and not p.is_symlink()]
+    if settings.quarantine.is_dir():
+        folders += [p for p in settings.quarantine.iterdir() if p.is_dir() and not p.is_symlink()]
+    for folder in dict.fromkeys(folders):
+        if not folder.is_dir():
+            continue
+        for temp in folder.glob(".hushdrop-*.tmp"):
+            temp.unlink(missing_ok=True)
+            removed += 1
+        for partial in folder.glob(".*.partial"):
+            partial.unlink(missing_ok=True)
+            removed += 1
+    if settings.tmp_root.is_dir():
+        for entry in settings.tmp_root.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    # spool folders of jobs that are no longer active: leftovers of a shred or an interrupted copy
+    active = {row.spool_path.parent for row in ledger.in_state(*ACTIVE)}
+    if settings.spool_dir.is_dir():
+        for profile_dir in settings.spool_dir.iterdir():
+            if not profile_dir.is_dir() or profile_dir.is_symlink():
+                continue
+            for job_dir in profile_dir.iterdir():
+                if job_dir in active or not job_dir.is_dir() or job_dir.is_symlink():
+                    continue
+                leftovers = [p for p in job_dir.iterdir() if not p.name.startswith(".")]
+                if leftovers:
+                    log().warning("spool folder %s holds %s and no job claims it; leaving it", job_dir, leftovers)
+                    continue
+                clean_spool_dir(job_dir)
+                removed += 1
+    for probe in settings.inbox.glob(".hushdrop-probe-*") if settings.inbox.is_dir() else ():
+        probe.unlink(missing_ok=True)
+        removed += 1
+    return removed

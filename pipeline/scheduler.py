@@ -1,0 +1,82 @@
+"""Periodic work, on APScheduler's clock: rescans, retries, stale claims, expiry, heartbeat.
+
+Each job is small and idempotent; ``coalesce`` and ``max_instances=1`` mean a slow
+run is never stacked on itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pipeline.config import OUTPUT_FORMATS, Settings
+from pipeline.ledger import CLAIMED, SEEN, Ledger
+from pipeline.logs import job_log, log
+
+
+def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
+    due = ledger.retries_due(time.time())
+    for row in due:
+        ledger.transition(row.id, CLAIMED, expect="failed")
+        job_log(row.id).info("retry due (attempt %d was the last)", row.attempts)
+    if due:
+        wake()
+    return len(due)
+
+
+def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60.0) -> int:
+    """A claim that stopped halfway without a crash (an I/O error after the rename)."""
+    from pipeline.intake import finish_seen
+
+    cutoff = time.time() - older_than
+    stale = [row for row in ledger.in_state(SEEN) if row.updated_at < cutoff]
+    for row in stale:
+        finish_seen(settings, ledger, row)
+    return len(stale)
+
+
+def expire_outbox(settings: Settings) -> int:
+    """Delete transcripts older than ``outbox_expiry_days`` (only hushdrop's own formats)."""
+    if settings.outbox_expiry_days is None or not settings.outbox.is_dir():
+        return 0
+    cutoff = time.time() - settings.outbox_expiry_days * 86400
+    removed = 0
+    for folder in [settings.outbox / name for name in settings.profiles]:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or entry.name.rsplit(".", 1)[-1] not in OUTPUT_FORMATS:
+                    continue
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+    if removed:
+        log().info("expired %d outbox file(s) older than %g days", removed, settings.outbox_expiry_days)
+    return removed
+
+
+class Scheduler:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    def every(self, seconds: float, func: Callable[[], object], name: str) -> None:
+        def run() -> None:
+            try:
+                func()
+            except Exception:
+                log().exception("scheduled job %s failed; it will run again", name)
+
+        self._scheduler.add_job(run, "interval", seconds=seconds, id=name, name=name)
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        self._scheduler.shutdown(wait=True)

@@ -1,0 +1,170 @@
+"""``hushdrop watch``: the ledger, recovery, the watcher, the executor and the scheduler, wired.
+
+Start-up order matters: take the workdir lock (one watcher per workdir), recover
+from whatever the last run left, start the workers, then start watching. Shutdown
+(SIGTERM / SIGINT) runs it backwards: stop noticing files, let running jobs finish
+for ``shutdown_grace_seconds``, release the rest (they run again next start).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from pipeline.config import Profile, Settings
+from pipeline.executor import Executor
+from pipeline.intake import ClaimLost, claim
+from pipeline.ledger import Ledger
+from pipeline.logs import log
+from pipeline.recovery import recover
+from pipeline.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
+from pipeline.watcher import Watcher
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def lock_workdir(settings: Settings) -> int:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.workdir / "watch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise AlreadyRunning(f"another `hushdrop watch` (pid {other or '?'}) uses {settings.workdir}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class Service:
+    def __init__(self, settings: Settings, once: bool = False):
+        self.settings = settings
+        self.once = once
+        self.stopping = threading.Event()
+        self.hurry = threading.Event()  # a second Ctrl-C: release running jobs now
+        self.started_at = time.time()
+        self.ledger: Ledger | None = None
+        self.executor: Executor | None = None
+        self.watcher: Watcher | None = None
+        self.scheduler: Scheduler | None = None
+
+    # -- intake callback (settle thread) ---------------------------------------------
+
+    def _on_settled(self, path: Path, profile: Profile, st: os.stat_result) -> bool | None:
+        assert self.ledger is not None and self.executor is not None
+        if self.stopping.is_set():
+            return False
+        if self.ledger.count_active() >= self.settings.queue_limit:
+            return False  # backpressure: leave it in the inbox for now
+        try:
+            claim(self.settings, self.ledger, path, profile, st)
+        except ClaimLost as exc:
+            log().info("not claimed yet: %s", exc)
+            return None
+        self.executor.wake()
+        return True
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        assert self.ledger is not None and self.executor is not None and self.watcher is not None
+        self.ledger.set_service(
+            heartbeat_at=time.time(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            watch_mode=self.watcher.mode,
+            inbox=str(self.settings.inbox),
+            outbox=str(self.settings.outbox),
+            pending_in_inbox=self.watcher.pending(),
+            intake_paused=self.watcher.paused,
+            workers=self.executor.workers_info(),
+            stopped_at=None,
+        )
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock_fd = lock_workdir(self.settings)
+        try:
+            return self._run()
+        finally:
+            os.close(lock_fd)
+
+    def _run(self) -> int:
+        settings = self.settings
+        for private in (settings.workdir, settings.spool_dir, settings.quarantine):
+            private.mkdir(parents=True, exist_ok=True)
+            os.chmod(private, 0o700)  # originals and transcripts-to-be: the owner's eyes only
+        self.ledger = ledger = Ledger(settings.ledger_path)
+        recover(settings, ledger)
+        self.executor = Executor(settings, ledger)
+        self.executor.start()
+        self.watcher = Watcher(settings, self._on_settled, once=self.once)
+        self.watcher.start()
+        self.heartbeat()
+        self.scheduler = scheduler = Scheduler(settings)
+        scheduler.every(settings.rescan_seconds, self.watcher.rescan, "rescan")
+        scheduler.every(1.0, lambda: requeue_due_retries(ledger, self.executor.wake), "retries")
+        scheduler.every(30.0, self.executor.recover_stale, "stale-claims")
+        scheduler.every(30.0, lambda: finish_stale_seen(settings, ledger), "stale-intake")
+        scheduler.every(settings.heartbeat_seconds, self.heartbeat, "heartbeat")
+        if settings.outbox_expiry_days is not None:
+            expire_outbox(settings)
+            scheduler.every(3600.0, lambda: expire_outbox(settings), "outbox-expiry")
+        scheduler.start()
+        log().info("hushdrop is watching (pid %d, %d worker(s)); Ctrl-C or SIGTERM stops it cleanly", os.getpid(), settings.workers)
+        try:
+            while not self.stopping.wait(0.5):
+                if self.once and self._idle():
+                    log().info("--once: everything that was in the inbox is finished")
+                    break
+        finally:
+            self.shutdown()
+        return 0
+
+    def _idle(self) -> bool:
+        assert self.ledger is not None and self.watcher is not None
+        self.watcher.rescan()
+        return self.watcher.pending() == 0 and self.ledger.count_active() == 0
+
+    def shutdown(self) -> None:
+        log().info("stopping: no new files are taken; running jobs get %g s to finish", self.settings.shutdown_grace_seconds)
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.executor is not None:
+            self.executor.stop(self.settings.shutdown_grace_seconds, self.hurry)
+        if self.ledger is not None:
+            self.ledger.set_service(stopped_at=time.time(), workers=[])
+            self.ledger.close()
+        log().info("stopped")
+
+    def request_stop(self, *_: object) -> None:
+        if self.stopping.is_set():
+            self.hurry.set()
+        self.stopping.set()
+
+
+def watch(settings: Settings, once: bool = False) -> int:
+    from pipeline import logs
+
+    logs.setup(settings.log_format)
+    service = Service(settings, once=once)
+    signal.signal(signal.SIGTERM, service.request_stop)
+    signal.signal(signal.SIGINT, service.request_stop)
+    try:
+        return service.run()
+    except AlreadyRunning as exc:
+        log().error("%s", exc)
+        return 1
+
+
+__all__ = ["Service", "watch"]

@@ -1,0 +1,127 @@
+"""``hushdrop status``: what the watcher is doing, read from the ledger (never from the process).
+
+The watcher writes a heartbeat into the ledger every ``heartbeat_seconds``; a
+heartbeat older than three periods means it is not running (or hung).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.ledger import FAILED, PROCESSING, QUARANTINED, WAITING, DONE, Ledger
+
+
+def gpu_memory() -> list[dict[str, Any]]:
+    """Used / total memory per GPU from nvidia-smi; empty where there is no NVIDIA GPU."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.used,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        index, name, used, total = [part.strip() for part in line.split(",")]
+        gpus.append({"index": int(index), "name": name, "used_mib": int(used), "total_mib": int(total)})
+    return gpus
+
+
+def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
+    if not settings.ledger_path.exists():
+        return {"running": False, "ledger": str(settings.ledger_path), "note": "no ledger yet: `hushdrop watch` has never run here"}
+    ledger = Ledger(settings.ledger_path, readonly=True)
+    try:
+        service = ledger.service()
+        counts = ledger.counts()
+        now = time.time()
+        beat = service.get("heartbeat_at")
+        running = bool(beat) and not service.get("stopped_at") and now - beat < 3 * settings.heartbeat_seconds + 2
+        in_flight = [
+            {
+                "job": r.id, "name": r.name, "profile": r.profile, "stage": r.stage, "progress": r.progress,
+                "worker": r.worker, "attempt": r.attempts, "seconds": round(now - (r.started_at or now), 1),
+            }
+            for r in ledger.in_state(PROCESSING)
+        ]
+        done = [
+            {"job": r.id, "name": r.name, "profile": r.profile, "outputs": [str(p) for p in r.outputs],
+             "duplicate_of": r.duplicate_of, "finished_at": r.finished_at, "original": r.retention}
+            for r in ledger.in_state(DONE, limit=recent, newest_first=True)
+        ]
+        failed = [
+            {"job": r.id, "name": r.name, "profile": r.profile, "state": r.state, "stage": r.error_stage,
+             "error": r.error, "attempts": r.attempts, "quarantine": str(r.quarantine_path) if r.quarantine_path else None,
+             "next_attempt_at": r.next_attempt_at}
+            for r in ledger.in_state(FAILED, QUARANTINED, limit=recent, newest_first=True)
+        ]
+    finally:
+        ledger.close()
+    workers = service.get("workers") or []
+    devices = {w.get("device") for w in workers if w.get("device")}
+    return {
+        "running": running,
+        "pid": service.get("pid") if running else None,
+        "heartbeat_age_s": round(now - beat, 1) if beat else None,
+        "watch_mode": service.get("watch_mode"),
+        "inbox": service.get("inbox") or str(settings.inbox),
+        "queue_depth": sum(counts.get(s, 0) for s in WAITING),
+        "waiting_in_inbox": service.get("pending_in_inbox", 0),
+        "intake_paused": service.get("intake_paused", False),
+        "counts": counts,
+        "workers": workers,
+        "in_flight": in_flight,
+        "recent_done": done,
+        "recent_failed": failed,
+        "gpu": gpu_memory() if "cuda" in devices else [],
+    }
+
+
+def render(status: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    if "note" in status:
+        console.print(status["note"])
+        return
+    if status["running"]:
+        console.print(f"[green]●[/] watching {status['inbox']} ({status['watch_mode']}), pid {status['pid']}, "
+                      f"heartbeat {status['heartbeat_age_s']} s ago")
+    else:
+        age = f"last heartbeat {status['heartbeat_age_s']} s ago" if status["heartbeat_age_s"] is not None else "never ran"
+        console.print(f"[red]○[/] not running ({age})")
+    counts = status["counts"]
+    console.print(
+        f"queue: {status['queue_depth']} waiting"
+        + (f", {status['waiting_in_inbox']} settling in the inbox" if status["waiting_in_inbox"] else "")
+        + (" (intake paused: queue full)" if status["intake_paused"] else "")
+        + f" · done {counts.get('done', 0)} · quarantined {counts.get('quarantined', 0)} · failed (retrying) {counts.get('failed', 0)}"
+    )
+    for worker in status["workers"]:
+        model = f"{worker.get('engine', '?')} {worker.get('model', '?')} on {worker.get('device', '?')} ({worker.get('compute_type', '?')})"
+        console.print(f"  {worker['name']} pid {worker['pid']}: {model if worker.get('ready') else 'loading…'}")
+    for gpu in status["gpu"]:
+        console.print(f"  GPU {gpu['index']} {gpu['name']}: {gpu['used_mib']} / {gpu['total_mib']} MiB")
+    if status["in_flight"]:
+        table = Table("job", "file", "profile", "stage", "progress", "running")
+        for j in status["in_flight"]:
+            table.add_row(str(j["job"]), j["name"], j["profile"], j["stage"] or "starting",
+                          f"{(j['progress'] or 0):.0%}", f"{j['seconds']} s")
+        console.print(table)
+    if status["recent_done"]:
+        console.print("recently done:")
+        for j in status["recent_done"]:
+            dup = f" (same content as job {j['duplicate_of']})" if j["duplicate_of"] else ""
+            first = j["outputs"][0] if j["outputs"] else ""
+            console.print(f"  {j['job']} {j['name']} → {first}{dup}")
+    if status["recent_failed"]:
+        console.print("recently failed:")
+        for j in status["recent_failed"]:
+            where = f" → {j['quarantine']}" if j["quarantine"] else " (will retry)"
+            console.print(f"  {j['job']} {j['name']}: {j['stage']}: {j['error']}{where}")

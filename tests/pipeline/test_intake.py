@@ -1,0 +1,237 @@
+"""Intake, finishing and recovery on real files and a real ledger (no filesystem mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings, parse_config
+from pipeline.finish import planned_outputs
+from pipeline.intake import ClaimLost, claim, classify, finish_seen, is_ignored, move_file
+from pipeline.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
+from pipeline.recovery import recover
+
+
+def make(root: Path, **top) -> Settings:
+    raw = {"profiles": {"default": {"settle_seconds": 0}, "meetings": {"folder": "meetings"}}, **top}
+    settings = parse_config(raw, root / "config.yaml")
+    settings.inbox.mkdir(parents=True, exist_ok=True)
+    (settings.inbox / "meetings").mkdir(exist_ok=True)
+    return settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make(tmp_path)
+
+
+@pytest.fixture
+def ledger(settings: Settings):
+    ledger = Ledger(settings.ledger_path)
+    yield ledger
+    ledger.close()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".syncthing.talk.wav.tmp", "~syncthing~talk.wav.tmp", "talk.wav.part", "talk.wav.crdownload", ".DS_Store",
+     "._talk.wav", ".~lock.talk.wav#", "@eaDir", ".stfolder", ".stversions", "talk.wav.error.txt"],
+)
+def test_builtin_ignore_patterns(name: str):
+    assert is_ignored(name)
+
+
+def test_classify_takes_only_regular_audio_files_in_profile_folders(settings: Settings, tmp_path: Path):
+    inbox = settings.inbox
+    (inbox / "talk.wav").write_bytes(b"x")
+    (inbox / "meetings" / "m.mp3").write_bytes(b"x")
+    (inbox / "notes.txt").write_bytes(b"x")
+    (inbox / "x.wav").mkdir()
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"secret")
+    (inbox / "link.wav").symlink_to(outside)
+    os.mkfifo(inbox / "fifo.wav")
+    (inbox / "other").mkdir()
+    (inbox / "other" / "deep.wav").write_bytes(b"x")
+
+    assert classify(settings, inbox / "talk.wav").take
+    verdict = classify(settings, inbox / "meetings" / "m.mp3")
+    assert verdict.take and verdict.profile.name == "meetings"
+    for name, why in [("notes.txt", "extension"), ("x.wav", "directory"), ("link.wav", "symbolic link"), ("fifo.wav", "FIFO")]:
+        verdict = classify(settings, inbox / name)
+        assert not verdict.take and why in verdict.reason, name
+    assert classify(settings, inbox / "other" / "deep.wav").profile is None  # not a profile folder
+    assert not classify(settings, inbox / "meetings").take and classify(settings, inbox / "meetings").reason is None
+
+
+def test_claim_moves_atomically_and_records_the_hash(settings: Settings, ledger: Ledger):
+    path = settings.inbox / "talk.wav"
+    path.write_bytes(b"RIFF" + os.urandom(1000))
+    digest = sha(path)
+    row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+    assert row.state == CLAIMED and row.content_hash == digest
+    assert not path.exists() and sha(row.spool_path) == digest
+    assert row.spool_path.is_relative_to(settings.spool_dir / "default")
+
+
+def test_claim_refuses_a_file_that_changed_after_settling(settings: Settings, ledger: Ledger):
+    path = settings.inbox / "talk.wav"
+    path.write_bytes(b"one")
+    settled = os.lstat(path)
+    with open(path, "ab") as f:
+        f.write(b" more")
+    with pytest.raises(ClaimLost):
+        claim(settings, ledger, path, settings.profiles["default"], settled)
+    assert path.read_bytes() == b"one more" and list(ledger.all()) == []
+
+
+def test_claim_of_a_vanished_file_abandons_the_row(settings: Settings, ledger: Ledger):
+    path = settings.inbox / "talk.wav"
+    path.write_bytes(b"data")
+    settled = os.lstat(path)
+    # the file vanishes between the settle check and the rename: simulate by a stale stat
+    os.unlink(path)
+    with pytest.raises(ClaimLost):
+        claim(settings, ledger, path, settings.profiles["default"], settled)
+    assert all(r.state == ABANDONED for r in ledger.all())
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (tmpfs at /dev/shm)")
+def test_claim_across_filesystems_copies_verifies_then_removes(tmp_path: Path):
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        settings = make(tmp_path, spool=str(shm / "spool"))
+        if os.stat(shm).st_dev == os.stat(settings.inbox).st_dev:
+            pytest.skip("/dev/shm is on the same filesystem here")
+        ledger = Ledger(settings.ledger_path)
+        path = settings.inbox / "talk.wav"
+        path.write_bytes(os.urandom(3 << 20))
+        digest = sha(path)
+        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        assert row.state == CLAIMED and row.content_hash == digest and sha(row.spool_path) == digest
+        assert not path.exists()
+        assert not list(row.spool_path.parent.glob(".*"))  # no partial copy left
+        ledger.close()
+    finally:
+        import shutil
+
+        shutil.rmtree(shm, ignore_errors=True)
+
+
+def seen_row(settings: Settings, ledger: Ledger, name: str = "talk.wav", data: bytes = b"audio") -> tuple[int, Path, Path]:
+    inbox_path = settings.inbox / name
+    inbox_path.write_bytes(data)
+    spool = settings.spool_dir / "default" / "tok" / name
+    spool.parent.mkdir(parents=True)
+    job = ledger.add(profile="default", name=name, inbox_path=inbox_path, spool_path=spool, size=len(data), mtime_ns=0)
+    return job, inbox_path, spool
+
+
+def test_finish_seen_after_a_crash_before_the_rename(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    row = finish_seen(settings, ledger, ledger.get(job))
+    assert row.state == ABANDONED and inbox_path.exists()
+
+
+def test_finish_seen_after_a_crash_after_the_rename(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    os.rename(inbox_path, spool)
+    row = finish_seen(settings, ledger, ledger.get(job))
+    assert row.state == CLAIMED and row.content_hash == sha(spool)
+
+
+def test_finish_seen_after_a_crash_mid_cross_filesystem_copy(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    spool.write_bytes(inbox_path.read_bytes())  # copy finished and renamed; the inbox original not yet removed
+    row = finish_seen(settings, ledger, ledger.get(job))
+    assert row.state == CLAIMED and not inbox_path.exists() and spool.exists()
+
+
+def processing_row(settings: Settings, ledger: Ledger, name: str = "talk.wav") -> tuple[int, Path, list[Path]]:
+    job, inbox_path, spool = seen_row(settings, ledger, name, os.urandom(100))
+    os.rename(inbox_path, spool)
+    ledger.transition(job, CLAIMED, content_hash=sha(spool))
+    ledger.start(job, "worker-1:123")
+    folder = settings.outbox / "default"
+    folder.mkdir(parents=True, exist_ok=True)
+    planned = planned_outputs(folder, name, settings.profiles["default"].outputs)
+    ledger.plan_outputs(job, planned)
+    return job, spool, planned
+
+
+def test_recovery_removes_a_partial_output_set_and_runs_the_job_again(settings: Settings, ledger: Ledger):
+    job, spool, planned = processing_row(settings, ledger)
+    planned[0].write_text("half")
+    planned[1].write_text("of it")
+    (planned[0].parent / ".hushdrop-abc.tmp").write_text("temp")
+    recover(settings, ledger)
+    row = ledger.get(job)
+    assert row.state == CLAIMED and row.attempts == 0 and row.outputs == []
+    assert not any(p.exists() for p in planned)
+    assert list(planned[0].parent.iterdir()) == []  # temp file gone too
+    assert spool.exists()
+
+
+def test_recovery_keeps_a_complete_output_set_and_shreds_the_original(settings: Settings, ledger: Ledger):
+    job, spool, planned = processing_row(settings, ledger)
+    for path in planned:
+        path.write_text("complete")
+    recover(settings, ledger)
+    row = ledger.get(job)
+    assert row.state == DONE and row.outputs == planned
+    assert all(p.read_text() == "complete" for p in planned)
+    assert not spool.exists() and not spool.parent.exists()
+
+
+def test_recovery_shreds_a_committed_but_unshredded_original(settings: Settings, ledger: Ledger):
+    job, spool, planned = processing_row(settings, ledger)
+    for path in planned:
+        path.write_text("complete")
+    ledger.transition(job, COMMITTED, outputs=planned)
+    recover(settings, ledger)
+    assert ledger.get(job).state == DONE and not spool.exists()
+
+
+def test_recovery_finishes_an_interrupted_quarantine(settings: Settings, ledger: Ledger):
+    job, spool, _ = processing_row(settings, ledger)
+    original = spool.read_bytes()
+    target = settings.quarantine / "default" / "talk.wav"
+    ledger.transition(job, QUARANTINED, quarantine_path=target, error_stage="decode", error="not audio", outputs=[])
+    recover(settings, ledger)
+    assert target.read_bytes() == original and not spool.exists()
+    assert "not audio" in Path(f"{target}.error.txt").read_text()
+
+
+def test_recovery_removes_stray_temp_audio(settings: Settings, ledger: Ledger):
+    stray = settings.tmp_root / "job-123"
+    stray.mkdir(parents=True)
+    (stray / "audio.f32").write_bytes(b"0" * 10)
+    recover(settings, ledger)
+    assert list(settings.tmp_root.iterdir()) == []
+
+
+def test_recovery_leaves_seen_jobs_resolved(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    recover(settings, ledger)
+    assert ledger.get(job).state not in (SEEN, PROCESSING)
+
+
+def test_move_file_is_safe_to_repeat(tmp_path: Path):
+    src = tmp_path / "a" / "x.wav"
+    src.parent.mkdir()
+    src.write_bytes(b"data")
+    dest = tmp_path / "b" / "x.wav"
+    dest.parent.mkdir()
+    os.link(src, dest)  # a crash after the link, before the unlink
+    move_file(src, dest)
+    assert not src.exists() and dest.read_bytes() == b"data"
+    move_file(src, dest)  # again: nothing to do
+    assert dest.read_bytes() == b"data"
