@@ -131,6 +131,17 @@ class Profile(BaseModel):
                 raise ValueError(f"'{later}' works on the transcript, so it must come after 'transcribe'")
         return chain
 
+    @model_validator(mode="after")
+    def _language_fits_engine(self) -> "Profile":
+        options = self.transcribe_options()
+        supported = options.supported_languages()
+        if self.language != "auto" and supported is not None and self.language not in supported:
+            raise ValueError(
+                f"language {self.language!r} is not one the {options.engine} engine can be forced to; "
+                f"use 'auto' or one of: {', '.join(sorted(supported))}"
+            )
+        return self
+
     def transcribe_options(self):
         return next(s.options for s in self.chain if s.name == "transcribe")
 

@@ -13,11 +13,11 @@ from collections import Counter
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.chunking import pack_regions
 from pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
-from pipeline.errors import ModelError, StageError
+from pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
 from pipeline.job import Job, Segment, Word
 from stages.base import Stage, StageOptions
 
@@ -36,6 +36,25 @@ class TranscribeOptions(StageOptions):
     vad_speech_pad_ms: int = Field(300, ge=0)
     window_seconds: float = Field(600.0, ge=30.0, le=1200.0, description="longest audio sent in one call")
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
+
+    @model_validator(mode="after")
+    def _engine_options_known(self) -> "TranscribeOptions":
+        if self.engine == "qwen3-asr":
+            from pipeline.engines.qwen3 import check_options
+
+            try:
+                check_options(self.engine_options)
+            except ConfigError as exc:
+                raise ValueError("; ".join(exc.problems)) from None
+        return self
+
+    def supported_languages(self) -> frozenset[str] | None:
+        """Languages the engine can be forced to, known without loading it (None: any)."""
+        if self.engine == "qwen3-asr":
+            from pipeline.engines.qwen3 import LANGUAGES
+
+            return frozenset(LANGUAGES)
+        return None
 
 
 class Transcribe(Stage):
@@ -97,7 +116,10 @@ class Transcribe(Stage):
             beam_size=self.options.beam_size,
             options=dict(self.options.engine_options),
         )
-        results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress)
+        try:
+            results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress)
+        except ConfigError as exc:  # a request this engine cannot honour: retrying will not help
+            raise RejectedInput(self.name, str(exc)) from exc
         languages: Counter[str] = Counter()
         probabilities: dict[str, float] = {}
         for window, result in zip(windows, results):

@@ -126,3 +126,15 @@ def test_config_check_cli(tmp_path):
         text=True,
     )
     assert good.returncode == 0 and "is valid" in good.stdout
+
+
+def test_engine_options_and_language_checked_against_the_engine(tmp_path):
+    chain = ["resample", {"transcribe": {"engine": "qwen3-asr", "model": "/nowhere", "engine_options": {"bogus": 1}}}]
+    with pytest.raises(ConfigError) as info:
+        parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
+    message = str(info.value)
+    assert "chain[1] (transcribe)" in message and "bogus" in message
+    chain[1]["transcribe"]["engine_options"] = {}
+    with pytest.raises(ConfigError, match="not one the qwen3-asr engine can be forced to"):
+        parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
+    assert parse_config({"profiles": {"default": {"chain": chain, "language": "yue"}}}, tmp_path / "c.yaml")
