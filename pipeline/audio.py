@@ -4,7 +4,7 @@ Audio stages that are ffmpeg filters (normalize, highpass, resample) do not each
 cost a decode/encode pass: they add filters to the job's ``Audio``, and the
 filters pending when a stage first needs samples are rendered in one ffmpeg run
 straight into a float32 file that is memory-mapped, not held in RAM several
-times over. A filter that must measure first (two-pass loudnorm) adds one
+times over. A filter that must measure first (loudness, for normalize) adds one
 analysis pass that only reads.
 """
 
@@ -115,6 +115,11 @@ def _short(exc: BaseException) -> str:
 
 
 FilterExpression = tuple[str, dict]  # ffmpeg filter name and its options
+Expressions = FilterExpression | list[FilterExpression]  # one filter, or several in order
+
+
+def _as_list(expressions: Expressions) -> list[FilterExpression]:
+    return list(expressions) if isinstance(expressions, list) else [expressions]
 
 
 def describe_filter(expression: FilterExpression) -> str:
@@ -125,10 +130,14 @@ def describe_filter(expression: FilterExpression) -> str:
 class AudioFilter(Protocol):
     """One ffmpeg filter a stage contributes to the job's pending filter graph."""
 
-    def expression(self, measurement: dict | None) -> FilterExpression: ...
+    def expression(self, measurement: dict | None) -> Expressions: ...
 
-    def analysis_expression(self) -> FilterExpression | None:
-        """An ffmpeg filter that measures the input first (two-pass), or None."""
+    def analysis_expression(self) -> Expressions | None:
+        """ffmpeg filter(s) that measure the input first (two-pass), or None.
+
+        A filter with an analysis also has ``parse_measurement(stderr) -> dict``,
+        which reads what the analysis printed (at log level info).
+        """
 
 
 @dataclass
@@ -198,10 +207,21 @@ class Audio:
         assert self._samples is not None
         return self._samples, self._rate
 
+    def new_buffer(self, length: int) -> np.memmap | np.ndarray:
+        """A writable float32 buffer on disk, so a stage's output is not a second copy in RAM."""
+        if length == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.memmap(self._next_path(), dtype=np.float32, mode="w+", shape=(length,))
+
     def replace(self, samples: np.ndarray, rate: int) -> None:
-        """Swap in processed samples (e.g. after denoising), written to disk and mapped."""
-        path = self._next_path()
-        np.asarray(samples, dtype=np.float32).tofile(path)
+        """Swap in processed samples (e.g. after denoising); a buffer from ``new_buffer`` is adopted as is."""
+        if isinstance(samples, np.memmap) and Path(samples.filename).parent == self.workdir:
+            samples.flush()
+            path = Path(samples.filename)
+            del samples
+        else:
+            path = self._next_path()
+            np.asarray(samples, dtype=np.float32).tofile(path)
         self._map(path, rate)
 
     def _next_path(self) -> Path:
@@ -235,10 +255,10 @@ class Audio:
             if analysis is None:
                 measurements.append(None)
                 continue
-            before = [g.expression(m) for g, m in zip(self.pending[:index], measurements)]
-            measurements.append(self._analyse(source, input_kwargs, [*before, analysis]))
+            before = [e for g, m in zip(self.pending[:index], measurements) for e in _as_list(g.expression(m))]
+            measurements.append(self._analyse(source, input_kwargs, [*before, *_as_list(analysis)], f))
             passes += 1
-        chain = [f.expression(m) for f, m in zip(self.pending, measurements)]
+        chain = [e for f, m in zip(self.pending, measurements) for e in _as_list(f.expression(m))]
         out_path = self._next_path()
         cmd = (
             ffmpeg.output(_filtered(source, input_kwargs, chain), str(out_path), f="f32le", acodec="pcm_f32le", ac=1, ar=target_rate)
@@ -252,13 +272,16 @@ class Audio:
         self.renders.append(RenderRecord([describe_filter(e) for e in chain], passes, time.perf_counter() - started))
         self.pending = []
 
-    def _analyse(self, source: str, input_kwargs: dict, chain: list[FilterExpression]) -> dict:
+    def _analyse(self, source: str, input_kwargs: dict, chain: list[FilterExpression], audio_filter=None) -> dict:
         cmd = (
             ffmpeg.output(_filtered(source, input_kwargs, chain), "-", f="null")
             .global_args("-nostdin", "-hide_banner", "-loglevel", "info", "-vn", "-sn", "-dn")
             .compile(cmd=ffmpeg_exe())
         )
         stderr = self._run(cmd)
+        parse = getattr(audio_filter, "parse_measurement", None)
+        if parse is not None:
+            return parse(stderr)
         match = _JSON_BLOCK.search(stderr)
         if not match:
             raise StageError("normalize", "ffmpeg did not report a loudness measurement")

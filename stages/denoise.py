@@ -85,15 +85,16 @@ class Denoise(Stage):
                 job.note(f"denoise: skipped, estimated SNR {snr:.1f} dB is clean enough")
                 return
             job.note(f"denoise: estimated SNR {snr:.1f} dB, gating noise")
-        audio.replace(self._gate(samples, rate, job), rate)
+        out = audio.new_buffer(len(samples))
+        self._gate(samples, rate, out, job)
+        audio.replace(out, rate)
 
-    def _gate(self, samples: np.ndarray, rate: int, job: Job) -> np.ndarray:
+    def _gate(self, samples: np.ndarray, rate: int, out: np.ndarray, job: Job) -> None:
         import noisereduce
 
         noise = noise_profile(samples, rate)
         n_fft = 1 << max(6, round(np.log2(self.options.window_ms / 1000 * rate)))
         block = int(self.options.block_seconds * rate)
-        out = np.empty(len(samples), dtype=np.float32)
         total = len(samples)
         for start in range(0, total, block):
             end = min(total, start + block)
@@ -114,4 +115,3 @@ class Denoise(Stage):
                 n_jobs=1,
             )
             job.progress(self.name, end / total)
-        return out

@@ -147,8 +147,17 @@ class Transcribe(Stage):
             min_silence_duration_ms=self.options.vad_min_silence_ms,
             speech_pad_ms=self.options.vad_speech_pad_ms,
         )
-        stamps = get_speech_timestamps(np.asarray(samples, dtype=np.float32), options, sampling_rate=SAMPLE_RATE)
-        return [(int(s["start"]), int(s["end"])) for s in stamps]
+        # blocks of ten minutes keep VAD's working copies small on a long recording;
+        # a region cut at a block edge is rejoined by pack_regions (adjacent pieces)
+        block = 600 * SAMPLE_RATE
+        regions: list[tuple[int, int]] = []
+        for offset in range(0, len(samples), block):
+            piece = np.asarray(samples[offset : offset + block], dtype=np.float32)
+            if len(piece) < SAMPLE_RATE // 10:
+                break
+            for stamp in get_speech_timestamps(piece, options, sampling_rate=SAMPLE_RATE):
+                regions.append((offset + int(stamp["start"]), offset + int(stamp["end"])))
+        return regions
 
 
 def _to_source_time(seg: Segment, window, rate: int) -> Segment:

@@ -1,0 +1,48 @@
+"""A 2-hour recording works with bounded memory (marked slow: about 5 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import resource
+
+import pytest
+
+from tests.conftest import SPEECH_EN, ffmpeg
+from tests.integration.test_run_cli import hushdrop, make_config
+
+
+@pytest.fixture(scope="module")
+def two_hours(tmp_path_factory):
+    """Pink noise for 2 h at 48 kHz with the speech clip at the start of every 20 minutes."""
+    d = tmp_path_factory.mktemp("long")
+    block = d / "block.opus"
+    ffmpeg(
+        "-i", str(SPEECH_EN),
+        "-f", "lavfi", "-i", "anoisesrc=d=1200:c=pink:r=48000:a=0.01",
+        "-filter_complex", "[0:a]aresample=48000,apad[s];[s][1:a]amix=inputs=2:duration=shortest:normalize=0",
+        "-ac", "1", "-c:a", "libopus", "-b:a", "16k", str(block),
+    )
+    listing = d / "list.txt"
+    listing.write_text("".join(f"file '{block}'\n" for _ in range(6)))
+    path = d / "two hours.opus"
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(path))
+    block.unlink()
+    return path
+
+
+@pytest.mark.slow
+def test_two_hour_recording_is_transcribed_in_bounded_memory(tmp_path, two_hours):
+    config = make_config(tmp_path, originals="keep")
+    proc = hushdrop(config, "run", str(two_hours), timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    record = json.loads((tmp_path / "outbox" / "default" / "two hours.json").read_text())
+    assert record["audio"]["duration_s"] == pytest.approx(7200, abs=5)
+    # the clip was heard in each of the six 20-minute blocks, at the right time…
+    starts = [s["start"] for s in record["segments"] if "morning" in s["text"].lower()]
+    assert len(starts) == 6 and all(abs(t - 1200 * i) < 3 for i, t in enumerate(sorted(starts)))
+    # …and the long noise between them produced no text
+    assert all(s["start"] % 1200 < 40 for s in record["segments"])
+    assert any(e["kind"] == "silence" and e["end"] - e["start"] > 1000 for e in record["events"])
+    # 2 h of float32 at 48 kHz is 1.4 GB: holding it even twice would break this bound
+    assert peak_mb < 2000, f"peak RSS {peak_mb:.0f} MB"
