@@ -1,0 +1,29 @@
+"""The long watch-mode checks: kill -9 at random moments, and memory over 500 files.
+
+Both run the bench scripts' code (bench/kill9_trials.py, bench/watch_rss.py) so the
+numbers in the notes and these assertions come from the same place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.kill9_trials import run_trials
+from bench.watch_rss import measure
+
+
+@pytest.mark.slow
+def test_kill9_at_random_moments_twenty_times_loses_and_doubles_nothing(tmp_path: Path):
+    report = run_trials(20, tmp_path / "site", seed=7)
+    assert report.trials == 20
+    assert report.problems == [], "\n".join(report.problems)
+
+
+@pytest.mark.slow
+def test_watcher_memory_stays_flat_over_500_small_files(tmp_path: Path):
+    result = measure(500, tmp_path / "site")
+    assert result["done"] == 530
+    # flat: no growth with the number of files beyond allocator noise
+    assert result["watcher_rss_mib_after"] - result["watcher_rss_mib_before"] < 8, result
