@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import struct
 import sys
 import tempfile
 import time
@@ -46,18 +48,30 @@ def speech_variant(seed: int) -> bytes:
     return bytes(data)
 
 
+def bulky_wav(seed: int, junk_mib: int = 96) -> bytes:
+    """Half a second of quiet audio behind a large RIFF ``JUNK`` chunk (which decoders skip):
+    cheap to transcribe, but hashing it at the claim and shredding it take long enough
+    for a kill to land inside those steps."""
+    wav = cheap_wav(seed)
+    fmt_end = 12 + 8 + struct.unpack("<I", wav[16:20])[0]
+    junk = b"JUNK" + struct.pack("<I", junk_mib << 20) + os.urandom(16) + bytes((junk_mib << 20) - 16)
+    return wav[:4] + struct.pack("<I", len(wav) - 8 + len(junk)) + wav[8:fmt_end] + junk + wav[fmt_end:]
+
+
 @dataclass
 class Report:
     trials: int = 0
     files: int = 0
     problems: list[str] = field(default_factory=list)
     kill_states: dict[str, int] = field(default_factory=dict)  # what the ledger said at each kill
+    caught: dict[str, int] = field(default_factory=dict)  # half-done work found right after kills
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {
             "trials": self.trials, "files": self.files, "problems": self.problems,
-            "jobs_by_state_at_kills": self.kill_states, "seconds": round(self.seconds, 1),
+            "jobs_by_state_at_kills": self.kill_states, "found_after_kills": self.caught,
+            "seconds": round(self.seconds, 1),
         }
 
 
@@ -116,7 +130,7 @@ def recover_now(run: WatchRun) -> None:
         os.close(fd)
 
 
-def run_trials(trials: int, root: Path, seed: int = 1, per_trial: int = 6, log=print) -> Report:
+def run_trials(trials: int, root: Path, seed: int = 1, per_trial: int = 10, log=print) -> Report:
     rng = random.Random(seed)
     run = WatchRun(root, base_config(queue_limit=8, profile={"settle_seconds": 0.5}))
     report = Report()
@@ -129,21 +143,35 @@ def run_trials(trials: int, root: Path, seed: int = 1, per_trial: int = 6, log=p
         for _ in range(count):
             serial += 1
             name = f"rec-{serial:04d}.wav"
-            data = speech_variant(serial) if serial % 9 == 0 else cheap_wav(serial)
+            if serial % 20 == 0:
+                data = speech_variant(serial)  # a real transcription to interrupt
+            elif serial % 3 == 0:
+                data = bulky_wav(serial)  # long claim hash and long shred to interrupt
+            else:
+                data = cheap_wav(serial)
             run.drop(name, data)
             dropped[name] = data
 
     for trial in range(1, trials + 1):
         drop_some(per_trial // 2)
         run.start(wait_ready=False)
-        delay = rng.uniform(0.5, 14.0)
+        delay = rng.uniform(1.0, 15.0)
         time.sleep(delay / 2)
         drop_some(per_trial - per_trial // 2)
         time.sleep(delay / 2)
-        states = [j["state"] for j in run.jobs()]
         run.kill9()
+        states = [j["state"] for j in run.jobs()]
         for state in states:
             report.kill_states[state] = report.kill_states.get(state, 0) + 1
+        found = {
+            "partial_output_sets": sum(1 for f in run.output_sets().values() if f != set(FORMATS)),
+            "temp_files": len(run.temp_files()),
+            "interrupted_claims": states.count("seen"),
+            "committed_not_retired": states.count("committed"),
+            "running_jobs": states.count("processing"),
+        }
+        for key, value in found.items():
+            report.caught[key] = report.caught.get(key, 0) + value
         problems = [f"trial {trial} after kill: {p}" for p in check(run, dropped, strict=False)]
         recover_now(run)
         problems += [f"trial {trial} after recovery: {p}" for p in check(run, dropped, strict=True)]

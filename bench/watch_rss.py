@@ -46,10 +46,13 @@ def measure(files: int, root: Path, warmup: int = 30, log=print) -> dict:
     for i in range(files):
         run.drop(f"small-{i:04d}.wav", cheap_wav(i))
     samples = []
+    marks: dict[int, float] = {}
 
     def finished() -> bool:
         samples.append(rss_mib(pid))
-        return len(run.done_names()) == warmup + files
+        done = len(run.done_names()) - warmup
+        marks.setdefault(done // 100 * 100, samples[-1])
+        return done == files
 
     wait_for(finished, 3600, f"{files} files", interval=1.0)
     seconds = time.monotonic() - started
@@ -62,6 +65,7 @@ def measure(files: int, root: Path, warmup: int = 30, log=print) -> dict:
         "watcher_rss_mib_before": round(before, 1), "watcher_rss_mib_after": round(after, 1),
         "watcher_rss_mib_peak": round(max(samples), 1),
         "worker_rss_mib_before": round(worker_before, 1), "worker_rss_mib_after": round(worker_after, 1),
+        "watcher_rss_mib_by_files_done": {k: round(v, 1) for k, v in sorted(marks.items())},
         "done": len(run.done_names()),
     }
 

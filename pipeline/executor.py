@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -204,6 +205,10 @@ class Executor:
                     worker.process.kill()
                     worker.process.join(5)
             self._workers.clear()
+        # a killed worker could not remove its private temp audio; no worker is left to use any
+        if self.settings.tmp_root.is_dir():
+            for entry in self.settings.tmp_root.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
 
     # -- the dispatcher thread -------------------------------------------------------
 

@@ -286,3 +286,14 @@ def test_json_logs_carry_the_job_id(watch_run):
     mine = [r for r in records if r["job"] == job_id]
     assert any("claimed" in r["msg"] for r in mine) and any("done" in r["msg"] for r in mine)
     assert any(r["process"].startswith("worker") for r in mine)
+
+
+def test_once_processes_what_is_there_and_exits(watch_run):
+    run = watch_run()
+    for i in range(3):
+        run.drop(f"batch-{i}.wav", cheap_wav(40 + i))
+    run.start("--once", wait_ready=False)
+    assert run.proc.wait(120) == 0, run.log_text()
+    assert sorted(run.done_names()) == ["batch-0.wav", "batch-1.wav", "batch-2.wav"]
+    assert complete_sets(run) == {f"batch-{i}": ALL for i in range(3)}
+    assert list(run.inbox.iterdir()) == [] and run.spool_files() == []
