@@ -10,7 +10,6 @@ overwritten: the new set gets "name (2)", "name (3)" …
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable

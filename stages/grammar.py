@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import Field, field_validator
 
 from pipeline.job import Job
+from pipeline.text import RepeatGuard
 from stages.base import Stage, StageOptions
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
@@ -33,7 +34,7 @@ class Rule:
 @dataclass(frozen=True)
 class GrammarContext:
     glossary: tuple[str, ...] = ()
-    min_repeats: int = 4
+    min_repeats: int = 3
 
 
 # ---------------------------------------------------------------- the rules
@@ -83,25 +84,13 @@ def remove_cjk_inner_spaces(text: str, ctx: GrammarContext) -> str:
 
 
 def collapse_repetition_loops(text: str, ctx: GrammarContext) -> str:
-    """A phrase repeated ``min_repeats`` or more times in a row keeps one copy.
+    """A phrase said over and over (the classic ASR hallucination) keeps one copy.
 
-    Works on words for spaced languages and on characters for CJK runs; a phrase
-    of two or more units needs only three repeats, since natural speech rarely
-    says a whole phrase three times running.
+    A phrase of k words or CJK characters is a loop when it repeats
+    ``max(min_repeats, ceil(6 / k))`` times in a row: "no no no" and "哈哈哈哈" are
+    speech, six "the"s or three "I think we"s are not.
     """
-    n = ctx.min_repeats
-    # whole words or word groups, case-insensitive, optional punctuation between
-    for size in range(1, 9):
-        need = n if size == 1 else max(3, n - 1)
-        unit = r"\S+" + r"(?:\s+\S+)" * (size - 1)
-        pattern = re.compile(rf"(?<!\S)({unit})(?:[\s,.;]+\1){{{need - 1},}}(?=[\s,.;!?]|$)", re.I)
-        text = pattern.sub(r"\1", text)
-    # CJK phrases (1-8 characters) with no spaces
-    for size in range(1, 9):
-        need = n + 2 if size == 1 else max(3, n - 1)
-        pattern = re.compile(rf"([{CJK}]{{{size}}})(?:[，、,\s]*\1){{{need - 1},}}")
-        text = pattern.sub(r"\1", text)
-    return text
+    return RepeatGuard(min_repeats=ctx.min_repeats, min_span=6).cut(text)
 
 
 _FILLERS = {
@@ -159,9 +148,10 @@ RULES: tuple[Rule, ...] = (
         (
             ("I think I think I think I think I think we should go", "I think we should go"),
             ("no no no", "no no no"),
-            ("the the the the the end", "the end"),
+            ("the the the the the the the end", "the end"),
             ("我们我们我们我们今天开会", "我们今天开会"),
             ("好好学习", "好好学习"),
+            ("哈哈哈哈", "哈哈哈哈"),
         ),
     ),
     Rule(
@@ -211,7 +201,7 @@ def rule_names() -> list[str]:
 
 class GrammarOptions(StageOptions):
     remove_fillers: bool = False
-    repetition_min_repeats: int = Field(4, ge=2, le=20, description="repeats that count as a loop")
+    repetition_min_repeats: int = Field(3, ge=2, le=20, description="repeats of a phrase that count as a loop")
     disable: list[str] = Field(default_factory=list, description="names of rules to switch off")
 
     @field_validator("disable")

@@ -53,6 +53,6 @@ def test_stage_uses_profile_glossary_and_drops_emptied_segments():
 
 
 def test_repetition_loop_threshold_is_configurable():
-    text = "go go go go now"
-    assert Grammar().fix(text, "en") == "Go now"
-    assert Grammar(GrammarOptions(repetition_min_repeats=6)).fix(text, "en") == "Go go go go now"
+    text = "we can we can we can now"
+    assert Grammar().fix(text, "en") == "We can now"
+    assert Grammar(GrammarOptions(repetition_min_repeats=4)).fix(text, "en") == "We can we can we can now"
