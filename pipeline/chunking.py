@@ -67,10 +67,18 @@ class Window:
 
     @property
     def length(self) -> int:
+        last = self.pieces[-1]
+        return last.window_offset + last.length
+
+    @property
+    def speech_length(self) -> int:
         return sum(p.length for p in self.pieces)
 
     def to_source_time(self, t: float, sample_rate: int) -> float:
-        """Map a time in this window (seconds) to a time in the recording."""
+        """Map a time in this window (seconds) to a time in the recording.
+
+        A time in the silent gap before a piece maps to that piece's start.
+        """
         sample = t * sample_rate
         for piece in self.pieces:
             if sample <= piece.window_offset + piece.length:
@@ -80,12 +88,11 @@ class Window:
         return (last.source_offset + last.length) / sample_rate
 
     def gather(self, audio: np.ndarray) -> np.ndarray:
-        if len(self.pieces) == 1:
-            p = self.pieces[0]
-            return np.asarray(audio[p.source_offset : p.source_offset + p.length], dtype=np.float32)
-        return np.concatenate(
-            [np.asarray(audio[p.source_offset : p.source_offset + p.length], dtype=np.float32) for p in self.pieces]
-        )
+        """The window's samples: its pieces in order, silence in the gaps between them."""
+        out = np.zeros(self.length, dtype=np.float32)
+        for p in self.pieces:
+            out[p.window_offset : p.window_offset + p.length] = audio[p.source_offset : p.source_offset + p.length]
+        return out
 
 
 def pack_regions(
@@ -93,13 +100,18 @@ def pack_regions(
     audio: np.ndarray,
     sample_rate: int,
     max_seconds: float,
+    gap_seconds: float = 1.0,
 ) -> list[Window]:
     """Pack speech regions (sample ranges) into windows of at most ``max_seconds``.
 
-    Regions are kept in order and joined without their silences between them; a
-    region longer than a window is split at its quiet points first.
+    Regions keep their order; the long silences between them are dropped, but
+    ``gap_seconds`` of silence is put between two regions that were not adjacent, so
+    the engine hears a pause there and does not run a sentence across the join
+    (which would give it a start time in the wrong region). A region longer than a
+    window is split at its quiet points first.
     """
     max_len = int(max_seconds * sample_rate)
+    gap = int(gap_seconds * sample_rate)
     stretches: list[tuple[int, int]] = []
     for start, end in regions:
         if end - start > max_len:
@@ -112,11 +124,13 @@ def pack_regions(
     used = 0
     for start, end in stretches:
         length = end - start
-        if current and used + length > max_len:
+        adjacent = bool(current) and current[-1].source_offset + current[-1].length == start
+        offset = used + (0 if adjacent or not current else gap)
+        if current and offset + length > max_len:
             windows.append(Window(current))
-            current, used = [], 0
-        current.append(Piece(window_offset=used, source_offset=start, length=length))
-        used += length
+            current, used, offset = [], 0, 0
+        current.append(Piece(window_offset=offset, source_offset=start, length=length))
+        used = offset + length
     if current:
         windows.append(Window(current))
     return windows

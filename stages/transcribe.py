@@ -128,7 +128,7 @@ class Transcribe(Stage):
                     continue
                 transcript.segments.append(_to_source_time(seg, window, rate))
             if result.language:
-                languages[result.language] += window.length
+                languages[result.language] += window.speech_length
                 probabilities.setdefault(result.language, result.language_probability or 0.0)
         if languages:
             transcript.language = languages.most_common(1)[0][0]
@@ -164,9 +164,12 @@ def _to_source_time(seg: Segment, window, rate: int) -> Segment:
     def t(x: float) -> float:
         return round(window.to_source_time(x, rate), 3)
 
+    # word times are anchored to the audio more tightly than whisper's segment times,
+    # which can reach back into a neighbouring piece of the window
+    words = [w for w in seg.words if w.text]
     return Segment(
-        start=t(seg.start),
-        end=t(seg.end),
+        start=t(words[0].start if words else seg.start),
+        end=t(words[-1].end if words else seg.end),
         text=seg.text.strip(),
         words=[Word(t(w.start), t(w.end), w.text, w.probability) for w in seg.words],
         language=seg.language,

@@ -23,13 +23,17 @@ def test_25_minutes_split_into_engine_windows():
     assert len(ranges) == 2 and sum(b - a for a, b in ranges) == len(audio)
 
 
-def test_pack_regions_joins_speech_and_maps_times_back():
+def test_pack_regions_joins_speech_with_gaps_and_maps_times_back():
     rate = 10
-    audio = np.arange(1000, dtype=np.float32)
-    regions = [(100, 200), (500, 550), (900, 1000)]
-    windows = pack_regions(regions, audio, rate, max_seconds=16)
-    assert [w.length for w in windows] == [150, 100]
-    assert np.array_equal(windows[0].gather(audio), np.concatenate([audio[100:200], audio[500:550]]))
+    audio = np.arange(1, 1001, dtype=np.float32)
+    regions = [(100, 200), (200, 230), (500, 530), (900, 1000)]
+    windows = pack_regions(regions, audio, rate, max_seconds=17, gap_seconds=1)
+    assert [w.length for w in windows] == [170, 100]
+    first = windows[0].gather(audio)
+    # adjacent regions stay joined; a one-second silence separates the others
+    assert np.array_equal(first[:130], audio[100:230])
+    assert np.all(first[130:140] == 0) and np.array_equal(first[140:170], audio[500:530])
     assert windows[0].to_source_time(0.0, rate) == 10.0
-    assert windows[0].to_source_time(12.0, rate) == 52.0  # 2 s into the second piece
+    assert windows[0].to_source_time(15.0, rate) == 51.0  # 1 s into the third region
+    assert windows[0].to_source_time(13.5, rate) == 50.0  # in the gap: the next region's start
     assert windows[1].to_source_time(5.0, rate) == 95.0

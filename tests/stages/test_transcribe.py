@@ -84,3 +84,29 @@ def test_short_windows_map_times_back(tmp_path):
     assert any(s.start >= 52 for s in segments), [(s.start, s.text) for s in segments]
     assert not any(13 < s.start < 51 for s in segments)
     assert wer(SPEECH_EN_TEXT, job.transcript.text) <= 0.2
+
+
+def test_speech_after_a_false_voice_blip_keeps_its_own_start_time(tmp_path):
+    """Two regions packed into one window must not share a segment across the join.
+
+    A hummed vowel is "speech" to the VAD but has no words; packed right against the
+    real speech 60 s later, whisper's first segment began in the hum and the whole
+    sentence was dated 60 s early.
+    """
+    from pipeline.audio import Audio
+    from pipeline.job import Job
+    import soundfile
+
+    speech, _ = soundfile.read(SPEECH_EN, dtype="float32")
+    t = np.arange(int(0.9 * 16000)) / 16000
+    hum = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12)) * 0.1 * np.hanning(len(t))
+    joined = np.concatenate([np.zeros(16000 * 5), hum, np.zeros(16000 * 60), speech]).astype(np.float32)
+    path = write_wav(tmp_path / "blip.wav", joined, 16000)
+    job = Job(source=path)
+    job.audio = Audio(source=path, workdir=tmp_path, source_rate=16000)
+    Transcribe().run(job)
+    assert len(job.transcript.speech_regions) == 2  # the hum really is a VAD region
+    speech_start = 5 + 0.9 + 60
+    first = [s for s in job.transcript.segments if "morning" in s.text.lower()][0]
+    assert first.start >= speech_start - 0.5, [(s.start, s.text) for s in job.transcript.segments]
+    assert all(w.start >= speech_start - 0.5 for w in first.words)
