@@ -181,8 +181,9 @@ def write_report(acc_args: list[str], speed_args: list[str]) -> None:
     if acc:
         sub = acc.get("subset", {})
         if sub.get("every", 1) > 1:
+            nth = {2: "2nd", 3: "3rd"}.get(sub["every"], f"{sub['every']}th")
             lines += [f"Noisy conditions other than {', '.join(f'{x} dB' for x in sub.get('full_snr', []))} ran on every "
-                      f"{sub['every']}rd clip ({sub.get('subset_clips')} of {sub.get('clips')}); compare within a "
+                      f"{nth} clip ({sub.get('subset_clips')} of {sub.get('clips')}); compare within a "
                       f"column, not across SNRs.", ""]
         lines += [accuracy.markdown(acc), ""]
     else:
@@ -194,7 +195,8 @@ def write_report(acc_args: list[str], speed_args: list[str]) -> None:
             "(looped to length); the burst is 20 × 15 s files cut from it. Each timed run is a fresh",
             "process that loads the model and warms up on a 4 s clip first. RTF = processing seconds /",
             "audio seconds (lower is faster). Peak RSS = `getrusage(RUSAGE_SELF).ru_maxrss` of that",
-            "process (model, audio, everything); ffmpeg's own peak is listed apart.",
+            "process (model, audio, everything). ffmpeg runs as a child process next to it (35-60 MB",
+            "peak by `/usr/bin/time` on the 10-minute file), not included.",
             "",
             speed.markdown(spd),
             "",

@@ -4,6 +4,16 @@ Speech enhancement tends to hurt ASR on clean speech, so ``mode: auto`` first
 estimates the signal-to-noise ratio and gates only noisy recordings. The noise
 profile is taken from the quietest frames of the whole recording; audio is then
 processed in blocks so memory stays bounded on long files.
+
+A stationary gate subtracts one noise spectrum everywhere, which is right for hiss,
+hum and fans but wrong for a background of other voices: their spectrum *is* a
+speech spectrum, and gating it cuts the talker's own words (on the benchmark's 5 dB
+babble it raised WER from 33 % to 43 %). So ``auto`` also checks that the background
+is steady: in the quietest frames, which are background alone, a steady noise has
+nearly constant energy (Gaussian noise in 30 ms frames: the 2nd and 10th
+percentiles lie ~0.2-0.3 dB apart), while babble rises and falls with syllables
+(2-7 dB). Above ``max_floor_spread_db`` (1.5 dB: five times the Gaussian spread, room
+for slowly drifting fans and hum) the recording is left as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ class DenoiseOptions(StageOptions):
     freq_smooth_hz: float = Field(250.0, ge=0.0)
     time_smooth_ms: float = Field(32.0, ge=0.0)
     block_seconds: float = Field(60.0, ge=5.0, le=600.0)
+    max_floor_spread_db: float = Field(
+        1.5, gt=0.0, description="auto mode gates only a steady background: quiet-frame energy spread (p10 - p2) below this"
+    )
 
 
 def frame_energies(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -59,6 +72,18 @@ def estimate_snr_db(samples: np.ndarray, rate: int) -> float:
     return float(10 * np.log10(loud / max(noise, 1e-12)))
 
 
+def floor_spread_db(samples: np.ndarray, rate: int) -> float:
+    """How much the background's energy moves: 10th minus 2nd percentile of frame energy, in dB.
+
+    Steady noise (hiss, hum, fans) gives a fraction of a dB; other voices several dB.
+    """
+    energies = frame_energies(samples, rate)
+    if len(energies) < 10:
+        return 0.0
+    levels = 10 * np.log10(np.maximum(energies, 1e-12))
+    return float(np.percentile(levels, 10) - np.percentile(levels, 2))
+
+
 def noise_profile(samples: np.ndarray, rate: int, seconds: float = 2.0) -> np.ndarray:
     """The quietest frames of the recording, joined: the noise to subtract."""
     frame = max(1, int(_FRAME_S * rate))
@@ -84,7 +109,14 @@ class Denoise(Stage):
             if snr >= self.options.snr_threshold_db:
                 job.note(f"denoise: skipped, estimated SNR {snr:.1f} dB is clean enough")
                 return
-            job.note(f"denoise: estimated SNR {snr:.1f} dB, gating noise")
+            spread = floor_spread_db(samples, rate)
+            if spread > self.options.max_floor_spread_db:
+                job.note(
+                    f"denoise: skipped, estimated SNR {snr:.1f} dB but the background is not steady "
+                    f"(quiet-frame spread {spread:.1f} dB, e.g. other voices); a stationary gate would cut speech"
+                )
+                return
+            job.note(f"denoise: estimated SNR {snr:.1f} dB, steady background ({spread:.1f} dB), gating noise")
         out = audio.new_buffer(len(samples))
         self._gate(samples, rate, out, job)
         audio.replace(out, rate)
