@@ -301,6 +301,10 @@ def make_system(name: str):
         return ChainSystem()
     if name == "bare":
         return BareSystem()
+    if name == "bare-words":  # diagnostic: what word timestamps alone cost the bare engine
+        s = BareSystem(word_timestamps=True)
+        s.name = name
+        return s
     raise ValueError(f"unknown system {name!r}: chain or bare")
 
 

@@ -84,7 +84,7 @@ def targets(acc: dict | None, spd: dict | None) -> list[list[str]]:
                     continue
                 parts.append(f"{metric} {c.rate:.1f} vs {b.rate:.1f}")
                 ok &= (c.rate < b.rate) if rule == "beats" else (c.rate <= b.rate + CLEAN_TOLERANCE)
-            rows.append([f"5 dB {kind}: chain {rule} bare (pooled)", "; ".join(parts), _verdict(ok)])
+            rows.append([f"5 dB {kind}: chain {rule}{' than' if rule == 'no worse' else ''} bare (pooled WER and CER)", "; ".join(parts), _verdict(ok)])
     if spd and "summary" in spd and "overhead_vs_transcribe" in spd["summary"]:
         s = spd["summary"]
         rows.append(["stages other than transcribe ≤ 15 % of the engine's time (10-min file, decoding included)",

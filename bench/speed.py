@@ -245,7 +245,7 @@ def markdown(results: dict) -> str:
     audio_s = results["audio_seconds"]
     parts = [f"### One {audio_s / 60:.0f}-minute recording ({results['repeats']} runs each, alternating; medians)", ""]
     rows = []
-    for name in ("chain", "bare"):
+    for name in ("chain", "bare", "bare-words"):
         if name in s:
             v = s[name]
             rows.append([name, f"{v['median_seconds']:.1f}", " / ".join(f"{x:.1f}" for x in v["all_seconds"]),
