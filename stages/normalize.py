@@ -28,10 +28,6 @@ from stages.base import FilterStage, StageOptions
 
 class NormalizeOptions(StageOptions):
     target_lufs: float = Field(-23.0, ge=-70.0, le=-5.0, description="integrated loudness target")
-    # accepted for configs written for the loudnorm version; a linear gain on float32
-    # audio neither clips nor changes the loudness range, so neither is used
-    true_peak_db: float = Field(-2.0, ge=-9.0, le=0.0, description="unused (float32 audio cannot clip)")
-    loudness_range: float = Field(11.0, ge=1.0, le=50.0, description="unused (a linear gain keeps the range)")
 
 
 _ABSOLUTE_GATE = -70.0  # LUFS
