@@ -69,6 +69,11 @@ VARIANTS = {
     "fw-vad": with_options("transcribe", vad_min_silence_ms=2000, vad_speech_pad_ms=400),
     "no-halluc-skip": with_options("transcribe", engine_options={"hallucination_silence_threshold": None}),
     "no-words": with_options("transcribe", word_timestamps=False),
+    "wide-vad": with_options("transcribe", vad_min_silence_ms=3000, vad_speech_pad_ms=1000),
+    "cond-prev": with_options("transcribe", engine_options={"condition_on_previous_text": True}),
+    "wide-vad-cond-prev": with_options(
+        "transcribe", vad_min_silence_ms=3000, vad_speech_pad_ms=1000, engine_options={"condition_on_previous_text": True}
+    ),
 }
 
 
