@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from bench import accuracy, speed
 from bench.common import REPO, RESULTS, heldout_dir, machine, require_heldout

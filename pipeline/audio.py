@@ -10,9 +10,7 @@ analysis pass that only reads.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -24,7 +22,7 @@ from typing import Protocol
 import ffmpeg
 import numpy as np
 
-from pipeline.errors import RejectedInput, StageError
+from pipeline.errors import RejectedInput
 from pipeline.job import AudioFacts
 
 
@@ -133,11 +131,10 @@ class AudioFilter(Protocol):
     def expression(self, measurement: dict | None) -> Expressions: ...
 
     def analysis_expression(self) -> Expressions | None:
-        """ffmpeg filter(s) that measure the input first (two-pass), or None.
+        """ffmpeg filter(s) that measure the input first (two-pass), or None."""
 
-        A filter with an analysis also has ``parse_measurement(stderr) -> dict``,
-        which reads what the analysis printed (at log level info).
-        """
+    def parse_measurement(self, stderr: str) -> dict:
+        """Read what the analysis printed (at log level info); only called when there is one."""
 
 
 @dataclass
@@ -147,6 +144,9 @@ class PlainFilter:
 
     def expression(self, measurement: dict | None) -> FilterExpression:
         return self.name, self.options
+
+    def parse_measurement(self, stderr: str) -> dict:
+        raise NotImplementedError("a plain filter measures nothing")
 
     def analysis_expression(self) -> FilterExpression | None:
         return None
@@ -164,9 +164,6 @@ def _filtered(source: str, input_kwargs: dict, chain: list[FilterExpression]):
     for name, options in chain:
         stream = stream.filter(name, **options)
     return stream
-
-
-_JSON_BLOCK = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.S)
 
 
 @dataclass
@@ -272,20 +269,14 @@ class Audio:
         self.renders.append(RenderRecord([describe_filter(e) for e in chain], passes, time.perf_counter() - started))
         self.pending = []
 
-    def _analyse(self, source: str, input_kwargs: dict, chain: list[FilterExpression], audio_filter=None) -> dict:
+    def _analyse(self, source: str, input_kwargs: dict, chain: list[FilterExpression], audio_filter: AudioFilter) -> dict:
         cmd = (
             ffmpeg.output(_filtered(source, input_kwargs, chain), "-", f="null")
             .global_args("-nostdin", "-hide_banner", "-loglevel", "info", "-vn", "-sn", "-dn")
             .compile(cmd=ffmpeg_exe())
         )
         stderr = self._run(cmd)
-        parse = getattr(audio_filter, "parse_measurement", None)
-        if parse is not None:
-            return parse(stderr)
-        match = _JSON_BLOCK.search(stderr)
-        if not match:
-            raise StageError("normalize", "ffmpeg did not report a loudness measurement")
-        return json.loads(match.group(0))
+        return audio_filter.parse_measurement(stderr)
 
     def _run(self, cmd: list[str]) -> str:
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")

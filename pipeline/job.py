@@ -7,7 +7,7 @@ nothing about folders, the ledger or where it runs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -113,6 +113,3 @@ class Job:
     @property
     def warnings(self) -> list[str]:
         return [n.removeprefix("warning: ") for n in self.notes if n.startswith("warning: ")]
-
-    def transcript_dict(self) -> dict[str, Any]:
-        return asdict(self.transcript)
