@@ -162,9 +162,11 @@ def test_bad_inputs_end_in_quarantine_byte_identical(watch_run, tmp_path: Path):
     for name, data in bad.items():
         run.drop(name, data)
     run.drop("cut-off.mp3", truncated)
-    wait_for(lambda: len([j for j in run.jobs() if j["state"] in ("quarantined", "done")]) == 5, 90, "every bad input")
-    states = {j["name"]: j for j in run.jobs()}
     quarantine = run.workdir / "quarantine" / "default"
+    wait_for(lambda: len([j for j in run.jobs() if j["state"] in ("quarantined", "done")]) == 5, 90, "every bad input")
+    # the ledger says "quarantined" first (crash safety), then the file moves and its note is written
+    wait_for(lambda: all((quarantine / f"{name}.error.txt").exists() for name in bad), 30, "the quarantine notes")
+    states = {j["name"]: j for j in run.jobs()}
     for name, data in bad.items():
         job = states[name]
         assert job["state"] == "quarantined" and job["attempts"] == 1, job  # not retried: retrying cannot help
@@ -185,10 +187,12 @@ def test_a_failing_job_is_retried_with_backoff_then_quarantined(watch_run):
     run = watch_run(max_attempts=2, profiles={"broken": broken}).start()
     data = cheap_wav(11)
     run.drop("take.wav", data, folder="broken")
+    target = run.workdir / "quarantine" / "broken" / "take.wav"
     wait_for(lambda: any(j["state"] == "quarantined" for j in run.jobs()), 60, "quarantine after the retries")
+    # the ledger says "quarantined" first (crash safety), then the file moves and its note is written
+    wait_for(lambda: target.with_name("take.wav.error.txt").exists(), 30, "the quarantine note")
     (job,) = run.jobs()
     assert job["attempts"] == 2 and job["error_stage"] == "transcribe"
-    target = run.workdir / "quarantine" / "broken" / "take.wav"
     assert target.read_bytes() == data
     note = (run.workdir / "quarantine" / "broken" / "take.wav.error.txt").read_text()
     assert "stage:    transcribe" in note and "not found" in note and "attempts: 2" in note
