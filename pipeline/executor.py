@@ -30,7 +30,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import StageError
 from pipeline.finish import commit_job, fail_job, quarantine_job, resolve_interrupted, retire_original, skip_duplicate
-from pipeline.intake import sha256_file
+from pipeline.fsutil import sha256_file
 from pipeline.ledger import ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
 from pipeline.logs import job_log, log
 from pipeline.retention import RetentionError

@@ -23,7 +23,8 @@ import stat
 from pathlib import Path
 
 from pipeline.config import OriginalsPolicy, Profile, Settings
-from pipeline.intake import clean_spool_dir, free_name, move_file, write_error_note
+from pipeline.fsutil import free_name, move_file
+from pipeline.intake import clean_spool_dir, write_error_note
 from pipeline.job import Job
 from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
 from pipeline.logs import job_log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -10,6 +12,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+_CHUNK = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -76,3 +80,55 @@ def private_tempdir(root: Path, prefix: str = "job-") -> Iterator[Path]:
 
 def random_name(length: int = 16) -> str:
     return secrets.token_hex(length // 2)
+
+
+def sha256_file(path: Path, follow_symlinks: bool = False) -> str:
+    """SHA-256 of a file's content; a symlink is refused unless ``follow_symlinks``."""
+    flags = os.O_RDONLY | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/name (2)``, ``(3)`` … — the first that is not taken."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for n in range(1, 100_000):
+        candidate = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate) and not os.path.lexists(f"{candidate}.error.txt"):
+            return candidate
+    raise OSError(f"no free name for {name} in {folder}")
+
+
+def move_file(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest`` (which must not exist, or be ``src``'s own earlier copy); safe to repeat."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(src):
+        return
+    if os.path.lexists(dest):
+        if os.path.samefile(src, dest) or sha256_file(src) == sha256_file(dest):
+            os.unlink(src)  # an interrupted earlier move already put it there
+            fsync_dir(src.parent)
+            return
+        raise FileExistsError(f"{dest} exists and is another file")
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        partial = dest.with_name(f".{dest.name}.partial")
+        with open(src, "rb") as reader, open(partial, "wb") as writer:
+            while chunk := reader.read(_CHUNK):
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+        if sha256_file(partial) != sha256_file(src):
+            partial.unlink()
+            raise OSError(f"copy of {src.name} to {dest.parent} does not match; nothing moved")
+        os.rename(partial, dest)
+    fsync_dir(dest.parent)
+    os.unlink(src)
+    fsync_dir(src.parent)

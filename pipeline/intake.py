@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Profile, Settings
-from pipeline.fsutil import fsync_dir, random_name, write_temp
+from pipeline.fsutil import fsync_dir, random_name, sha256_file, write_temp
 from pipeline.ledger import ABANDONED, CLAIMED, Ledger, JobRow
 from pipeline.logs import job_log, log
 
@@ -107,15 +107,6 @@ def classify(settings: Settings, path: Path, st: os.stat_result | None = None) -
 def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
     """What must stay unchanged for a settle period: device, inode, size and mtime."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def sha256_file(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ClaimLost(Exception):
@@ -241,46 +232,6 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
 
 # ---------------------------------------------------------------------------
 # moving originals out of the spool (quarantine, keep)
-
-
-def free_name(folder: Path, name: str) -> Path:
-    stem, suffix = Path(name).stem, Path(name).suffix
-    for n in range(1, 100_000):
-        candidate = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
-        if not os.path.lexists(candidate) and not os.path.lexists(f"{candidate}.error.txt"):
-            return candidate
-    raise OSError(f"no free name for {name} in {folder}")
-
-
-def move_file(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest`` (which must not exist, or be ``src``'s own earlier copy); safe to repeat."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not os.path.lexists(src):
-        return
-    if os.path.lexists(dest):
-        if os.path.samefile(src, dest) or sha256_file(src) == sha256_file(dest):
-            os.unlink(src)  # an interrupted earlier move already put it there
-            fsync_dir(src.parent)
-            return
-        raise FileExistsError(f"{dest} exists and is another file")
-    try:
-        os.link(src, dest)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        partial = dest.with_name(f".{dest.name}.partial")
-        with open(src, "rb") as reader, open(partial, "wb") as writer:
-            while chunk := reader.read(_CHUNK):
-                writer.write(chunk)
-            writer.flush()
-            os.fsync(writer.fileno())
-        if sha256_file(partial) != sha256_file(src):
-            partial.unlink()
-            raise OSError(f"copy of {src.name} to {dest.parent} does not match; nothing moved")
-        os.rename(partial, dest)
-    fsync_dir(dest.parent)
-    os.unlink(src)
-    fsync_dir(src.parent)
 
 
 def write_error_note(target: Path, text: str) -> Path:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ModelError
+from pipeline.fsutil import sha256_file
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _WHISPER_BASE_PARTS = (
@@ -35,14 +36,6 @@ def cache_dir() -> Path:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "hushdrop"
-
-
-def sha256_of(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _package_dir(package: str) -> Path | None:
@@ -137,7 +130,7 @@ def verify_model_dir(model_dir: Path, sha256: str) -> None:
             return
     except (OSError, ValueError):
         pass
-    actual = sha256_of(model_bin)
+    actual = sha256_file(model_bin, follow_symlinks=True)
     if actual != sha256:
         raise ModelError(
             f"{model_bin} has sha256 {actual}, expected {sha256}: the model is corrupt. "

@@ -12,12 +12,11 @@ Symlinks are never followed: a path that is not a regular file is refused.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from pipeline.config import OriginalsPolicy
-from pipeline.fsutil import fsync_dir, link_no_clobber, random_name
+from pipeline.fsutil import free_name, fsync_dir, move_file, random_name
 
 _BLOCK = 1 << 20
 
@@ -62,30 +61,6 @@ def shred(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = path.stem, path.suffix
-    for n in range(1, 10_000):
-        candidate = folder / (path.name if n == 1 else f"{stem} ({n}){suffix}")
-        if candidate.exists():
-            continue
-        try:
-            if link_no_clobber(path, candidate):
-                if path.exists() and os.path.samefile(path, candidate):
-                    os.unlink(path)
-                fsync_dir(folder)
-                fsync_dir(path.parent)
-                return candidate
-        except OSError:  # another filesystem: copy, fsync, then remove
-            shutil.copy2(path, candidate)
-            with open(candidate, "rb") as f:
-                os.fsync(f.fileno())
-            os.unlink(path)
-            fsync_dir(folder)
-            return candidate
-    raise RetentionError(f"no free name for {path.name} in {folder}")
-
-
 def apply_policy(path: Path, policy: OriginalsPolicy) -> str:
     """Apply the profile's policy to ``path``; returns a line for the log."""
     if path.is_symlink():
@@ -98,6 +73,8 @@ def apply_policy(path: Path, policy: OriginalsPolicy) -> str:
         return f"deleted {path}"
     if policy.action == "move":
         assert policy.move_to is not None
-        return f"moved to {_move(path, policy.move_to)}"
+        target = free_name(policy.move_to, path.name)
+        move_file(path, target)
+        return f"moved to {target}"
     shred(path)
     return f"shredded {path}"

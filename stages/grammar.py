@@ -33,6 +33,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class GrammarContext:
+    language: str = "en"
     glossary: tuple[str, ...] = ()
     min_repeats: int = 3
 
@@ -100,8 +101,8 @@ _FILLERS = {
 }
 
 
-def remove_fillers(text: str, ctx: GrammarContext, language: str = "en") -> str:
-    pattern = _FILLERS.get(language)
+def remove_fillers(text: str, ctx: GrammarContext) -> str:
+    pattern = _FILLERS.get(ctx.language)
     if not pattern:
         return text
     cleaned = re.sub(pattern, "", text, flags=re.I)
@@ -230,12 +231,9 @@ class Grammar(Stage):
         return rules
 
     def fix(self, text: str, language: str | None, glossary: tuple[str, ...] = ()) -> str:
-        ctx = GrammarContext(glossary=glossary, min_repeats=self.options.repetition_min_repeats)
+        ctx = GrammarContext(language=language or "", glossary=glossary, min_repeats=self.options.repetition_min_repeats)
         for rule in self.active_rules(language):
-            if rule.name == "remove_fillers":
-                text = remove_fillers(text, ctx, language or "en")
-            else:
-                text = rule.apply(text, ctx)
+            text = rule.apply(text, ctx)
         return text
 
     def run(self, job: Job) -> None:

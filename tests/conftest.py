@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,17 @@ from pipeline.config import Settings, parse_config
 DATA = Path(__file__).parent / "data"
 SPEECH_EN = DATA / "speech_en.wav"
 SPEECH_EN_TEXT = (DATA / "speech_en.txt").read_text()
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate after lower-casing and dropping punctuation."""
+    import jiwer
+
+    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
 
 
 def ffmpeg(*args: str) -> None:

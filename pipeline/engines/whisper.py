@@ -18,7 +18,8 @@ from pipeline.engines.base import (
 )
 from pipeline.errors import ModelError
 from pipeline.job import Segment, Word
-from pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base, sha256_of
+from pipeline.fsutil import sha256_file
+from pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base
 
 
 def cuda_available() -> bool:
@@ -78,14 +79,13 @@ class WhisperEngine(Engine):
         )
 
     def describe(self) -> dict[str, Any]:
-        sha = self.model_sha256
-        if sha is None and (self.model_path / "model.bin").is_file():
-            sha = sha256_of(self.model_path / "model.bin")
+        if self.model_sha256 is None:  # a model of the user's: hashed once, not per job
+            self.model_sha256 = sha256_file(self.model_path / "model.bin", follow_symlinks=True)
         return {
             "engine": self.name,
             "model": self.spec.model,
             "model_path": str(self.model_path),
-            "model_sha256": sha,
+            "model_sha256": self.model_sha256,
             "device": self.device,
             "compute_type": self.compute_type,
         }

@@ -211,3 +211,24 @@ def watch_run(tmp_path: Path):
         if run.proc is not None and run.proc.poll() is None:
             run.proc.kill()
             run.proc.wait(10)
+
+
+# `hushdrop run` in its own process, for the one-shot CLI tests
+
+
+def make_config(root: Path, originals: str = "shred") -> Path:
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({"profiles": {"default": {"originals": originals}}}))
+    return config
+
+
+def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "pipeline.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )

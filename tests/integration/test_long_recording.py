@@ -8,7 +8,7 @@ import resource
 import pytest
 
 from tests.conftest import SPEECH_EN, ffmpeg
-from tests.integration.test_run_cli import hushdrop, make_config
+from tests.integration.conftest import hushdrop, make_config
 
 
 @pytest.fixture(scope="module")

@@ -11,35 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, write_wav
-from tests.stages.test_transcribe import wer, words
+from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, wer, words, write_wav
+from tests.integration.conftest import hushdrop, make_config
 
 
 def prefix_wer(hypothesis: str) -> float:
     """WER against as much of the clip's text as the hypothesis covers (for excerpts)."""
     return wer(" ".join(words(SPEECH_EN_TEXT)[: len(words(hypothesis))]), hypothesis)
 
+
 FORMATS = ["txt", "srt", "vtt", "json", "md"]
-
-
-def make_config(root: Path, originals: str = "shred") -> Path:
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({"profiles": {"default": {"originals": originals}}}))
-    return config
-
-
-def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "pipeline.cli", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-    )
 
 
 def test_run_transcribes_writes_five_outputs_and_shreds(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.config import Settings, parse_config
 from pipeline.finish import planned_outputs
-from pipeline.intake import ClaimLost, claim, classify, finish_seen, is_ignored, move_file
+from pipeline.fsutil import move_file
+from pipeline.intake import ClaimLost, claim, classify, finish_seen, is_ignored
 from pipeline.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
 from pipeline.recovery import recover
 

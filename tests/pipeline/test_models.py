@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import ModelError
+from pipeline.fsutil import sha256_file
 from pipeline.models import (
     WHISPER_BASE_SHA256,
     assemble_model,
     bundled_whisper_base,
     bundled_whisper_sources,
     list_models,
-    sha256_of,
     verify_model_dir,
 )
 
 
 def test_bundled_model_is_verified_and_listed():
     path = bundled_whisper_base()
-    assert sha256_of(path / "model.bin") == WHISPER_BASE_SHA256
+    assert sha256_file(path / "model.bin") == WHISPER_BASE_SHA256
     assert {p.name for p in path.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
     whisper = [m for m in list_models() if m.engine == "whisper"]
     assert whisper[0].ready and whisper[0].name == "base"
@@ -45,4 +45,4 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="corrupt"):
         verify_model_dir(path, WHISPER_BASE_SHA256)
     rebuilt = bundled_whisper_base()
-    assert sha256_of(rebuilt / "model.bin") == WHISPER_BASE_SHA256
+    assert sha256_file(rebuilt / "model.bin") == WHISPER_BASE_SHA256

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from pipeline.engines import EngineSpec, load_engine
 from stages.transcribe import Transcribe
-from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, write_wav
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    import jiwer
-
-    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
+from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, wer, words, write_wav
 
 
 def test_english_clip_transcribed_with_word_times(processor_session):
