@@ -59,21 +59,32 @@ def chained(*changes):
     return change
 
 
+def with_stage_after(after: str, entry):
+    def change(chain):
+        out = []
+        for e in chain:
+            out.append(e)
+            if _name(e) == after:
+                out.append(entry)
+        return out
+
+    return change
+
+
 VARIANTS = {
     "default": lambda chain: chain,
-    "no-filters": without("normalize", "highpass"),
     "no-normalize": without("normalize"),
-    "no-highpass": without("highpass"),
+    "no-dehum": without("dehum"),
     "no-denoise": without("denoise"),
     "no-grammar": without("grammar", "tag"),
-    "fw-vad": with_options("transcribe", vad_min_silence_ms=2000, vad_speech_pad_ms=400),
-    "no-halluc-skip": with_options("transcribe", engine_options={"hallucination_silence_threshold": None}),
-    "no-words": with_options("transcribe", word_timestamps=False),
+    # what the default chain did before 2026-11-21, one change at a time
+    "with-highpass": with_stage_after("normalize", {"highpass": {"cutoff_hz": 80}}),
+    "normalize-all": with_options("normalize", raise_below_lufs=0.0),
+    "old-vad": with_options("transcribe", vad_min_silence_ms=500, vad_speech_pad_ms=300, join_pause_ms=1000),
     "wide-vad": with_options("transcribe", vad_min_silence_ms=3000, vad_speech_pad_ms=1000),
+    "no-words": with_options("transcribe", word_timestamps=False),
+    "no-halluc-skip": with_options("transcribe", engine_options={"hallucination_silence_threshold": None}),
     "cond-prev": with_options("transcribe", engine_options={"condition_on_previous_text": True}),
-    "wide-vad-cond-prev": with_options(
-        "transcribe", vad_min_silence_ms=3000, vad_speech_pad_ms=1000, engine_options={"condition_on_previous_text": True}
-    ),
 }
 
 

@@ -87,6 +87,21 @@ class Window:
         last = self.pieces[-1]
         return (last.source_offset + last.length) / sample_rate
 
+    def to_source_span(self, start: float, end: float, sample_rate: int) -> tuple[float, float]:
+        """Map a word's [start, end] (window seconds) to the recording.
+
+        Pieces side by side in the window lie apart in the recording, so a word cannot
+        straddle a join: one that seems to (the engine's word timing bleeds across
+        it) belongs to the piece its end is in and starts no earlier than that piece.
+        """
+        source_start, source_end = self.to_source_time(start, sample_rate), self.to_source_time(end, sample_rate)
+        end_sample = end * sample_rate
+        for piece in self.pieces:
+            if end_sample <= piece.window_offset + piece.length:
+                source_start = max(source_start, min(piece.source_offset / sample_rate, source_end))
+                break
+        return source_start, source_end
+
     def gather(self, audio: np.ndarray) -> np.ndarray:
         """The window's samples: its pieces in order, silence in the gaps between them."""
         out = np.zeros(self.length, dtype=np.float32)

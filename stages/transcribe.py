@@ -32,8 +32,10 @@ class TranscribeOptions(StageOptions):
     beam_size: int = Field(5, ge=1, le=20)
     word_timestamps: bool = True
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    vad_min_silence_ms: int = Field(500, ge=50)
-    vad_speech_pad_ms: int = Field(300, ge=0)
+    # faster-whisper's own VAD settings: pauses under 2 s stay inside a region, as recorded
+    vad_min_silence_ms: int = Field(2000, ge=50, description="a pause this long ends a speech region")
+    vad_speech_pad_ms: int = Field(400, ge=0, description="recorded audio kept on each side of a region")
+    join_pause_ms: int = Field(0, ge=0, le=5000, description="digital silence put between two regions joined into one window")
     window_seconds: float = Field(600.0, ge=30.0, le=1200.0, description="longest audio sent in one call")
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
 
@@ -102,7 +104,7 @@ class Transcribe(Stage):
             job.note("transcribe: no speech detected")
             return
         max_window = min(self.options.window_seconds, self.engine.capabilities.max_window_s)
-        windows = pack_regions(regions, samples, rate, max_window)
+        windows = pack_regions(regions, samples, rate, max_window, gap_seconds=self.options.join_pause_ms / 1000)
         speech_total = sum(w.length for w in windows) / rate
         done_before = [sum(w.length for w in windows[:i]) / rate for i in range(len(windows))]
 
@@ -164,14 +166,18 @@ def _to_source_time(seg: Segment, window, rate: int) -> Segment:
     def t(x: float) -> float:
         return round(window.to_source_time(x, rate), 3)
 
+    words = []
+    for w in seg.words:
+        start, end = window.to_source_span(w.start, w.end, rate)
+        words.append(Word(round(start, 3), round(end, 3), w.text, w.probability))
     # word times are anchored to the audio more tightly than whisper's segment times,
     # which can reach back into a neighbouring piece of the window
-    words = [w for w in seg.words if w.text]
+    spoken = [w for w in words if w.text]
     return Segment(
-        start=t(words[0].start if words else seg.start),
-        end=t(words[-1].end if words else seg.end),
+        start=spoken[0].start if spoken else t(seg.start),
+        end=spoken[-1].end if spoken else t(seg.end),
         text=seg.text.strip(),
-        words=[Word(t(w.start), t(w.end), w.text, w.probability) for w in seg.words],
+        words=words,
         language=seg.language,
         avg_logprob=seg.avg_logprob,
         no_speech_prob=seg.no_speech_prob,

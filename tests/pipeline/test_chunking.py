@@ -37,3 +37,17 @@ def test_pack_regions_joins_speech_with_gaps_and_maps_times_back():
     assert windows[0].to_source_time(15.0, rate) == 51.0  # 1 s into the third region
     assert windows[0].to_source_time(13.5, rate) == 50.0  # in the gap: the next region's start
     assert windows[1].to_source_time(5.0, rate) == 95.0
+
+
+def test_a_word_cannot_straddle_a_join():
+    rate = 10
+    audio = np.arange(1, 1001, dtype=np.float32)
+    # two regions 27 s apart in the recording, side by side in the window (no pause)
+    [window] = pack_regions([(100, 130), (400, 450)], audio, rate, max_seconds=30, gap_seconds=0)
+    assert window.length == 80
+    # a word timed 2.5-3.6 s in the window seems to begin in the first region ...
+    assert window.to_source_time(2.5, rate) == 12.5
+    # ... but it ends in the second, so that is where it starts
+    assert window.to_source_span(2.5, 3.6, rate) == (40.0, 40.6)
+    assert window.to_source_span(0.5, 1.5, rate) == (10.5, 11.5)  # inside one piece: unchanged
+    assert window.to_source_span(3.2, 4.0, rate) == (40.2, 41.0)

@@ -46,10 +46,23 @@ def test_normalize_reaches_target_loudness_within_1_lu(tmp_path, gain_db, target
     speech = speech_at(rate) * (10 ** (gain_db / 20)) * 0.5
     path = write_wav(tmp_path / "in.wav", speech, rate)
     before = pyloudnorm.Meter(rate).integrated_loudness(speech)
-    out, out_rate, _ = run_chain(path, rate, [Normalize(NormalizeOptions(target_lufs=target))], tmp_path)
+    options = NormalizeOptions(target_lufs=target, raise_below_lufs=0.0)  # normalise whatever the level
+    out, out_rate, _ = run_chain(path, rate, [Normalize(options)], tmp_path)
     after = pyloudnorm.Meter(out_rate).integrated_loudness(out)
     assert out_rate == rate
     assert abs(after - target) <= 1.0, f"{before:.1f} LUFS became {after:.1f}, wanted {target}"
+
+
+def test_normalize_raises_only_a_too_quiet_recording(tmp_path):
+    rate = 48000
+    meter = pyloudnorm.Meter(rate)
+    speech = speech_at(rate)
+    normal = speech * 10 ** ((-30.0 - meter.integrated_loudness(speech)) / 20)
+    quiet = speech * 10 ** ((-60.0 - meter.integrated_loudness(speech)) / 20)
+    out, _, _ = run_chain(write_wav(tmp_path / "normal.wav", normal, rate), rate, [Normalize()], tmp_path)
+    assert np.array_equal(out, normal.astype(np.float32))
+    out, _, _ = run_chain(write_wav(tmp_path / "quiet.wav", quiet, rate), rate, [Normalize()], tmp_path)
+    assert abs(meter.integrated_loudness(out) - (-23.0)) <= 1.0
 
 
 def test_normalize_leaves_digital_silence_alone(tmp_path):

@@ -1,0 +1,151 @@
+"""dehum: notches out mains hum (50 or 60 Hz and its harmonics), only when it is there.
+
+A ground loop, a phone charging next to the recorder or a cheap preamp adds a steady
+tone at the mains frequency and its multiples. The ``highpass`` stage takes out the
+50/60 Hz fundamental but not the harmonics (100, 120, 150, 180 Hz, ...), which sit in
+the voice's own range, where a high-pass cannot go.
+
+Hum never stops and never changes pitch. So the recording is cut into half-second
+frames (2 Hz resolution; up to 600 of them, spread over a long file) and a harmonic of
+the mains frequency (whichever of 50 and 60 Hz explains more of them) counts as hum
+when, in most frames, it is a narrow peak standing ``min_prominence_db`` above its
+neighbouring frequencies. Noise is smooth across frequency and a voice's harmonics move
+with its pitch, so neither passes. When the strongest harmonic found is no more than
+``max_below_speech_db`` below the speech, each one found gets a notch ``notch_width_hz``
+wide; fainter hum is left alone, since it barely moves the engine and a filter always
+changes a little. A recording without hum (the
+usual case) passes through untouched, sample for sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.job import Job
+from stages.base import Stage, StageOptions
+
+MAINS_HZ = (50.0, 60.0)
+_FRAME_S = 0.5  # 2 Hz bins: 50 and 60 Hz and all their harmonics fall exactly on a bin
+_MAX_FRAMES = 600  # frames looked at, spread over the recording: bounded work on a 2-hour file
+_PEAK_HALF_WIDTH_HZ = 2.0  # the tone's bin and one either side (Hann leakage, mains drift)
+_NEIGHBOURS_HZ = (6.0, 20.0)  # the floor a peak is compared with: this far to either side
+
+
+class DehumOptions(StageOptions):
+    mode: Literal["auto", "off"] = "auto"
+    mains_hz: Literal["auto", 50, 60] = Field("auto", description="mains frequency; auto picks 50 or 60 Hz")
+    max_hz: float = Field(1000.0, ge=50.0, le=4000.0, description="highest harmonic to look for")
+    min_prominence_db: float = Field(
+        10.0, gt=0.0, description="a harmonic this far above its neighbours in most half-second frames is hum"
+    )
+    max_below_speech_db: float = Field(
+        20.0, gt=0.0, description="hum quieter than the speech by more than this is left alone: it barely moves the engine"
+    )
+    notch_width_hz: float = Field(4.0, gt=0.5, le=20.0, description="-3 dB width of each notch")
+    block_seconds: float = Field(60.0, ge=5.0, le=600.0)
+
+
+@dataclass(frozen=True)
+class Hum:
+    mains_hz: float
+    harmonics: tuple[float, ...]  # the frequencies to notch
+    level_db: float  # the strongest harmonic, relative to the speech
+
+
+def _frame_spectra(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Power spectra of up to _MAX_FRAMES half-second frames spread over the recording."""
+    frame = int(_FRAME_S * rate)
+    count = len(samples) // frame
+    starts = np.linspace(0, (count - 1) * frame, num=min(count, _MAX_FRAMES)).astype(np.int64)
+    taper = np.hanning(frame)
+    spectra = np.empty((len(starts), frame // 2 + 1), dtype=np.float64)
+    for i, start in enumerate(starts):
+        chunk = np.asarray(samples[start : start + frame], dtype=np.float64)
+        spectra[i] = np.abs(np.fft.rfft(chunk * taper)) ** 2
+    return np.fft.rfftfreq(frame, 1.0 / rate), spectra
+
+
+def _prominence_db(freqs: np.ndarray, spectra: np.ndarray, f: float) -> np.ndarray:
+    """For each frame, how far the peak near ``f`` stands above the neighbouring frequencies, in dB."""
+    near = np.abs(freqs - f)
+    peak = spectra[:, near <= _PEAK_HALF_WIDTH_HZ].max(axis=1)
+    floor = np.median(spectra[:, (near >= _NEIGHBOURS_HZ[0]) & (near <= _NEIGHBOURS_HZ[1])], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prominence = 10 * np.log10(peak / floor)
+    return np.where(peak > 0, np.nan_to_num(prominence, posinf=100.0), 0.0)  # digital silence: no tone
+
+
+def find_hum(samples: np.ndarray, rate: int, options: DehumOptions) -> Hum | None:
+    """The mains hum in ``samples``, or None when there is none worth removing.
+
+    Hum is a tone at the same frequency all the time, so a harmonic counts only when it
+    stands out in most frames, speech or pause. A speaker's voice has harmonics too, but
+    its pitch moves: it does not sit on 120 Hz for half of a recording.
+    """
+    if len(samples) < 4 * int(_FRAME_S * rate):
+        return None
+    freqs, spectra = _frame_spectra(samples, rate)
+    speech_power = np.sort(spectra.sum(axis=1))[-max(1, len(spectra) // 3) :].mean()  # the loudest frames
+    if speech_power <= 0.0:
+        return None  # digital silence
+    top = min(options.max_hz, rate / 2 - _NEIGHBOURS_HZ[1])
+    candidates = MAINS_HZ if options.mains_hz == "auto" else (float(options.mains_hz),)
+    best: Hum | None = None
+    for mains in candidates:
+        found, levels = [], []
+        for k in range(1, int(top // mains) + 1):
+            f = k * mains
+            if np.median(_prominence_db(freqs, spectra, f)) >= options.min_prominence_db:
+                tone = np.median(spectra[:, np.abs(freqs - f) <= _PEAK_HALF_WIDTH_HZ].sum(axis=1))
+                found.append(f)
+                levels.append(10 * np.log10(tone / speech_power) if tone > 0 else float("-inf"))
+        # the strongest harmonic decides whether there is hum worth removing; then every one goes
+        if found and max(levels) >= -options.max_below_speech_db:
+            if best is None or len(found) > len(best.harmonics):
+                best = Hum(mains, tuple(found), max(levels))
+    return best
+
+
+def notch_sections(frequencies: tuple[float, ...], width_hz: float, rate: int) -> np.ndarray:
+    """Second-order sections, one notch per frequency, for ``scipy.signal.sosfilt``."""
+    from scipy.signal import iirnotch
+
+    sections = []
+    for f in frequencies:
+        b, a = iirnotch(f, f / width_hz, fs=rate)
+        sections.append(np.concatenate([b, a]))
+    return np.array(sections)
+
+
+class Dehum(Stage):
+    name = "dehum"
+    Options = DehumOptions
+
+    def run(self, job: Job) -> None:
+        if self.options.mode == "off":
+            return
+        from scipy.signal import sosfilt
+
+        audio = self.audio_of(job)
+        samples, rate = audio.samples()
+        hum = find_hum(samples, rate, self.options)
+        if hum is None:
+            job.note("dehum: no mains hum found")
+            return
+        listed = ", ".join(f"{f:g}" for f in hum.harmonics)
+        job.note(f"dehum: {hum.mains_hz:g} Hz mains hum ({hum.level_db:.0f} dB against the speech), notching {listed} Hz")
+        sections = notch_sections(hum.harmonics, self.options.notch_width_hz, rate)
+        state = np.zeros((len(sections), 2))
+        out = audio.new_buffer(len(samples))
+        block = int(self.options.block_seconds * rate)
+        total = len(samples)
+        for start in range(0, total, block):
+            end = min(total, start + block)
+            filtered, state = sosfilt(sections, np.asarray(samples[start:end], dtype=np.float64), zi=state)
+            out[start:end] = filtered
+            job.progress(self.name, end / total)
+        audio.replace(out, rate)

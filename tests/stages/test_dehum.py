@@ -1,0 +1,69 @@
+"""dehum: finds mains hum where nobody speaks and notches it, leaves everything else alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.dehum import Dehum, DehumOptions, find_hum
+from tests.conftest import load_speech, write_wav
+from tests.stages.test_audio_stages import run_chain, snr_against
+
+RATE = 16000
+
+
+def hum(mains_hz: float, length: int, harmonics=((1, 1.0), (2, 0.5), (3, 0.25))) -> np.ndarray:
+    t = np.arange(length) / RATE
+    return sum(a * np.sin(2 * np.pi * mains_hz * k * t + k) for k, a in harmonics).astype(np.float32)
+
+
+def with_hum(speech: np.ndarray, mains_hz: float, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+    h = hum(mains_hz, len(speech))
+    h *= np.sqrt(np.mean(speech.astype(np.float64) ** 2) / np.mean(h.astype(np.float64) ** 2) / 10 ** (snr_db / 10))
+    return (speech + h).astype(np.float32), h
+
+
+@pytest.mark.parametrize("mains_hz", [50.0, 60.0])
+def test_dehum_finds_the_mains_frequency_and_its_harmonics(mains_hz):
+    noisy, _ = with_hum(load_speech(), mains_hz, 5.0)
+    found = find_hum(noisy, RATE, DehumOptions())
+    assert found is not None
+    assert found.mains_hz == mains_hz
+    assert found.harmonics == (mains_hz, 2 * mains_hz, 3 * mains_hz)
+
+
+def test_dehum_removes_5db_hum_and_keeps_the_speech(tmp_path):
+    speech = load_speech()
+    noisy, _ = with_hum(speech, 50.0, 5.0)
+    out, _, job = run_chain(write_wav(tmp_path / "hum.wav", noisy, RATE), RATE, [Dehum()], tmp_path)
+    before, after = snr_against(speech, noisy), snr_against(speech, out[: len(speech)])
+    assert before == pytest.approx(5.0, abs=0.1)
+    # the notches also take the speech's own energy at 50/100/150 Hz: the ceiling is not infinite
+    assert after - before >= 15.0, f"SNR {before:.1f} dB → {after:.1f} dB"
+    assert any("50 Hz mains hum" in n and "notching 50, 100, 150 Hz" in n for n in job.notes)
+
+
+@pytest.mark.parametrize("background", ["digital silence", "white noise 30 dB", "white noise 10 dB"])
+def test_dehum_leaves_recordings_without_hum_untouched(tmp_path, background):
+    speech = load_speech()
+    if background != "digital silence":
+        snr = float(background.split()[2])
+        noise = np.random.default_rng(1).standard_normal(len(speech)).astype(np.float32)
+        speech = speech + noise * np.sqrt(np.mean(speech**2) / 10 ** (snr / 10))
+    path = write_wav(tmp_path / "plain.wav", speech, RATE)
+    out, _, job = run_chain(path, RATE, [Dehum()], tmp_path)
+    assert np.array_equal(out, speech.astype(np.float32))
+    assert "dehum: no mains hum found" in job.notes
+
+
+def test_dehum_ignores_hum_far_below_the_speech(tmp_path):
+    noisy, _ = with_hum(load_speech(), 60.0, 60.0)
+    assert find_hum(noisy, RATE, DehumOptions()) is None
+
+
+def test_dehum_off_and_forced_mains(tmp_path):
+    noisy, _ = with_hum(load_speech(), 60.0, 5.0)
+    path = write_wav(tmp_path / "hum.wav", noisy, RATE)
+    off, _, _ = run_chain(path, RATE, [Dehum(DehumOptions(mode="off"))], tmp_path)
+    assert np.array_equal(off, noisy)
+    assert find_hum(noisy, RATE, DehumOptions(mains_hz=50)) is None  # 60 Hz hum has no 50 Hz harmonics below 300 Hz
