@@ -13,8 +13,8 @@ neighbouring frequencies. Noise is smooth across frequency and a voice's harmoni
 with its pitch, so neither passes. When the strongest harmonic found is no more than
 ``max_below_speech_db`` below the speech, each one found gets a notch ``notch_width_hz``
 wide; fainter hum is left alone, since it barely moves the engine and a filter always
-changes a little. A recording without hum (the
-usual case) passes through untouched, sample for sample.
+changes a little. A recording without hum (the usual case), or shorter than 4 s (too few
+frames to tell hum from a held note), passes through untouched, sample for sample.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def find_hum(samples: np.ndarray, rate: int, options: DehumOptions) -> Hum | Non
     stands out in most frames, speech or pause. A speaker's voice has harmonics too, but
     its pitch moves: it does not sit on 120 Hz for half of a recording.
     """
-    if len(samples) < 4 * int(_FRAME_S * rate):
+    if len(samples) < 8 * int(_FRAME_S * rate):  # "most of" a few frames: one held note could pass
         return None
     freqs, spectra = _frame_spectra(samples, rate)
     speech_power = np.sort(spectra.sum(axis=1))[-max(1, len(spectra) // 3) :].mean()  # the loudest frames

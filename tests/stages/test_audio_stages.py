@@ -154,3 +154,19 @@ def test_denoise_modes(tmp_path):
     noisy_path = write_wav(tmp_path / "noisy.wav", noisy, 16000)
     off, _, _ = run_chain(noisy_path, 16000, [Denoise(DenoiseOptions(mode="off"))], tmp_path)
     assert np.array_equal(off, noisy.astype(np.float32))
+
+
+def test_default_cleaning_leaves_a_clean_recording_as_recorded(tmp_path):
+    """On clean speech at a normal level the engine must hear exactly what was recorded:
+    every change of input flips some of Whisper's words (docs/benchmarks.md)."""
+    from pipeline.config import parse_config
+
+    profile = parse_config({"profiles": {"default": {}}}, tmp_path / "config.yaml").profiles["default"]
+    cleaning = [s.build() for s in profile.chain if s.name not in ("transcribe", "grammar", "tag")]
+    assert [s.name for s in cleaning] == ["normalize", "resample", "dehum", "denoise"]
+    speech = load_speech()
+    speech = speech * 10 ** ((-30.0 - pyloudnorm.Meter(16000).integrated_loudness(speech)) / 20)
+    out, rate, job = run_chain(write_wav(tmp_path / "clean.wav", speech, 16000), 16000, cleaning, tmp_path)
+    assert rate == 16000
+    assert np.array_equal(out, speech.astype(np.float32))
+    assert "dehum: no mains hum found" in job.notes
