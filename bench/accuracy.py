@@ -99,6 +99,7 @@ def run(plan: list[tuple[Condition, list[Clip]]], systems: list[str] | dict, fre
                         "language": hyp.language,
                         "seconds": round(hyp.seconds, 3),
                         "denoised": any("gating noise" in n for n in hyp.notes),
+                        "dehummed": any(n.startswith("dehum:") and "notching" in n for n in hyp.notes),
                         "errors": counts.errors,
                         "ref": counts.ref,
                         "sub": counts.sub,
@@ -169,22 +170,24 @@ def summary_table(results: dict) -> str:
     agg_all = aggregate(results, lambda c: _metric(c["language"]))
     agg_a = aggregate(results, lambda c: (c["tier"], _metric(c["language"])))
     denoised = defaultdict(int)
+    dehummed = defaultdict(int)
     total = defaultdict(int)
     for clip in results["clips"].values():
         for run_key, r in clip["runs"].items():
             if run_key.startswith("chain/"):
                 total[run_key[6:]] += 1
                 denoised[run_key[6:]] += r["denoised"]
+                dehummed[run_key[6:]] += r.get("dehummed", False)
     rows = []
     for cond in results["conditions"]:
         row = [cond.replace("dB", " dB").replace("+", " "), total[cond]]
         for agg, key in ((agg_all, "WER"), (agg_all, "CER"), (agg_a, ("A", "WER")), (agg_a, ("A", "CER"))):
             chain, bare = agg.get((key, "chain", cond)), agg.get((key, "bare", cond))
             row += [chain.rate if chain else float("nan"), bare.rate if bare else float("nan")]
-        row.append(f"{denoised[cond]}/{total[cond]}")
+        row += [f"{denoised[cond]}/{total[cond]}", f"{dehummed[cond]}/{total[cond]}"]
         rows.append(row)
     header = ["condition", "clips", "WER chain", "WER bare", "CER chain", "CER bare",
-              "A WER chain", "A WER bare", "A CER chain", "A CER bare", "denoised (chain)"]
+              "A WER chain", "A WER bare", "A CER chain", "A CER bare", "denoised (chain)", "dehummed (chain)"]
     return markdown_table(header, rows)
 
 
