@@ -115,15 +115,16 @@ def pack_regions(
     audio: np.ndarray,
     sample_rate: int,
     max_seconds: float,
-    gap_seconds: float = 1.0,
+    gap_seconds: float = 0.0,
 ) -> list[Window]:
     """Pack speech regions (sample ranges) into windows of at most ``max_seconds``.
 
-    Regions keep their order; the long silences between them are dropped, but
-    ``gap_seconds`` of silence is put between two regions that were not adjacent, so
-    the engine hears a pause there and does not run a sentence across the join
-    (which would give it a start time in the wrong region). A region longer than a
-    window is split at its quiet points first.
+    Regions keep their order; the long silences between them are dropped, and the
+    regions' own padding (recorded quiet) is the pause the engine hears at a join.
+    ``gap_seconds`` of digital silence can be put between two regions that were not
+    adjacent; a word the engine times across a join is put back into its own region by
+    ``Window.to_source_span`` either way. A region longer than a window is split at its
+    quiet points first.
     """
     max_len = int(max_seconds * sample_rate)
     gap = int(gap_seconds * sample_rate)

@@ -4,8 +4,8 @@ Only recordings quieter than ``raise_below_lufs`` are touched. Whisper gives the
 words for the same speech anywhere from about −55 LUFS up (its features are scaled to
 each window's loudest frame), so a gain on a normally-levelled recording buys nothing
 and, because beam search flips a word on the smallest change of input, costs
-something: on the clean held-out set, normalising every clip to −23 LUFS cost zh 1.7
-CER points, fr and it a word each (docs/benchmarks.md). Below about −60 LUFS Whisper's
+something: on the clean held-out set, normalising every clip to −23 LUFS cost yue 1.0
+CER point and a word each in fr and it (docs/benchmarks.md, ablation `normalize-all`). Below about −60 LUFS Whisper's
 features hit their fixed floor and it loses words (−65 LUFS: a third of them,
 −75 LUFS: all); that is what this stage is for.
 

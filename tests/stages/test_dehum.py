@@ -63,7 +63,7 @@ def test_dehum_leaves_recordings_without_hum_untouched(tmp_path, background):
     assert "dehum: no mains hum found" in job.notes
 
 
-def test_dehum_ignores_hum_far_below_the_speech(tmp_path):
+def test_dehum_ignores_hum_far_below_the_speech():
     noisy, _ = with_hum(load_speech(), 60.0, 60.0)
     assert find_hum(noisy, RATE, DehumOptions()) is None
 
