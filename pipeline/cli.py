@@ -1,4 +1,4 @@
-"""The ``hushdrop`` command: run, watch, models, config check."""
+"""The ``hushdrop`` command: run, watch, status, doctor, models, config check."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-# hushdrop never talks to a model hub while it works: set before any ML import.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+from pipeline.config import OriginalsPolicy, Settings, load_config
+from pipeline.errors import ConfigError, HushdropError, StageError
 
-from pipeline.config import Settings, load_config  # noqa: E402
-from pipeline.errors import ConfigError, HushdropError, StageError  # noqa: E402
-
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # piped output keeps whole lines
 
 
 def _default_config() -> str:
@@ -31,13 +26,31 @@ def _load(args) -> Settings:
     return load_config(args.config)
 
 
+def stay_offline() -> None:
+    """Commands that transcribe never talk to a model hub: set before any ML import."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+def _originals_for_run(args, profile) -> OriginalsPolicy | None:
+    """What `run` does with the files it was given: keep them unless told otherwise."""
+    choice = args.originals
+    if choice is None or choice == "keep":
+        return None
+    if choice == "profile":
+        return None if profile.originals.action == "keep" else profile.originals
+    return OriginalsPolicy(action=choice)
+
+
 def cmd_run(args) -> int:
+    stay_offline()
     from pipeline.process import Processor
+    from pipeline.retention import RetentionError
 
     settings = _load(args)
     profile = settings.profile(args.profile)
-    if args.keep:
-        profile = profile.model_copy(update={"originals": profile.originals.model_copy(update={"action": "keep"})})
+    originals = _originals_for_run(args, profile)
     processor = Processor(settings)
     failures = 0
     with Progress(
@@ -58,7 +71,11 @@ def cmd_run(args) -> int:
                 progress.update(stage_task, description=f"  {stage}", completed=fraction)
 
             try:
-                outcome = processor.process(path, profile, on_progress)
+                outcome = processor.process(path, profile, on_progress, originals)
+            except RetentionError as exc:
+                failures += 1
+                console.print(f"[red]✗ {path}[/]: {exc}", markup=False)
+                continue
             except HushdropError as exc:
                 failures += 1
                 where = f" in stage {exc.stage}" if isinstance(exc, StageError) else ""
@@ -85,6 +102,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_watch(args) -> int:
+    stay_offline()
     from pipeline.service import watch
 
     settings = _load(args)
@@ -124,6 +142,23 @@ def cmd_models(args) -> int:
     return 0 if ready_all else 1
 
 
+def cmd_doctor(args) -> int:
+    from pipeline.doctor import checkup, rebuild_ledger
+
+    settings = _load(args)
+    if args.rebuild_ledger:
+        out.print(rebuild_ledger(settings), markup=False)
+        return 0
+    findings = checkup(settings)
+    bad = 0
+    for finding in findings:
+        mark = "[green]✓[/]" if finding.ok else "[red]✗[/]"
+        bad += not finding.ok
+        out.print(f"{mark} {finding.topic}: ", end="")
+        out.print(finding.detail, markup=False)
+    return 1 if bad else 0
+
+
 def cmd_config_check(args) -> int:
     settings = _load(args)
     out.print(f"[green]✓[/] {settings.source} is valid")
@@ -135,34 +170,80 @@ def cmd_config_check(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hushdrop")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _profiles_help() -> str:
+    try:
+        settings = load_config(_default_config())
+    except (ConfigError, OSError):
+        return "profiles: see config.yaml"
+    return "profiles in " + str(settings.source) + ": " + "; ".join(
+        f"{p.name} (language {p.language}, originals {p.originals.action} in watch mode)" for p in settings.profiles.values()
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hushdrop", description="Private, local speech-to-text for a watched folder.")
-    parser.add_argument("--config", "-c", default=_default_config(), help="config file (default: ./config.yaml)")
+    parser.add_argument("--version", action="version", version=f"hushdrop {_version()}")
+    parser.add_argument("--config", "-c", default=_default_config(), help="config file (default: ./config.yaml or $HUSHDROP_CONFIG)")
+    # every subcommand accepts --config too, before or after its name
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (default: ./config.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="transcribe files now, in the foreground")
+    run = sub.add_parser(
+        "run", parents=[common], help="transcribe files now, in the foreground",
+        description=(
+            "Transcribe FILEs now. The files you name are KEPT unless you say otherwise "
+            "(--shred, --delete or --originals): the profile's `originals` setting applies to files "
+            "the watcher takes from its inbox. A file with several names (hard links) or in a folder "
+            "hushdrop cannot write is never shredded or deleted."
+        ),
+        epilog=_profiles_help(),
+    )
     run.add_argument("files", nargs="+", metavar="FILE")
-    run.add_argument("--profile", "-p", default="default")
-    run.add_argument("--keep", action="store_true", help="keep the originals whatever the profile says")
+    run.add_argument("--profile", "-p", default="default", help="profile whose chain and outputs to use")
+    what = run.add_mutually_exclusive_group()
+    what.add_argument("--keep", dest="originals", action="store_const", const="keep", help="keep the files (the default)")
+    what.add_argument("--shred", dest="originals", action="store_const", const="shred", help="shred each file once its transcripts are written")
+    what.add_argument("--delete", dest="originals", action="store_const", const="delete", help="delete each file once its transcripts are written")
+    what.add_argument(
+        "--originals", choices=["keep", "shred", "delete", "profile"], default=None,
+        help="what to do with each file afterwards; 'profile' applies the profile's setting",
+    )
     run.set_defaults(func=cmd_run)
 
-    watch = sub.add_parser("watch", help="watch the inbox and transcribe what arrives")
+    watch = sub.add_parser("watch", parents=[common], help="watch the inbox and transcribe what arrives")
     watch.add_argument("--once", action="store_true", help="process what is there now, then exit")
     watch.add_argument("--log-format", choices=["text", "json"], help="override the config's log_format")
     watch.set_defaults(func=cmd_watch)
 
-    status = sub.add_parser("status", help="what the watcher is doing: queue, running jobs, recent results")
+    status = sub.add_parser("status", parents=[common], help="what the watcher is doing: queue, running jobs, recent results")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    models = sub.add_parser("models", help="list engines and models, or pull one")
+    doctor = sub.add_parser("doctor", parents=[common], help="check ffmpeg, the model, the folders, free space and the ledger")
+    doctor.add_argument(
+        "--rebuild-ledger", action="store_true",
+        help="move a damaged ledger aside and rebuild the queue from the spool (stop `watch` first)",
+    )
+    doctor.set_defaults(func=cmd_doctor)
+
+    models = sub.add_parser("models", parents=[common], help="list engines and models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
     models.add_argument("name", nargs="?")
     models.set_defaults(func=cmd_models)
 
-    config = sub.add_parser("config", help="configuration tools")
+    config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate the config file")
+    check = config_sub.add_parser("check", parents=[common], help="validate the config file")
     check.set_defaults(func=cmd_config_check)
     return parser
 

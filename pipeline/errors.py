@@ -2,7 +2,11 @@
 
 - ``RejectedInput``: the recording itself is unusable (empty, not audio, no audio
   track). Retrying cannot help; the file goes to quarantine with the message.
-- ``RetryLater``: a transient problem (disk full, model busy); try again later.
+- ``EnvironmentFault``: the machine, not the recording, is at fault (disk full, a
+  read-only or vanished folder, a missing permission, an ffmpeg that lacks a filter
+  or option, or crashes). The job waits and is retried with backoff, loudly; it is
+  never quarantined as a bad recording for this (after ``environment_retry_hours``
+  it is set aside in quarantine with a note that says the recording is fine).
 - ``StageError``: a stage failed; carries the stage name. ``retryable`` says
   whether the executor should try again before quarantining.
 - ``ConfigError``: the configuration is invalid; lists every problem with its path.
@@ -30,7 +34,9 @@ class RejectedInput(StageError):
     retryable = False
 
 
-class RetryLater(StageError):
+class EnvironmentFault(StageError):
+    """The environment failed (disk full, permissions, a broken tool): wait and retry, never blame the file."""
+
     retryable = True
 
 

@@ -11,6 +11,11 @@ leave a partial output, and killing the watcher kills its workers
 The ledger is the queue. The dispatcher starts a claimed job only when a worker is
 idle, so at most ``workers`` jobs are in flight; intake stops claiming when
 ``queue_limit`` jobs wait (backpressure), leaving further files in the inbox.
+
+Every failure is bounded. A worker that dies before it is ready is started again
+after an exponentially growing pause; after ``worker_start_attempts`` such deaths in
+a row the executor sets ``fatal`` and `watch` stops with that message. A job whose
+worker vanished is run again a bounded number of times (``max_attempts``).
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import StageError
-from pipeline.finish import commit_job, fail_job, quarantine_job, resolve_interrupted, retire_original, skip_duplicate
+from pipeline.errors import EnvironmentFault, StageError
+from pipeline.finish import (
+    RECORDING, ENVIRONMENT, TRANSIENT, commit_job, fail_job, fault_of_os_error, quarantine_job, resolve_interrupted,
+    retire_original, skip_duplicate,
+)
 from pipeline.fsutil import sha256_file
-from pipeline.ledger import ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
+from pipeline.ledger import ABANDONED, ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
 from pipeline.logs import job_log, log
 from pipeline.retention import RetentionError
 
@@ -47,6 +55,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)  # the parent died before prctl took effect
 
 
+def _limit_memory(megabytes: int | None) -> None:
+    if megabytes:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def _worker_main(settings: Settings, conn: Connection, name: str, parent: int) -> None:
     """A worker process: load the model once, then transcribe what the dispatcher sends."""
     _die_with_parent(parent)
@@ -54,24 +70,42 @@ def _worker_main(settings: Settings, conn: Connection, name: str, parent: int) -
     # to the whole group must not kill a job halfway.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from pipeline import logs
-    from pipeline.job import _no_progress
-    from pipeline.process import Processor
-
-    logs.setup(settings.log_format)
-    processor = Processor(settings)
-    info: dict[str, Any] = {"pid": os.getpid()}
     try:
-        default = settings.profiles.get("default") or next(iter(settings.profiles.values()))
-        chain = processor.chain(default)
-        for stage in chain.stages:
-            engine = getattr(stage, "engine", None)
-            if engine is not None:
-                described = engine.describe()
-                info.update(model=described.get("model"), device=described.get("device"),
-                            compute_type=described.get("compute_type"), engine=described.get("engine"))
-    except Exception as exc:  # reported per job too; the worker still serves other profiles
-        info["error"] = f"{type(exc).__name__}: {exc}"
+        _limit_memory(settings.worker_memory_limit_mb)
+        from pipeline import logs
+        from pipeline.process import Processor
+
+        logs.setup(settings.log_format)
+        processor = Processor(settings)
+        info = _load_default_chain(settings, processor)
+    except BaseException as exc:  # noqa: BLE001 - the reason goes to the watcher, then the worker ends
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if settings.worker_memory_limit_mb:
+            reason += f" (worker_memory_limit_mb is {settings.worker_memory_limit_mb}: too little memory to load?)"
+        try:
+            conn.send(("cannot-start", reason))
+        finally:
+            os._exit(3)
+    _serve(settings, conn, processor, info)
+
+
+def _load_default_chain(settings: Settings, processor) -> dict[str, Any]:
+    """Open the default profile's chain (its model) now; a worker that cannot is not started."""
+    info: dict[str, Any] = {"pid": os.getpid()}
+    default = settings.profiles.get("default") or next(iter(settings.profiles.values()))
+    chain = processor.chain(default)
+    for stage in chain.stages:
+        engine = getattr(stage, "engine", None)
+        if engine is not None:
+            described = engine.describe()
+            info.update(model=described.get("model"), device=described.get("device"),
+                        compute_type=described.get("compute_type"), engine=described.get("engine"))
+    return info
+
+
+def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]) -> None:
+    from pipeline.job import _no_progress
+
     conn.send(("ready", info))
     while True:
         try:
@@ -99,11 +133,16 @@ def _worker_main(settings: Settings, conn: Connection, name: str, parent: int) -
             job = processor.transcribe(Path(path), profile, progress)
         except StageError as exc:
             logger.info("failed in %s: %s", exc.stage, exc.message)
-            conn.send(("error", job_id, exc.stage, exc.message, exc.retryable))
+            fault = ENVIRONMENT if isinstance(exc, EnvironmentFault) else TRANSIENT if exc.retryable else RECORDING
+            conn.send(("error", job_id, exc.stage, exc.message, fault))
             continue
-        except Exception as exc:  # a bug or an OS error outside any stage
+        except OSError as exc:  # disk full, permissions … outside any stage
             logger.exception("failed outside the chain")
-            conn.send(("error", job_id, "worker", f"{type(exc).__name__}: {exc}", True))
+            conn.send(("error", job_id, "worker", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), fault_of_os_error(exc)))
+            continue
+        except Exception as exc:  # a bug outside any stage
+            logger.exception("failed outside the chain")
+            conn.send(("error", job_id, "worker", f"{type(exc).__name__}: {exc}", TRANSIENT))
             continue
         job.progress = _no_progress
         job.audio = None
@@ -120,6 +159,7 @@ class Worker:
     job_id: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
     ready: bool = False
+    start_error: str | None = None
 
     @property
     def owner(self) -> str:
@@ -138,7 +178,11 @@ class Executor:
         self._stop = threading.Event()
         self._draining = threading.Event()
         self._hold: dict[int, float] = {}  # job id → not before (a spool file that changed after its claim)
+        self._missing: dict[int, int] = {}  # job id → times its spool file was found missing
         self._thread: threading.Thread | None = None
+        self._start_failures = 0  # workers in a row that died before they were ready
+        self._respawn_at: dict[int, float] = {}  # slot → monotonic time a replacement may start
+        self.fatal: str | None = None  # set when workers cannot start: `watch` stops with it
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -191,8 +235,9 @@ class Executor:
                 if worker.job_id is not None:
                     worker.process.kill()
                     worker.process.join(10)
-                    self.ledger.release(worker.job_id, count_attempt=False)
-                    job_log(worker.job_id).info("released at shutdown; it will run again on the next start")
+                    if self.ledger.broken is None:
+                        self.ledger.release(worker.job_id, count_attempt=False)
+                        job_log(worker.job_id).info("released at shutdown; it will run again on the next start")
                     worker.job_id = None
                 else:
                     try:
@@ -215,7 +260,8 @@ class Executor:
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                conns = [w.conn for w in self._workers] + [w.process.sentinel for w in self._workers]
+                live = [w for w in self._workers if not w.conn.closed]
+                conns = [w.conn for w in live] + [w.process.sentinel for w in live]
             ready = wait([self._wake_r, *conns], timeout=0.5)
             if self._wake_r in ready:
                 while self._wake_r.poll():
@@ -232,6 +278,8 @@ class Executor:
 
     def _collect(self) -> None:
         for worker in self._workers:
+            if worker.conn.closed:
+                continue
             try:
                 while worker.conn.poll():
                     self._handle(worker, worker.conn.recv())
@@ -240,13 +288,14 @@ class Executor:
 
     def _handle(self, worker: Worker, message: tuple) -> None:
         kind = message[0]
+        if kind == "cannot-start":
+            worker.start_error = message[1]
+            return
         if kind == "ready":
+            self._start_failures = 0
             worker.ready = True
             worker.info = message[1]
-            if "error" in worker.info:
-                log().error("%s could not load the default profile's chain: %s", worker.name, worker.info["error"])
-            else:
-                log().info("%s ready: %s on %s", worker.name, worker.info.get("model"), worker.info.get("device"))
+            log().info("%s ready: %s on %s", worker.name, worker.info.get("model"), worker.info.get("device"))
             return
         job_id = message[1]
         if job_id != worker.job_id:
@@ -267,14 +316,18 @@ class Executor:
                 if row.state != PROCESSING:
                     return
                 for path in row.outputs:
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError as cleanup:
+                        job_log(job_id).error("cannot remove the partial output %s: %s", path, cleanup.strerror)
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                fail_job(self.settings, self.ledger, row, "outputs", f"cannot write the outputs: {reason}", True)
+                fault = fault_of_os_error(exc) if isinstance(exc, OSError) else TRANSIENT
+                fail_job(self.settings, self.ledger, row, "outputs", f"cannot write the outputs in {self.settings.outbox}: {reason}", fault)
                 return
             self._retire(row)
         elif kind == "error":
-            _, _, stage, text, retryable = message
-            fail_job(self.settings, self.ledger, row, stage, text, retryable)
+            _, _, stage, text, fault = message
+            fail_job(self.settings, self.ledger, row, stage, text, fault)
 
     def _retire(self, row: JobRow) -> None:
         try:
@@ -283,23 +336,46 @@ class Executor:
             job_log(row.id).error("could not retire the original: %s", exc)
 
     def _reap(self) -> None:
+        now = time.monotonic()
         for i, worker in enumerate(self._workers):
-            if worker.process.is_alive():
+            if worker.process.is_alive() or worker.conn.closed:
+                if worker.conn.closed and not self._draining.is_set() and self.fatal is None and now >= self._respawn_at.get(i, 0):
+                    self._workers[i] = self._spawn()
                 continue
             code = worker.process.exitcode
             if worker.job_id is not None:
                 row = self.ledger.get(worker.job_id)
                 if row.state == PROCESSING:
                     what = f"the worker process died (exit code {code}); out of memory?" if code else "the worker process exited"
-                    fail_job(self.settings, self.ledger, row, row.stage or "worker", what, True)
-            log().warning("%s exited (code %s)%s", worker.name, code, "" if self._draining.is_set() else "; starting another")
+                    fail_job(self.settings, self.ledger, row, row.stage or "worker", what, TRANSIENT)
+                worker.job_id = None
+            try:
+                while worker.conn.poll():  # a last word: why it could not start
+                    self._handle(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                pass
             worker.conn.close()
             if self._draining.is_set():
+                log().warning("%s exited (code %s)", worker.name, code)
                 continue
-            self._workers[i] = self._spawn()
+            if not worker.ready:
+                self._start_failures += 1
+                reason = worker.start_error or f"it exited with code {code} while loading"
+                if self._start_failures >= self.settings.worker_start_attempts:
+                    self.fatal = (
+                        f"worker cannot start: {reason}. It failed {self._start_failures} times in a row; "
+                        f"fix the cause (see the lines above) and start `hushdrop watch` again"
+                    )
+                    continue
+                delay = min(60.0, 0.5 * 2 ** self._start_failures)
+                log().error("%s could not start: %s; trying again in %.0f s", worker.name, reason, delay)
+                self._respawn_at[i] = now + delay
+                continue
+            log().warning("%s exited (code %s); starting another", worker.name, code)
+            self._respawn_at[i] = now
 
     def _dispatch(self) -> None:
-        idle = [w for w in self._workers if w.ready and w.job_id is None and w.process.is_alive()]
+        idle = [w for w in self._workers if w.ready and w.job_id is None and not w.conn.closed and w.process.is_alive()]
         if not idle:
             return
         now = time.monotonic()
@@ -327,22 +403,40 @@ class Executor:
         profile = self.settings.profiles.get(row.profile)
         if profile is None:
             quarantine_job(self.settings, self.ledger, row, "config",
-                           f"profile {row.profile!r} is no longer in the config", False)
+                           f"profile {row.profile!r} is no longer in the config", RECORDING)
             return False
         try:
             st = os.lstat(row.spool_path)
         except FileNotFoundError:
-            job_log(row.id).error("the claimed original %s is missing from the spool", row.spool_path)
-            self._hold[row.id] = time.monotonic() + 60
+            missing = self._missing[row.id] = self._missing.get(row.id, 0) + 1
+            if missing >= 3:
+                self.ledger.transition(
+                    row.id, ABANDONED, expect=CLAIMED,
+                    error=f"the claimed original {row.spool_path} was removed from the spool by something other than hushdrop",
+                )
+                job_log(row.id).error(
+                    "the claimed original %s is gone from the spool (deleted outside hushdrop); the job is abandoned",
+                    row.spool_path,
+                )
+                self._missing.pop(row.id, None)
+                return False
+            job_log(row.id).error("the claimed original %s is missing from the spool; checking again in 10 s", row.spool_path)
+            self._hold[row.id] = time.monotonic() + 10
             return False
+        self._missing.pop(row.id, None)
         if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
             # still being written after its claim (a writer that paused longer than the settle period)
-            self.ledger.transition(row.id, CLAIMED, expect=CLAIMED, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=None)
+            self.ledger.set(row.id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=None)
             self._hold[row.id] = time.monotonic() + profile.settle_seconds
             job_log(row.id).warning("changed after it was claimed; waiting for it to settle")
             return False
         if row.content_hash is None:
-            row = self.ledger.transition(row.id, CLAIMED, expect=CLAIMED, content_hash=sha256_file(row.spool_path))
+            try:
+                row = self.ledger.set(row.id, content_hash=sha256_file(row.spool_path))
+            except OSError as exc:
+                row = self.ledger.start(row.id, "intake")
+                fail_job(self.settings, self.ledger, row, "hash", f"cannot read the claimed original: {exc.strerror}", fault_of_os_error(exc))
+                return False
         if profile.duplicates == "skip":
             same = self.ledger.same_content(row)
             if any(other.id < row.id and other.state in ACTIVE - {SEEN} for other in same):
@@ -364,7 +458,7 @@ class Executor:
             for row in self.ledger.in_state(PROCESSING):
                 if row.id not in owned:
                     job_log(row.id).warning("stale claim (no worker holds it)")
-                    row = resolve_interrupted(self.ledger, row)
+                    row = resolve_interrupted(self.settings, self.ledger, row, count_attempt=True)
                     if row.state == COMMITTED:
                         self._retire(row)
                     released += 1

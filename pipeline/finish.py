@@ -12,29 +12,65 @@ undone, so recovery after a crash can roll it forward (or back) from the row:
 - quarantine: the row becomes ``quarantined`` with its target path, then the
   original moves there and gets its ``.error.txt``; recovery finishes the move.
 
+A failure is one of three kinds, and only the recording's own fault is blamed on it:
+
+- ``recording``: the file cannot be transcribed as it is → quarantined at once.
+- ``transient``: something went wrong that may not happen again (a worker crash) →
+  retried with backoff, quarantined after ``max_attempts``.
+- ``environment``: the machine is at fault (disk full, permissions, a broken tool) →
+  retried with backoff capped at 10 minutes, loudly, without using up attempts; only
+  after ``environment_retry_hours`` is the original set aside in quarantine, with a
+  note that says the recording itself is probably fine.
+
 These functions run in the watcher process only; workers never touch the outbox,
 the spool or the ledger.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 from pipeline.config import OriginalsPolicy, Profile, Settings
 from pipeline.fsutil import free_name, move_file
+from pipeline.names import display_name, safe_name, safe_stem
 from pipeline.intake import clean_spool_dir, write_error_note
 from pipeline.job import Job
 from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
 from pipeline.logs import job_log
-from pipeline.outputs import commit_outputs
+from pipeline.outputs import commit_outputs, planned_outputs
 from pipeline.retention import apply_policy
 
 
-def resolve_interrupted(ledger: Ledger, row: JobRow) -> JobRow:
+RECORDING = "recording"
+TRANSIENT = "transient"
+ENVIRONMENT = "environment"
+
+# interruptions (watcher restarts mid-job) before a job is set aside: a file that
+# takes the whole service down every time must not do so forever
+MAX_INTERRUPTIONS = 10
+
+_ENVIRONMENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+})
+
+
+def fault_of_os_error(exc: OSError) -> str:
+    """Disk full, read-only, permission, I/O errors: the environment. Anything else: transient."""
+    return ENVIRONMENT if exc.errno in _ENVIRONMENT_ERRNOS else TRANSIENT
+
+
+def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_attempt: bool = False) -> JobRow:
     """A ``processing`` job whose worker is gone: committed if its planned outputs are all
-    on disk, else back to ``claimed`` with any partial set removed (never counted as an attempt)."""
+    on disk, else back to ``claimed`` with any partial set removed.
+
+    A watcher restart is not the job's fault and uses up no attempt (``count_attempt`` is
+    for a worker lost while the watcher ran); still, after ``MAX_INTERRUPTIONS`` the job
+    is quarantined, so no file can keep a service in a restart loop.
+    """
     logger = job_log(row.id)
     present = [p for p in row.outputs if os.path.lexists(p)]
     if row.outputs and len(present) == len(row.outputs):
@@ -43,23 +79,19 @@ def resolve_interrupted(ledger: Ledger, row: JobRow) -> JobRow:
     for path in present:
         path.unlink()
         logger.info("removed %s, part of an interrupted commit", path)
+    if count_attempt and row.attempts >= settings.max_attempts:
+        return quarantine_job(settings, ledger, row, row.stage or "worker", "the worker was lost during every attempt", TRANSIENT)
+    if row.interruptions + 1 >= MAX_INTERRUPTIONS:
+        return quarantine_job(
+            settings, ledger, row, row.stage or "worker",
+            f"hushdrop was stopped or crashed while working on it {row.interruptions + 1} times", TRANSIENT,
+        )
     logger.info("it will run again")
-    return ledger.release(row.id, count_attempt=False)
+    return ledger.release(row.id, count_attempt=count_attempt, interruptions=row.interruptions + (not count_attempt))
 
 
 def output_folder(settings: Settings, profile_name: str) -> Path:
     return settings.outbox / profile_name
-
-
-def planned_outputs(folder: Path, name: str, formats: list[str]) -> list[Path]:
-    """The first free stem for ``name`` in ``folder`` ("talk", "talk (2)", …), as one path per format."""
-    base = Path(name).stem
-    for n in range(1, 100_000):
-        stem = base if n == 1 else f"{base} ({n})"
-        paths = [folder / f"{stem}.{fmt}" for fmt in formats]
-        if not any(os.path.lexists(p) for p in paths):
-            return paths
-    raise OSError(f"no free output name for {base} in {folder}")
 
 
 def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> JobRow:
@@ -67,10 +99,10 @@ def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> Job
     profile = settings.profile(row.profile)
     folder = output_folder(settings, profile.name)
     folder.mkdir(parents=True, exist_ok=True)
-    planned = planned_outputs(folder, row.name, profile.outputs)
+    planned = planned_outputs(folder, safe_stem(row.name), profile.outputs)
     ledger.plan_outputs(row.id, planned)
     job.source = Path(row.name)  # outputs name the recording, not its spool path
-    written = commit_outputs(job, folder, profile.outputs, stem=planned[0].stem)
+    written = commit_outputs(job, folder, profile.outputs, stem=planned[0].name.removesuffix(f".{profile.outputs[0]}"))
     row = ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=written, stage="committed", progress=1.0)
     job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
     return row
@@ -112,17 +144,23 @@ def retire_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
         os.unlink(path)  # an interrupted move had already linked it into place
         what = f"moved to {policy.move_to}"
     else:
-        what = apply_policy(path, policy)
+        what = apply_policy(path, policy, expect=row.identity)
     row = ledger.transition(row.id, DONE, expect=COMMITTED, retention=what, stage="done")
     clean_spool_dir(path.parent)
     job_log(row.id).info("done: original %s", what)
     return row
 
 
-def error_note(row: JobRow, stage: str, message: str, attempts: int, retryable: bool, settings: Settings) -> str:
+def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: str, settings: Settings) -> str:
     profile = settings.profiles.get(row.profile)
     folder = settings.inbox / profile.folder if profile and profile.folder else settings.inbox
-    if retryable:
+    if fault == ENVIRONMENT:
+        advice = (
+            f"The recording itself is probably fine: the machine kept failing for {settings.environment_retry_hours:g} h\n"
+            f"(disk full, a folder without permission, a broken tool). Fix that (see `hushdrop doctor`),\n"
+            f"then move the file back into {folder}."
+        )
+    elif fault == TRANSIENT:
         advice = (
             f"It failed {attempts} time(s). This may be a passing problem (disk full, out of memory):\n"
             f"check `hushdrop status` and the log lines with job={row.id}, then move the file back into\n"
@@ -135,7 +173,7 @@ def error_note(row: JobRow, stage: str, message: str, attempts: int, retryable: 
             f"{folder} again."
         )
     return (
-        f"hushdrop could not transcribe {row.name}\n\n"
+        f"hushdrop could not transcribe {display_name(row.name)}\n\n"
         f"job:      {row.id}\n"
         f"profile:  {row.profile}\n"
         f"stage:    {stage}\n"
@@ -147,13 +185,13 @@ def error_note(row: JobRow, stage: str, message: str, attempts: int, retryable: 
 
 
 def quarantine_job(
-    settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, retryable: bool
+    settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str
 ) -> JobRow:
     """→ quarantined: record where the original goes, then move it there beside its ``.error.txt``."""
     folder = settings.quarantine / row.profile
     folder.mkdir(parents=True, exist_ok=True)
-    target = free_name(folder, row.name)
-    note = error_note(row, stage, message, row.attempts, retryable, settings)
+    target = free_name(folder, safe_name(row.name))
+    note = error_note(row, stage, message, row.attempts, fault, settings)
     row = ledger.transition(
         row.id, QUARANTINED, expect=(CLAIMED, PROCESSING, FAILED), quarantine_path=target,
         error_stage=stage, error=message, worker=None, outputs=[],
@@ -171,26 +209,43 @@ def finish_quarantine(row: JobRow, note: str | None = None) -> None:
     if note is not None or not note_path.exists():
         write_error_note(
             row.quarantine_path,
-            note or f"hushdrop could not transcribe {row.name}\n\nstage:  {row.error_stage}\nreason: {row.error}\n",
+            note or f"hushdrop could not transcribe {display_name(row.name)}\n\nstage:  {row.error_stage}\nreason: {row.error}\n",
         )
     clean_spool_dir(row.spool_path.parent)
 
 
-def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str) -> JobRow:
-    import time
-
-    delay = settings.retry_backoff_seconds * (2 ** max(0, row.attempts - 1))
+def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str) -> JobRow:
+    now = time.time()
+    if fault == ENVIRONMENT:
+        failures = row.env_failures + 1
+        delay = min(600.0, max(1.0, settings.retry_backoff_seconds) * (2 ** (failures - 1)))
+        extra = {"env_failures": failures, "env_since": row.env_since or now, "attempts": max(0, row.attempts - 1)}
+    else:
+        delay = settings.retry_backoff_seconds * (2 ** max(0, row.attempts - 1))
+        extra = {}
     row = ledger.transition(
         row.id, FAILED, expect=PROCESSING, error_stage=stage, error=message, worker=None,
-        next_attempt_at=time.time() + delay, outputs=[],
+        next_attempt_at=now + delay, outputs=[], **extra,
     )
-    job_log(row.id).warning(
-        "attempt %d of %d failed in %s: %s; next try in %.0f s", row.attempts, settings.max_attempts, stage, message, delay
-    )
+    logger = job_log(row.id)
+    if fault == ENVIRONMENT:
+        logger.error(
+            "environment problem in %s: %s — the recording is not blamed; trying again in %.0f s "
+            "(failure %d; it is set aside after %g h)", stage, message, delay, row.env_failures, settings.environment_retry_hours,
+        )
+    else:
+        logger.warning(
+            "attempt %d of %d failed in %s: %s; next try in %.0f s", row.attempts, settings.max_attempts, stage, message, delay
+        )
     return row
 
 
-def fail_job(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, retryable: bool) -> JobRow:
-    if retryable and row.attempts < settings.max_attempts:
-        return schedule_retry(settings, ledger, row, stage, message)
-    return quarantine_job(settings, ledger, row, stage, message, retryable)
+def fail_job(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str) -> JobRow:
+    """Retry or quarantine, by the kind of fault (see the module docstring)."""
+    if fault == ENVIRONMENT:
+        since = row.env_since or time.time()
+        if time.time() - since < settings.environment_retry_hours * 3600:
+            return schedule_retry(settings, ledger, row, stage, message, fault)
+    elif fault == TRANSIENT and row.attempts < settings.max_attempts:
+        return schedule_retry(settings, ledger, row, stage, message, fault)
+    return quarantine_job(settings, ledger, row, stage, message, fault)

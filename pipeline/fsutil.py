@@ -94,8 +94,11 @@ def sha256_file(path: Path, follow_symlinks: bool = False) -> str:
 
 
 def free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``folder/name (2)``, ``(3)`` … — the first that is not taken."""
-    stem, suffix = Path(name).stem, Path(name).suffix
+    """``folder/name``, or ``folder/name (2)``, ``(3)`` … — the first that is free, with its ``.error.txt`` too.
+
+    ``name`` should already be a safe name (:func:`pipeline.names.safe_name`), so the counter fits.
+    """
+    stem, suffix = os.path.splitext(name)
     for n in range(1, 100_000):
         candidate = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
         if not os.path.lexists(candidate) and not os.path.lexists(f"{candidate}.error.txt"):
@@ -103,11 +106,84 @@ def free_name(folder: Path, name: str) -> Path:
     raise OSError(f"no free name for {name} in {folder}")
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents with mode 0700, and make ``path`` itself 0700."""
+    missing = []
+    probe = path
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+    if os.path.islink(path):
+        raise OSError(f"{path} is a symbolic link; hushdrop keeps its private folders real")
+    os.chmod(path, 0o700)
+    return path
+
+
+Identity = tuple[int, int]  # (st_dev, st_ino): which file, whatever its name
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino)
+
+
+class NotOurs(OSError):
+    """A path that hushdrop must not change: not a regular file, hard-linked, or not the file it claimed."""
+
+
+def check_sole_regular_file(st: os.stat_result, path: Path, expect: Identity | None = None) -> None:
+    """Raise :class:`NotOurs` unless ``st`` is a regular file with one name (and the expected one)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise NotOurs(f"{path} is not a regular file")
+    if st.st_nlink != 1:
+        raise NotOurs(
+            f"{path} has {st.st_nlink} names (hard links); changing it would change the file under "
+            f"its other names too"
+        )
+    if expect is not None and identity_of(st) != tuple(expect):
+        raise NotOurs(f"{path} is no longer the file hushdrop claimed (it was replaced)")
+
+
+@contextmanager
+def taken_aside(path: Path, expect: Identity | None = None, writable: bool = False) -> Iterator[tuple[int, Path]]:
+    """Open ``path`` without following links, check it is ours, and rename it to a hidden name
+    in its own folder before anything else happens to it.
+
+    Yields (descriptor, hidden path). Opening and renaming first means a file hushdrop may
+    not change (read-only, in a read-only folder, hard-linked, swapped) is refused before a
+    single byte of it changes. If the body raises, the file is given its name back.
+    """
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        check_sole_regular_file(st, path, expect)
+        hidden = path.with_name(f".hushdrop-{random_name()}.retire")
+        os.rename(path, hidden)
+        try:
+            if identity_of(os.lstat(hidden)) != identity_of(st):  # swapped between open and rename
+                os.rename(hidden, path)
+                raise NotOurs(f"{path} was replaced while hushdrop was taking it")
+            yield fd, hidden
+        except BaseException:
+            if os.path.lexists(hidden) and not os.path.lexists(path):
+                os.rename(hidden, path)
+            raise
+    finally:
+        os.close(fd)
+
+
 def move_file(src: Path, dest: Path) -> None:
     """Move ``src`` to ``dest`` (which must not exist, or be ``src``'s own earlier copy); safe to repeat."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not os.path.lexists(src):
         return
+    if not stat.S_ISREG(os.lstat(src).st_mode):
+        raise NotOurs(f"{src} is not a regular file; hushdrop does not move it")
     if os.path.lexists(dest):
         if os.path.samefile(src, dest) or sha256_file(src) == sha256_file(dest):
             os.unlink(src)  # an interrupted earlier move already put it there
@@ -119,8 +195,8 @@ def move_file(src: Path, dest: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
-        partial = dest.with_name(f".{dest.name}.partial")
-        with open(src, "rb") as reader, open(partial, "wb") as writer:
+        partial = dest.with_name(f".hushdrop-{random_name()}.partial")
+        with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW), "rb") as reader, open(partial, "xb") as writer:
             while chunk := reader.read(_CHUNK):
                 writer.write(chunk)
             writer.flush()

@@ -7,6 +7,13 @@ are on different filesystems (a NAS inbox, a local workdir) the rename cannot be
 atomic; then the file is copied to a hidden name, fsynced, its copy re-read and
 hash-compared, given its final name, and only then removed from the inbox.
 
+The claim works on descriptors, not names: the profile folder is opened from the
+inbox one component at a time without following links, the file is opened in it
+with ``O_NOFOLLOW`` and checked with ``fstat`` (a regular file with one name, on
+the folder's filesystem, the same inode that settled), renamed relative to that
+folder, and hashed through the descriptor. The inode it claimed is recorded, and
+retirement later destroys that inode only.
+
 Never touched: names matching the built-in or the profile's ignore patterns (temp
 files of sync tools and browsers, dot-files, NAS metadata), anything that is not a
 regular file (symlinks are never followed), and files whose extension is not in
@@ -20,13 +27,17 @@ import fnmatch
 import hashlib
 import os
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.config import Profile, Settings
-from pipeline.fsutil import fsync_dir, random_name, sha256_file, write_temp
-from pipeline.ledger import ABANDONED, CLAIMED, Ledger, JobRow
+from pipeline.containers import is_incomplete
+from pipeline.fsutil import NotOurs, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
+from pipeline.ledger import ABANDONED, CLAIMED, SEEN, Ledger, JobRow
 from pipeline.logs import job_log, log
+from pipeline.names import display_name, safe_name
 
 # Temp and metadata files of sync tools, browsers, NAS boxes and desktops: never ours.
 BUILTIN_IGNORE = (
@@ -59,6 +70,66 @@ def is_ignored(name: str, extra: list[str] | tuple[str, ...] = ()) -> bool:
 
 def profile_folder(settings: Settings, profile: Profile) -> Path:
     return settings.inbox / profile.folder if profile.folder else settings.inbox
+
+
+class InboxUnsafe(Exception):
+    """An inbox or profile folder that is reached through a symbolic link (or is not a folder)."""
+
+
+class InboxBlocked(Exception):
+    """The machine will not let hushdrop claim from this folder (read-only, no permission, disk full).
+
+    An environment fault: the files stay where they are and intake tries again later.
+    """
+
+
+class ClaimRefused(Exception):
+    """This file will not be taken as it is (unreadable, hard-linked…); it stays in the inbox, reported once."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def inbox_link_problem(settings: Settings) -> str | None:
+    """Why the inbox may not be used as configured (reached through a symbolic link), or None."""
+    real = os.path.realpath(settings.inbox)
+    if real != str(settings.inbox):
+        return (
+            f"the inbox {settings.inbox} is reached through a symbolic link (it is really {real}); "
+            f"hushdrop only shreds files in a folder named exactly: write `inbox: {real}` in {settings.source}"
+        )
+    return None
+
+
+@contextmanager
+def opened_profile_folder(settings: Settings, profile: Profile) -> Iterator[int]:
+    """A descriptor of the profile's folder, opened from the inbox one component at a time
+    without following a link; raises InboxUnsafe where one is a link or not a folder."""
+    try:
+        fd = os.open(settings.inbox, _DIR_FLAGS)
+    except OSError as exc:
+        raise InboxUnsafe(_unsafe_reason(settings.inbox, exc)) from None
+    try:
+        here = settings.inbox
+        for part in profile.folder.split("/") if profile.folder else ():
+            here = here / part
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise InboxUnsafe(_unsafe_reason(here, exc)) from None
+            os.close(fd)
+            fd = inner
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _unsafe_reason(path: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+        return f"{path} is a symbolic link; hushdrop never takes files through a link: make it a real folder"
+    if exc.errno == errno.ENOENT:
+        return f"{path} does not exist"
+    return f"cannot open {path}: {exc.strerror}"
 
 
 def profile_for(settings: Settings, path: Path) -> Profile | None:
@@ -101,7 +172,15 @@ def classify(settings: Settings, path: Path, st: os.stat_result | None = None) -
     extension = path.suffix.lower().lstrip(".")
     if extension not in profile.extensions:
         return Verdict(profile, f"its extension {path.suffix or '(none)'!r} is not in the profile's `extensions` list")
+    if st.st_nlink != 1:
+        return Verdict(profile, HARD_LINKED.format(n=st.st_nlink))
     return Verdict(profile, take=True)
+
+
+HARD_LINKED = (
+    "it has {n} names (hard links); hushdrop shreds what it transcribes, which would destroy the file "
+    "under its other names too: copy the recording into the inbox instead of linking it"
+)
 
 
 def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -114,88 +193,164 @@ class ClaimLost(Exception):
 
 
 def spool_path_for(settings: Settings, profile: Profile, name: str) -> Path:
-    return settings.spool_dir / profile.name / random_name() / name
+    """Where a claimed original waits. Its name there is a safe one (valid UTF-8, no leading
+    dash or dot, bounded), so no tool ever sees the user's raw bytes; the ledger keeps those."""
+    return settings.spool_dir / profile.name / random_name() / safe_name(name)
 
 
 def claim(settings: Settings, ledger: Ledger, path: Path, profile: Profile, settled: os.stat_result) -> JobRow:
     """Take a settled inbox file: record it, move it into the spool, hash it, mark it claimed.
 
-    Raises ``ClaimLost`` when the file is not there or not what settled any more.
+    Raises ``ClaimLost`` when the file is not there or not what settled any more,
+    ``ClaimRefused`` when it must stay where it is (unreadable, hard-linked), ``InboxUnsafe``
+    when its folder is reached through a link and ``InboxBlocked`` when the folder or
+    the spool cannot be written (an environment fault: nothing was changed).
     """
+    with opened_profile_folder(settings, profile) as folder_fd:
+        if path.parent != profile_folder(settings, profile):
+            raise ClaimRefused(f"{path} is not directly in the folder of profile {profile.name}")
+        name = path.name
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=folder_fd)
+        except FileNotFoundError:
+            raise ClaimLost(f"{display_name(name)} went away before it was claimed") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ClaimLost(f"{display_name(name)} was replaced by a symbolic link") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise ClaimRefused(
+                    f"cannot read it ({exc.strerror}); it stays in the inbox: give the user hushdrop runs as "
+                    f"read permission (e.g. `chmod a+r`) and it will be taken"
+                ) from None
+            raise InboxBlocked(f"cannot open {path}: {exc.strerror}") from exc
+        try:
+            return _claim_open_file(settings, ledger, path, profile, settled, folder_fd, fd)
+        finally:
+            os.close(fd)
+
+
+def _claim_open_file(
+    settings: Settings, ledger: Ledger, path: Path, profile: Profile, settled: os.stat_result, folder_fd: int, fd: int
+) -> JobRow:
+    name = path.name
+    st = os.fstat(fd)
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise ClaimLost(f"{path.name} went away before it was claimed") from None
-    if not stat.S_ISREG(st.st_mode) or file_identity(st) != file_identity(settled):
-        raise ClaimLost(f"{path.name} changed after it settled")
-    spool = spool_path_for(settings, profile, path.name)
-    spool.parent.mkdir(parents=True, mode=0o700)
+        check_sole_regular_file(st, path)
+    except NotOurs as exc:
+        if stat.S_ISREG(st.st_mode) and st.st_nlink != 1:
+            raise ClaimRefused(HARD_LINKED.format(n=st.st_nlink)) from None
+        raise ClaimLost(str(exc)) from None
+    if file_identity(st) != file_identity(settled):
+        raise ClaimLost(f"{display_name(name)} changed after it settled")
+    if st.st_dev != os.fstat(folder_fd).st_dev:
+        raise ClaimRefused("it is a mount of another filesystem, not a file in the inbox")
+    _check_writable(folder_fd, path.parent)
+    spool = spool_path_for(settings, profile, name)
+    try:
+        private_dir(spool.parent.parent)
+        os.mkdir(spool.parent, 0o700)
+    except OSError as exc:
+        raise InboxBlocked(f"cannot create the spool folder {spool.parent}: {exc.strerror or exc}") from exc
     fsync_dir(spool.parent.parent)
     job_id = ledger.add(
-        profile=profile.name, name=path.name, inbox_path=path, spool_path=spool,
-        size=st.st_size, mtime_ns=st.st_mtime_ns,
+        profile=profile.name, name=name, inbox_path=path, spool_path=spool,
+        size=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
     )
     logger = job_log(job_id)
     try:
         try:
-            os.rename(path, spool)
+            os.rename(name, spool, src_dir_fd=folder_fd)
             copied_hash = None
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            copied_hash = _copy_across(path, spool, settled)
+            copied_hash = _copy_across(fd, folder_fd, name, spool, settled)
     except (ClaimLost, OSError) as exc:  # nothing was moved: the file stays in the inbox
-        ledger.transition(job_id, ABANDONED, expect="seen", error=str(exc))
+        ledger.transition(job_id, ABANDONED, expect=SEEN, error=str(exc))
         _remove_empty(spool.parent)
+        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+            raise InboxBlocked(f"cannot move {path} into the spool: {exc.strerror}") from exc
         raise ClaimLost(str(exc)) from exc
     # From here the original is in the spool. Any failure leaves the row 'seen' for
     # finish_seen() (at restart, or the periodic stale-claim sweep) to complete.
     fsync_dir(spool.parent)
     fsync_dir(path.parent)
     landed = os.lstat(spool)
-    if not stat.S_ISREG(landed.st_mode):
-        # replaced by a link or FIFO between the check and the rename: put it back, untouched
-        os.rename(spool, path)
-        ledger.transition(job_id, ABANDONED, expect="seen", error="not a regular file")
+    if copied_hash is None and identity_of(landed) != identity_of(st):
+        # replaced between the check and the rename: put it back, untouched
+        os.rename(spool, name, dst_dir_fd=folder_fd)
+        ledger.transition(job_id, ABANDONED, expect=SEEN, error="replaced while it was claimed")
         _remove_empty(spool.parent)
-        raise ClaimLost(f"{path.name} was replaced by something that is not a regular file")
-    content_hash = copied_hash or sha256_file(spool)
+        raise ClaimLost(f"{display_name(name)} was replaced while it was being claimed")
+    content_hash = copied_hash or _sha256_fd(fd)
+    incomplete = is_incomplete(fd) if copied_hash is None else False
     row = ledger.transition(
-        job_id, CLAIMED, expect="seen", content_hash=content_hash,
-        size=landed.st_size, mtime_ns=landed.st_mtime_ns,
+        job_id, CLAIMED, expect=SEEN, content_hash=content_hash,
+        size=landed.st_size, mtime_ns=landed.st_mtime_ns, device=landed.st_dev, inode=landed.st_ino,
     )
     logger.info("claimed %s (profile %s, %d bytes, sha256 %s…)", path, profile.name, landed.st_size, content_hash[:12])
+    if incomplete:
+        logger.warning("%s is shorter than its header declares: it was taken incomplete", path)
     return row
 
 
-def _copy_across(src: Path, dest: Path, settled: os.stat_result) -> str:
-    """Copy ``src`` to ``dest`` on another filesystem, verify, then remove ``src``; returns the hash."""
-    partial = dest.with_name(f".{dest.name}.partial")
+# errors that say the machine, not the file, is at fault
+_ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def _check_writable(folder_fd: int, folder: Path) -> None:
+    """Raise InboxBlocked when the folder cannot give up a file (read-only, no permission)."""
+    if os.statvfs(folder_fd).f_flag & os.ST_RDONLY:
+        raise InboxBlocked(f"{folder} is on a read-only filesystem; hushdrop cannot take files from it")
+    if not os.access(".", os.W_OK | os.X_OK, dir_fd=folder_fd, effective_ids=os.access in os.supports_effective_ids):
+        raise InboxBlocked(
+            f"{folder} is not writable by the user hushdrop runs as, so files cannot be moved out of it: "
+            f"give that user write permission on the folder"
+        )
+
+
+def _sha256_fd(fd: int) -> str:
     digest = hashlib.sha256()
-    fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def _copy_across(fd: int, folder_fd: int, name: str, dest: Path, settled: os.stat_result) -> str:
+    """Copy open file ``fd`` (``name`` in ``folder_fd``) to ``dest`` on another filesystem, verify,
+    then remove the inbox name — only if it still is that same file; returns the hash."""
+    partial = dest.with_name(f".hushdrop-{random_name()}.partial")
+    digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "rb") as reader, open(partial, "xb") as writer:
-            if file_identity(os.fstat(reader.fileno())) != file_identity(settled):
-                raise ClaimLost(f"{src.name} changed after it settled")
-            while chunk := reader.read(_CHUNK):
+        with open(partial, "xb") as writer:
+            offset = 0
+            while chunk := os.pread(fd, _CHUNK, offset):
                 digest.update(chunk)
                 writer.write(chunk)
+                offset += len(chunk)
             writer.flush()
             os.fsync(writer.fileno())
-            if file_identity(os.fstat(reader.fileno())) != file_identity(settled):
-                raise ClaimLost(f"{src.name} changed while it was being copied")
+        if file_identity(os.fstat(fd)) != file_identity(settled):
+            raise ClaimLost(f"{display_name(name)} changed while it was being copied")
         expected = digest.hexdigest()
         if sha256_file(partial) != expected:
-            raise ClaimLost(f"the spool copy of {src.name} does not match the original (disk or network error)")
+            raise ClaimLost(f"the spool copy of {display_name(name)} does not match the original (disk or network error)")
         os.rename(partial, dest)
         fsync_dir(dest.parent)
-        if file_identity(os.lstat(src)) != file_identity(settled):
-            raise ClaimLost(f"{src.name} changed while it was being copied")
-        os.unlink(src)
+        if file_identity(os.stat(name, dir_fd=folder_fd, follow_symlinks=False)) != file_identity(settled):
+            raise ClaimLost(f"{display_name(name)} changed while it was being copied")
+        os.unlink(name, dir_fd=folder_fd)
         return expected
     except BaseException:
         partial.unlink(missing_ok=True)
-        if os.path.lexists(src):
+        try:
+            os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            still_there = True
+        except OSError:
+            still_there = False
+        if still_there:
             dest.unlink(missing_ok=True)  # the inbox original is still the one copy
         raise
 
@@ -204,29 +359,37 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
     """Recovery of a job caught between 'seen' and 'claimed' by a crash."""
     logger = job_log(job.id)
     spool = job.spool_path
-    for leftover in spool.parent.glob(".*.partial") if spool.parent.is_dir() else ():
+    for leftover in spool.parent.glob(".hushdrop-*.partial") if spool.parent.is_dir() else ():
         leftover.unlink(missing_ok=True)
     try:
         landed = os.lstat(spool)
     except FileNotFoundError:
         _remove_empty(spool.parent)
         logger.info("claim of %s did not happen before the restart; it stays in the inbox", job.inbox_path)
-        return ledger.transition(job.id, ABANDONED, expect="seen", error="claim interrupted; file left in the inbox")
+        return ledger.transition(job.id, ABANDONED, expect=SEEN, error="claim interrupted; file left in the inbox")
     if not stat.S_ISREG(landed.st_mode):
         os.rename(spool, job.inbox_path)
         _remove_empty(spool.parent)
-        return ledger.transition(job.id, ABANDONED, expect="seen", error="not a regular file")
+        return ledger.transition(job.id, ABANDONED, expect=SEEN, error="not a regular file")
     content_hash = sha256_file(spool)
     try:
-        # the cross-filesystem copy finished but the inbox original was not removed yet
-        if os.path.lexists(job.inbox_path) and sha256_file(job.inbox_path) == content_hash:
+        # the cross-filesystem copy finished but the inbox original was not removed yet:
+        # remove it only if it is still the very file that was copied
+        inbox_st = os.lstat(job.inbox_path)
+        if (
+            identity_of(landed) != identity_of(inbox_st)
+            and (inbox_st.st_dev, inbox_st.st_ino) == job.identity
+            and inbox_st.st_nlink == 1
+            and sha256_file(job.inbox_path) == content_hash
+        ):
             os.unlink(job.inbox_path)
             fsync_dir(job.inbox_path.parent)
     except OSError:
         pass
     logger.info("claim of %s completed after the restart", job.inbox_path)
     return ledger.transition(
-        job.id, CLAIMED, expect="seen", content_hash=content_hash, size=landed.st_size, mtime_ns=landed.st_mtime_ns
+        job.id, CLAIMED, expect=SEEN, content_hash=content_hash, size=landed.st_size, mtime_ns=landed.st_mtime_ns,
+        device=landed.st_dev, inode=landed.st_ino,
     )
 
 
@@ -236,7 +399,7 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
 
 def write_error_note(target: Path, text: str) -> Path:
     note = target.with_name(f"{target.name}.error.txt")
-    temp = write_temp(target.parent, text.encode("utf-8"))
+    temp = write_temp(target.parent, text.encode("utf-8", "backslashreplace"))
     os.replace(temp, note)
     fsync_dir(target.parent)
     return note
@@ -250,13 +413,23 @@ def _remove_empty(folder: Path) -> None:
 
 
 def clean_spool_dir(folder: Path) -> None:
-    """Remove a finished job's spool folder: hidden leftovers (a shred's renamed file) and the folder."""
-    if not folder.is_dir():
+    """Remove a finished job's spool folder: hidden leftovers and the folder.
+
+    A ``.hushdrop-*.retire`` file is an original whose retirement was interrupted after its
+    outputs were committed: it is shredded, not just unlinked.
+    """
+    from pipeline.retention import RetentionError, shred
+
+    if not folder.is_dir() or folder.is_symlink():
         return
     for entry in folder.iterdir():
-        if entry.name.startswith("."):
-            try:
+        if not entry.name.startswith("."):
+            continue
+        try:
+            if entry.name.startswith(".hushdrop-") and entry.name.endswith(".retire"):
+                shred(entry)
+            else:
                 entry.unlink()
-            except OSError as exc:
-                log().warning("cannot remove %s: %s", entry, exc.strerror)
+        except (OSError, RetentionError) as exc:
+            log().warning("cannot remove %s: %s", entry, getattr(exc, "strerror", None) or exc)
     _remove_empty(folder)

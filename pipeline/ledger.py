@@ -16,7 +16,12 @@
   *before* they are written, so recovery can tell a complete set from a partial one.
 - ``committed``: every output is on disk; only the original's retirement is left.
 - ``done`` / ``quarantined`` / ``abandoned``: terminal. ``abandoned`` is a ``seen``
-  file that went away before it could be claimed (the user took it back).
+  file that went away before it could be claimed (the user took it back), or a
+  claimed original that someone else deleted from the spool.
+
+Names and paths are stored as the filesystem's bytes (``os.fsencode``), so a name
+that is not valid UTF-8 is kept exactly. ``device`` and ``inode`` identify the
+claimed original, so nothing but that very file is ever shredded.
 
 Every change of state is one transaction through :meth:`Ledger.transition`, which
 refuses a move the table below does not allow. Rows are never deleted: a claim is
@@ -27,12 +32,15 @@ The database runs in WAL mode so ``hushdrop status`` can read while the watcher 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from pipeline.errors import HushdropError
 
 SEEN = "seen"
 CLAIMED = "claimed"
@@ -50,7 +58,7 @@ WAITING = frozenset({CLAIMED, FAILED})  # queued: not on a worker yet
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     SEEN: frozenset({CLAIMED, ABANDONED}),
-    CLAIMED: frozenset({PROCESSING, COMMITTED, QUARANTINED}),  # committed: a skipped duplicate
+    CLAIMED: frozenset({PROCESSING, COMMITTED, QUARANTINED, ABANDONED}),  # committed: a skipped duplicate
     PROCESSING: frozenset({COMMITTED, FAILED, QUARANTINED, CLAIMED}),  # claimed: released / redo
     FAILED: frozenset({CLAIMED, QUARANTINED}),
     COMMITTED: frozenset({DONE}),
@@ -85,7 +93,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     claimed_at      REAL,
     started_at      REAL,
     finished_at     REAL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    device          INTEGER,
+    inode           INTEGER,
+    env_failures    INTEGER NOT NULL DEFAULT 0,
+    env_since       REAL,
+    interruptions   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_hash ON jobs(content_hash, profile);
@@ -97,8 +110,36 @@ CREATE TABLE IF NOT EXISTS service (
 """
 
 
+# columns added after the first release, for ledgers created before them
+_ADDED_COLUMNS = {
+    "device": "INTEGER",
+    "inode": "INTEGER",
+    "env_failures": "INTEGER NOT NULL DEFAULT 0",
+    "env_since": "REAL",
+    "interruptions": "INTEGER NOT NULL DEFAULT 0",
+}
+
+
 class TransitionError(RuntimeError):
     """A state change the state machine does not allow (a bug, never a user error)."""
+
+
+class LedgerCorrupt(HushdropError):
+    """The ledger file is damaged; the service stops rather than act on a wrong view of its jobs."""
+
+    def __init__(self, path: Path, detail: str):
+        self.path = path
+        super().__init__(
+            f"the ledger {path} is damaged ({detail}).\n"
+            f"  Nothing was lost: originals are still in the spool, transcripts in the outbox.\n"
+            f"  To recover, stop hushdrop and run `hushdrop doctor --rebuild-ledger`: it moves the damaged\n"
+            f"  file aside and rebuilds the queue from the spool (each original there is transcribed again)."
+        )
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return type(exc) is sqlite3.DatabaseError or "malformed" in text or "not a database" in text
 
 
 @dataclass(frozen=True)
@@ -129,25 +170,43 @@ class JobRow:
     finished_at: float | None
     updated_at: float
 
+    device: int | None = None
+    inode: int | None = None
+    env_failures: int = 0
+    env_since: float | None = None
+    interruptions: int = 0
+
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the claimed original in the spool."""
+        return (self.device, self.inode) if self.device is not None and self.inode is not None else None
+
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> "JobRow":
         data = dict(row)
-        data["inbox_path"] = Path(data["inbox_path"])
-        data["spool_path"] = Path(data["spool_path"])
+        data["name"] = _text(data["name"])
+        data["inbox_path"] = Path(_text(data["inbox_path"]))
+        data["spool_path"] = Path(_text(data["spool_path"]))
         data["outputs"] = [Path(p) for p in json.loads(data["outputs"] or "[]")]
-        data["quarantine_path"] = Path(data["quarantine_path"]) if data["quarantine_path"] else None
+        data["quarantine_path"] = Path(_text(data["quarantine_path"])) if data["quarantine_path"] else None
         return cls(**data)
 
 
-_PATH_FIELDS = {"inbox_path", "spool_path", "quarantine_path"}
+_NAME_FIELDS = {"name", "inbox_path", "spool_path", "quarantine_path"}
 _COLUMNS = set(JobRow.__dataclass_fields__) - {"id", "state"}
+
+
+def _text(value: bytes | str) -> str:
+    """A stored name back as Python's ``str`` for a file name (surrogate escapes for odd bytes)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def _encode(field: str, value: Any) -> Any:
     if field == "outputs":
+        # outputs get names hushdrop made (valid UTF-8), so JSON text holds them exactly
         return json.dumps([str(p) for p in value or []])
-    if field in _PATH_FIELDS and value is not None:
-        return str(value)
+    if field in _NAME_FIELDS and value is not None:
+        return os.fsencode(str(value))
     return value
 
 
@@ -157,17 +216,37 @@ class Ledger:
     def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.RLock()
-        if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
-            self._db.executescript(_SCHEMA)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self.broken: LedgerCorrupt | None = None
+        try:
+            if readonly:
+                uri = f"file:{self.path}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
+                self._check_integrity()
+                self._db.executescript(_SCHEMA)
+                self._add_missing_columns()
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                raise LedgerCorrupt(self.path, str(exc)) from None
+            raise
+
+    def _check_integrity(self) -> None:
+        problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            self._db.close()
+            raise LedgerCorrupt(self.path, "; ".join(problems[:3]))
+
+    def _add_missing_columns(self) -> None:
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -180,14 +259,20 @@ class Ledger:
 
     # -- the state machine ------------------------------------------------------
 
-    def add(self, *, profile: str, name: str, inbox_path: Path, spool_path: Path, size: int, mtime_ns: int) -> int:
-        """Record a settled file about to be claimed; returns the job id."""
+    def add(
+        self, *, profile: str, name: str, inbox_path: Path, spool_path: Path, size: int, mtime_ns: int,
+        state: str = SEEN, **fields: Any,
+    ) -> int:
+        """Record a settled file about to be claimed (or, rebuilding, one already claimed); returns the job id."""
         now = time.time()
+        values = {
+            "state": state, "profile": profile, "name": name, "inbox_path": inbox_path, "spool_path": spool_path,
+            "size": size, "mtime_ns": mtime_ns, "created_at": now, "updated_at": now, **fields,
+        }
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO jobs (state, profile, name, inbox_path, spool_path, size, mtime_ns, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (SEEN, profile, name, str(inbox_path), str(spool_path), size, mtime_ns, now, now),
+                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                tuple(_encode(k, v) for k, v in values.items()),
             )
             return int(cur.lastrowid)
 
@@ -263,17 +348,26 @@ class Ledger:
 
     # -- queries ----------------------------------------------------------------
 
-    def get(self, job_id: int) -> JobRow:
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """Run a query; damage found while reading marks the ledger broken and raises LedgerCorrupt."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+                self.broken = self.broken or LedgerCorrupt(self.path, str(exc))
+                raise self.broken from None
+
+    def get(self, job_id: int) -> JobRow:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = rows[0] if rows else None
         if row is None:
             raise KeyError(job_id)
         return JobRow.from_sql(row)
 
     def _select(self, where: str, params: tuple = (), tail: str = "ORDER BY id") -> list[JobRow]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM jobs WHERE {where} {tail}", params).fetchall()
-        return [JobRow.from_sql(r) for r in rows]
+        return [JobRow.from_sql(r) for r in self._read(f"SELECT * FROM jobs WHERE {where} {tail}", params)]
 
     def in_state(self, *states: str, limit: int | None = None, newest_first: bool = False) -> list[JobRow]:
         marks = ", ".join("?" for _ in states)
@@ -289,9 +383,10 @@ class Ledger:
     def retries_due(self, now: float) -> list[JobRow]:
         return self._select("state = ? AND COALESCE(next_attempt_at, 0) <= ?", (FAILED, now))
 
-    def active_for_inbox_path(self, path: Path) -> JobRow | None:
-        rows = self._select("inbox_path = ? AND state = ?", (str(path), SEEN))
-        return rows[-1] if rows else None
+    def set(self, job_id: int, **fields: Any) -> JobRow:
+        """Change fields of a job without changing its state."""
+        row = self.get(job_id)
+        return self.transition(job_id, row.state, expect=row.state, **fields)
 
     def same_content(self, job: JobRow) -> list[JobRow]:
         """Other jobs of the same profile with the same content hash, oldest first."""
@@ -302,14 +397,11 @@ class Ledger:
         )
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
-        return {r["state"]: r["n"] for r in rows}
+        return {r["state"]: r["n"] for r in self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
 
     def count_active(self) -> int:
         marks = ", ".join("?" for _ in ACTIVE)
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", tuple(ACTIVE)).fetchone()[0])
+        return int(self._read(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", tuple(ACTIVE))[0][0])
 
     def all(self) -> Iterator[JobRow]:
         yield from self._select("1")
@@ -325,9 +417,7 @@ class Ledger:
                 )
 
     def service(self) -> dict[str, Any]:
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM service").fetchall()
-        return {r["key"]: json.loads(r["value"]) for r in rows}
+        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT key, value FROM service")}
 
 
 class _Tx:
@@ -349,5 +439,14 @@ class _Tx:
         try:
             if self.outer:
                 self.ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.DatabaseError as failure:
+            self._note_corruption(failure)
+            raise
         finally:
             self.ledger._lock.release()
+        if isinstance(exc, sqlite3.DatabaseError):
+            self._note_corruption(exc)
+
+    def _note_corruption(self, exc: sqlite3.DatabaseError) -> None:
+        if is_corruption(exc) and self.ledger.broken is None:
+            self.ledger.broken = LedgerCorrupt(self.ledger.path, str(exc))

@@ -10,12 +10,14 @@ overwritten: the new set gets "name (2)", "name (3)" …
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from pipeline.fsutil import fsync_dir, link_no_clobber, write_temp
 from pipeline.job import Job, Segment
+from pipeline.names import display_name, is_lossless_text, safe_stem
 
 SCHEMA_VERSION = 1
 NO_SPEECH = "(no speech detected)"
@@ -66,7 +68,7 @@ def job_record(job: Job) -> dict:
     t = job.transcript
     return {
         "schema": SCHEMA_VERSION,
-        "source": {"name": job.source.name, "profile": job.profile},
+        "source": _source_record(job),
         "audio": asdict(facts) if facts else None,
         "language": t.language,
         "language_probability": t.language_probability,
@@ -81,6 +83,15 @@ def job_record(job: Job) -> dict:
     }
 
 
+def _source_record(job: Job) -> dict:
+    """The recording's name as dropped; where it is not plain UTF-8 text, its exact bytes too."""
+    name = job.source.name
+    record = {"name": display_name(name), "profile": job.profile}
+    if not is_lossless_text(name):
+        record["name_bytes_hex"] = os.fsencode(name).hex()
+    return record
+
+
 def render_json(job: Job) -> str:
     record = job_record(job)
     record["audio"] = {k: v for k, v in (record["audio"] or {}).items() if k != "path"}
@@ -90,7 +101,7 @@ def render_json(job: Job) -> str:
 def render_md(job: Job) -> str:
     facts = job.facts
     t = job.transcript
-    lines = [f"# {job.source.name}", ""]
+    lines = [f"# {display_name(job.source.name)}", ""]
     if facts:
         lines += [
             f"- **Duration:** {short_clock(facts.duration_s)}",
@@ -119,16 +130,33 @@ RENDERERS: dict[str, Callable[[Job], str]] = {
 }
 
 
+def _candidate_stems(stem: str) -> Iterator[str]:
+    yield stem
+    for n in range(2, 100_000):
+        yield f"{stem} ({n})"
+
+
+def planned_outputs(folder: Path, stem: str, formats: list[str]) -> list[Path]:
+    """The first free stem ("talk", "talk (2)", …) in ``folder``, as one path per format."""
+    for candidate in _candidate_stems(stem):
+        paths = [folder / f"{candidate}.{fmt}" for fmt in formats]
+        if not any(os.path.lexists(p) for p in paths):
+            return paths
+    raise OSError(f"no free output name for {stem} in {folder}")
+
+
 def commit_outputs(job: Job, folder: Path, formats: list[str], stem: str | None = None) -> list[Path]:
-    """Write every requested format for ``job`` into ``folder``; returns the final paths."""
+    """Write every requested format for ``job`` into ``folder``; returns the final paths.
+
+    ``stem`` must be a safe name (:func:`pipeline.names.safe_stem`); by default the recording's.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    stem = stem or job.source.stem
+    stem = stem or safe_stem(job.source.name)
     temps = {fmt: write_temp(folder, RENDERERS[fmt](job).encode("utf-8")) for fmt in formats}
     try:
-        for n in range(1, 10_000):
-            candidate = stem if n == 1 else f"{stem} ({n})"
+        for candidate in _candidate_stems(stem):
             finals = {fmt: folder / f"{candidate}.{fmt}" for fmt in formats}
-            if any(p.exists() for p in finals.values()):
+            if any(os.path.lexists(p) for p in finals.values()):
                 continue
             linked: list[Path] = []
             for fmt, final in finals.items():

@@ -36,7 +36,7 @@ def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:
         finish_seen(settings, ledger, row)
         counts["claims"] += 1
     for row in ledger.in_state(PROCESSING):
-        row = resolve_interrupted(ledger, row)
+        row = resolve_interrupted(settings, ledger, row)
         counts["committed" if row.state == COMMITTED else "rerun"] += 1
     for row in ledger.in_state(COMMITTED):
         retire_original(settings, ledger, row)
@@ -66,7 +66,7 @@ def remove_strays(settings: Settings, ledger: Ledger) -> int:
         for temp in folder.glob(".hushdrop-*.tmp"):
             temp.unlink(missing_ok=True)
             removed += 1
-        for partial in folder.glob(".*.partial"):
+        for partial in folder.glob(".hushdrop-*.partial"):
             partial.unlink(missing_ok=True)
             removed += 1
     if settings.tmp_root.is_dir():

@@ -14,14 +14,14 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.config import OUTPUT_FORMATS, Settings
-from pipeline.ledger import CLAIMED, SEEN, Ledger
+from pipeline.ledger import CLAIMED, FAILED, SEEN, Ledger, LedgerCorrupt
 from pipeline.logs import job_log, log
 
 
 def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
     due = ledger.retries_due(time.time())
     for row in due:
-        ledger.transition(row.id, CLAIMED, expect="failed")
+        ledger.transition(row.id, CLAIMED, expect=FAILED)
         job_log(row.id).info("retry due (attempt %d was the last)", row.attempts)
     if due:
         wake()
@@ -70,6 +70,8 @@ class Scheduler:
         def run() -> None:
             try:
                 func()
+            except LedgerCorrupt:
+                pass  # the service stops and says what to do
             except Exception:
                 log().exception("scheduled job %s failed; it will run again", name)
 

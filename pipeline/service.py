@@ -17,12 +17,13 @@ from pathlib import Path
 
 from pipeline.config import Profile, Settings
 from pipeline.executor import Executor
-from pipeline.intake import ClaimLost, claim
-from pipeline.ledger import Ledger
+from pipeline.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
+from pipeline.fsutil import private_dir
+from pipeline.ledger import QUARANTINED, Ledger, LedgerCorrupt
 from pipeline.logs import log
 from pipeline.recovery import recover
 from pipeline.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
-from pipeline.watcher import Watcher
+from pipeline.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAKEN, Watcher
 
 
 class AlreadyRunning(RuntimeError):
@@ -54,22 +55,37 @@ class Service:
         self.executor: Executor | None = None
         self.watcher: Watcher | None = None
         self.scheduler: Scheduler | None = None
+        self._problems: dict[str, dict] = {}
+        self.exit_code = 0
 
     # -- intake callback (settle thread) ---------------------------------------------
 
-    def _on_settled(self, path: Path, profile: Profile, st: os.stat_result) -> bool | None:
-        assert self.ledger is not None and self.executor is not None
+    def _on_settled(self, path: Path, profile: Profile, st: os.stat_result) -> str:
+        assert self.ledger is not None and self.executor is not None and self.watcher is not None
         if self.stopping.is_set():
-            return False
+            return BUSY
         if self.ledger.count_active() >= self.settings.queue_limit:
-            return False  # backpressure: leave it in the inbox for now
+            return BUSY  # backpressure: leave it in the inbox for now
         try:
             claim(self.settings, self.ledger, path, profile, st)
         except ClaimLost as exc:
             log().info("not claimed yet: %s", exc)
-            return None
+            return CHANGED
+        except (ClaimRefused, InboxUnsafe) as exc:
+            log().warning("leaving %s alone: %s", path, exc)
+            self._note_problem(path, str(exc))
+            return REFUSED
+        except InboxBlocked as exc:
+            self.watcher.block(profile, str(exc))
+            return BLOCKED
         self.executor.wake()
-        return True
+        return TAKEN
+
+    def _note_problem(self, path: Path, reason: str) -> None:
+        """Keep the latest intake refusals for `hushdrop status` (bounded)."""
+        self._problems[str(path)] = {"path": str(path), "reason": reason, "at": time.time()}
+        while len(self._problems) > 50:
+            self._problems.pop(next(iter(self._problems)))
 
     # -- heartbeat -----------------------------------------------------------------------
 
@@ -85,6 +101,7 @@ class Service:
             pending_in_inbox=self.watcher.pending(),
             intake_paused=self.watcher.paused,
             workers=self.executor.workers_info(),
+            intake_problems=[*self.watcher.problems(), *[p for p in self._problems.values() if os.path.lexists(p["path"])]],
             stopped_at=None,
         )
 
@@ -99,9 +116,22 @@ class Service:
 
     def _run(self) -> int:
         settings = self.settings
+        problem = inbox_link_problem(settings)
+        if problem:
+            log().error("%s", problem)
+            return 2
+        from pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
+
+        tool = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
+        problems = check_ffmpeg(tool.path)
+        if problems:
+            for line in problems:
+                log().error("ffmpeg cannot run the chain: %s", line)
+            log().error("not starting: fix the ffmpeg problem above (`hushdrop doctor` shows it again)")
+            return 2
+        log().info("ffmpeg %s (%s): %s", tool.version or "?", tool.origin, tool.path)
         for private in (settings.workdir, settings.spool_dir, settings.quarantine):
-            private.mkdir(parents=True, exist_ok=True)
-            os.chmod(private, 0o700)  # originals and transcripts-to-be: the owner's eyes only
+            private_dir(private)  # originals and transcripts-to-be: the owner's eyes only
         self.ledger = ledger = Ledger(settings.ledger_path)
         recover(settings, ledger)
         self.executor = Executor(settings, ledger)
@@ -122,12 +152,22 @@ class Service:
         log().info("hushdrop is watching (pid %d, %d worker(s)); Ctrl-C or SIGTERM stops it cleanly", os.getpid(), settings.workers)
         try:
             while not self.stopping.wait(0.5):
+                if ledger.broken is not None:
+                    log().error("%s", ledger.broken)
+                    self.exit_code = 2
+                    break
+                if self.executor.fatal:
+                    log().error("%s", self.executor.fatal)
+                    self.exit_code = 1
+                    break
                 if self.once and self._idle():
                     log().info("--once: everything that was in the inbox is finished")
                     break
         finally:
             self.shutdown()
-        return 0
+        if self.once and not self.exit_code and ledger_quarantined_since(settings, self.started_at):
+            return 1
+        return self.exit_code
 
     def _idle(self) -> bool:
         assert self.ledger is not None and self.watcher is not None
@@ -143,7 +183,8 @@ class Service:
         if self.executor is not None:
             self.executor.stop(self.settings.shutdown_grace_seconds, self.hurry)
         if self.ledger is not None:
-            self.ledger.set_service(stopped_at=time.time(), workers=[])
+            if self.ledger.broken is None:
+                self.ledger.set_service(stopped_at=time.time(), workers=[])
             self.ledger.close()
         log().info("stopped")
 
@@ -165,6 +206,18 @@ def watch(settings: Settings, once: bool = False) -> int:
     except AlreadyRunning as exc:
         log().error("%s", exc)
         return 1
+    except LedgerCorrupt as exc:
+        log().error("%s", exc)
+        return 2
+
+
+def ledger_quarantined_since(settings: Settings, since: float) -> int:
+    """How many jobs this run quarantined (``watch --once`` exits non-zero when any)."""
+    ledger = Ledger(settings.ledger_path)
+    try:
+        return sum(1 for row in ledger.in_state(QUARANTINED) if (row.finished_at or 0) >= since)
+    finally:
+        ledger.close()
 
 
 __all__ = ["Service", "watch"]

@@ -59,8 +59,13 @@ def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
         failed = [
             {"job": r.id, "name": r.name, "profile": r.profile, "state": r.state, "stage": r.error_stage,
              "error": r.error, "attempts": r.attempts, "quarantine": str(r.quarantine_path) if r.quarantine_path else None,
-             "next_attempt_at": r.next_attempt_at}
+             "next_attempt_at": r.next_attempt_at, "environment": bool(r.env_failures) and r.state == FAILED}
             for r in ledger.in_state(FAILED, QUARANTINED, limit=recent, newest_first=True)
+        ]
+        waiting_on_environment = [
+            {"job": r.id, "name": r.name, "stage": r.error_stage, "error": r.error, "failures": r.env_failures,
+             "since": r.env_since, "next_attempt_at": r.next_attempt_at}
+            for r in ledger.in_state(FAILED) if r.env_failures
         ]
     finally:
         ledger.close()
@@ -80,6 +85,8 @@ def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
         "in_flight": in_flight,
         "recent_done": done,
         "recent_failed": failed,
+        "waiting_on_environment": waiting_on_environment,
+        "intake_problems": service.get("intake_problems") or [],
         "gpu": gpu_memory() if "cuda" in devices else [],
     }
 
@@ -120,6 +127,14 @@ def render(status: dict[str, Any], console) -> None:
             dup = f" (same content as job {j['duplicate_of']})" if j["duplicate_of"] else ""
             first = j["outputs"][0] if j["outputs"] else ""
             console.print(f"  {j['job']} {j['name']} → {first}{dup}")
+    if status["waiting_on_environment"]:
+        console.print("[red]waiting on the machine[/] (not the recordings' fault; see `hushdrop doctor`):")
+        for j in status["waiting_on_environment"]:
+            console.print(f"  {j['job']} {j['name']}: {j['stage']}: {j['error']} (failed {j['failures']} time(s))", markup=False)
+    if status["intake_problems"]:
+        console.print("[yellow]left in the inbox[/]:")
+        for problem in status["intake_problems"]:
+            console.print(f"  {problem['path']}: {problem['reason']}", markup=False)
     if status["recent_failed"]:
         console.print("recently failed:")
         for j in status["recent_failed"]:

@@ -11,8 +11,11 @@ period at worst.
 
 A candidate is handed on only once its device, inode, size and mtime have stayed
 the same for the profile's settle period, so a file still being copied (slowly,
-over SMB) is never read early. Links, FIFOs, sockets, devices, directories and
-files with other extensions are reported once and left alone.
+over SMB) is never read early; one whose header declares more bytes than it has
+waits up to the profile's ``incomplete_grace_seconds``. Links, FIFOs, sockets,
+devices, directories, hard-linked files and files with other extensions are
+reported once and left alone; so is a file intake refused (unreadable), until it
+changes. A profile folder that is a symbolic link is never listed or taken from.
 """
 
 from __future__ import annotations
@@ -29,15 +32,21 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from pipeline.config import Profile, Settings
+from pipeline.containers import is_incomplete
 from pipeline.fsutil import random_name
-from pipeline.intake import classify, file_identity, profile_folder
+from pipeline.intake import InboxUnsafe, classify, file_identity, opened_profile_folder, profile_folder
 from pipeline.logs import log
 
 # Filesystems on which inotify does not see changes made by other machines.
 NO_EVENT_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "v9fs", "ceph", "glusterfs", "afs", "lustre", "davfs")
 
-# on_settled(path, profile, stat) -> True: dealt with; False: not now (backpressure); None: settle again
-Settled = Callable[[Path, Profile, os.stat_result], "bool | None"]
+# on_settled(path, profile, stat) -> one of the outcomes below
+TAKEN = "taken"  # dealt with
+BUSY = "busy"  # not now (backpressure): try again on a later tick
+CHANGED = "changed"  # it changed under the claim: settle again
+REFUSED = "refused"  # stays in the inbox, reported; considered again only once it changes
+BLOCKED = "blocked"  # the folder cannot be claimed from (environment): back off
+Settled = Callable[[Path, Profile, os.stat_result], str]
 
 
 def filesystem_type(path: Path) -> str:
@@ -76,7 +85,11 @@ def events_work(folder: Path, timeout: float = 2.0) -> bool:
         log().warning("inotify is not available for %s (%s)", folder, exc)
         return False
     try:
-        marker.write_bytes(b"hushdrop probe\n")
+        try:
+            marker.write_bytes(b"hushdrop probe\n")
+        except OSError as exc:  # a read-only inbox: claims will be refused loudly; events still arrive
+            log().warning("cannot write a probe file in %s (%s); assuming inotify works", folder, exc.strerror)
+            return True
         return seen.wait(timeout)
     finally:
         marker.unlink(missing_ok=True)
@@ -101,6 +114,12 @@ class _Candidate:
     profile: Profile
     identity: tuple[int, int, int, int] | None
     still_since: float
+    incomplete_reported: bool = False
+
+
+def _refusal_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What must change (content, or permissions via ctime) before a refused file is looked at again."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class _Handler(FileSystemEventHandler):
@@ -126,19 +145,29 @@ class Watcher:
         self.mode = ""
         self._candidates: dict[Path, _Candidate] = {}
         self._reported: set[Path] = set()
+        self._refused: dict[Path, tuple[int, int, int, int, int]] = {}
+        self._unsafe: dict[str, str] = {}  # profile name → why its folder is not used
+        self._blocked_until: dict[str, float] = {}  # profile name → monotonic time
+        self._block_delay: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._observer = None
         self._thread: threading.Thread | None = None
         self.paused = False  # True while intake refuses work (backpressure)
+        self._block_reason: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
         self.settings.inbox.mkdir(parents=True, exist_ok=True)
         for profile in self.settings.profiles.values():
-            profile_folder(self.settings, profile).mkdir(parents=True, exist_ok=True)
+            folder = profile_folder(self.settings, profile)
+            if not os.path.lexists(folder):
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    log().error("cannot create the folder of profile %s, %s: %s", profile.name, folder, exc.strerror)
         for stray in self.settings.inbox.glob(".hushdrop-probe-*"):
             stray.unlink(missing_ok=True)
         self.mode, why = choose_mode(self.settings)
@@ -164,10 +193,41 @@ class Watcher:
 
     # -- input ---------------------------------------------------------------------
 
+    def problems(self) -> list[dict[str, str]]:
+        """What intake is leaving alone right now and why, for ``hushdrop status``."""
+        found = [{"path": str(profile_folder(self.settings, self.settings.profiles[name])), "reason": why}
+                 for name, why in self._unsafe.items()]
+        now = time.monotonic()
+        found += [{"path": str(profile_folder(self.settings, self.settings.profiles[name])),
+                   "reason": f"intake paused (next try in {max(0.0, until - now):.0f} s): {self._block_reason.get(name, '')}"}
+                  for name, until in self._blocked_until.items()]
+        return found
+
+    def refuse(self, path: Path, st: os.stat_result) -> None:
+        """Intake would not take ``path`` as it is: leave it until it changes."""
+        self._refused[path] = _refusal_key(st)
+        self._drop(path)
+
+    def block(self, profile: Profile, reason: str) -> None:
+        """The profile's folder cannot be claimed from (an environment fault): back off, loudly."""
+        delay = min(300.0, self._block_delay.get(profile.name, 0.5) * 2)
+        self._block_delay[profile.name] = delay
+        self._blocked_until[profile.name] = time.monotonic() + delay
+        self._block_reason[profile.name] = reason
+        log().error("cannot take files for profile %s: %s — trying again in %.0f s", profile.name, reason, delay)
+
+    def _unblock(self, profile: Profile) -> None:
+        if self._block_delay.pop(profile.name, None) is not None:
+            self._blocked_until.pop(profile.name, None)
+            log().info("profile %s takes files again", profile.name)
+
     def note(self, path: Path) -> None:
         """Something happened at ``path``: consider it (cheap; called from the observer thread)."""
-        verdict = classify(self.settings, path, st=_lstat(path))
+        st = _lstat(path)
+        verdict = classify(self.settings, path, st=st)
         if verdict.profile is None:
+            return
+        if st is not None and self._refused.get(path) == _refusal_key(st):
             return
         if not verdict.take:
             if verdict.reason and path not in self._reported and os.path.lexists(path):
@@ -183,16 +243,25 @@ class Watcher:
         """List every profile folder; catches anything an event did not report."""
         present: set[Path] = set()
         for profile in self.settings.profiles.values():
+            folder = profile_folder(self.settings, profile)
             try:
-                with os.scandir(profile_folder(self.settings, profile)) as entries:
-                    for entry in entries:
-                        present.add(Path(entry.path))
+                with opened_profile_folder(self.settings, profile) as fd, os.scandir(fd) as entries:
+                    names = [entry.name for entry in entries]
+            except InboxUnsafe as exc:
+                if self._unsafe.get(profile.name) != str(exc):
+                    log().error("not taking files for profile %s: %s", profile.name, exc)
+                self._unsafe[profile.name] = str(exc)
+                continue
             except OSError:
                 continue
+            self._unsafe.pop(profile.name, None)
+            present.update(folder / name for name in names)
         for path in sorted(present):
             self.note(path)
         # forget what is gone, so memory stays flat however many files pass through
         self._reported &= present
+        for path in [p for p in self._refused if p not in present]:
+            self._refused.pop(path, None)
         with self._lock:
             for path in [p for p in self._candidates if p not in present]:
                 self._candidates.pop(path, None)
@@ -228,29 +297,58 @@ class Watcher:
                 self._drop(path)
                 self.note(path)  # reports it once
                 continue
+            if self._refused.get(path) == _refusal_key(st) or self._blocked_until.get(cand.profile.name, 0) > now:
+                continue
             identity = file_identity(st)
             if identity != cand.identity:
                 cand.identity, cand.still_since = identity, now
                 if not self.once:
                     continue
-            if self.once or now - cand.still_since >= cand.profile.settle_seconds:
-                ready.append((path, cand, st))
+            still = now - cand.still_since
+            if not self.once and still < cand.profile.settle_seconds:
+                continue
+            if not self.once and still < cand.profile.incomplete_grace_seconds and _declares_more(path):
+                if not cand.incomplete_reported:
+                    cand.incomplete_reported = True
+                    log().info("waiting for %s: its header declares more bytes than it has (still being written?)", path)
+                continue
+            ready.append((path, cand, st))
         for path, cand, st in sorted(ready, key=lambda item: item[2].st_mtime_ns):
             if self._stop.is_set():
                 return
+            if self._blocked_until.get(cand.profile.name, 0) > time.monotonic():
+                continue
             outcome = self.on_settled(path, cand.profile, st)
-            if outcome is False:
+            if outcome == BUSY:
                 self.paused = True
                 return  # backpressure: try again on a later tick
             self.paused = False
-            if outcome is None:  # it changed under the claim: settle again
+            if outcome == CHANGED:
+                cand.identity, cand.still_since = None, time.monotonic()
+            elif outcome == REFUSED:
+                self.refuse(path, st)
+            elif outcome == BLOCKED:
                 cand.identity, cand.still_since = None, time.monotonic()
             else:
+                self._unblock(cand.profile)
                 self._drop(path)
 
     def _drop(self, path: Path) -> None:
         with self._lock:
             self._candidates.pop(path, None)
+
+
+def _declares_more(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return is_incomplete(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _lstat(path: Path) -> os.stat_result | None:

@@ -129,7 +129,11 @@ class WatchRun:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         db.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in db.execute("SELECT * FROM jobs ORDER BY id")]
+            # names and paths are stored as the filesystem's bytes
+            return [
+                {k: os.fsdecode(v) if isinstance(v, bytes) else v for k, v in dict(r).items()}
+                for r in db.execute("SELECT * FROM jobs ORDER BY id")
+            ]
         except sqlite3.OperationalError:
             return []
         finally:

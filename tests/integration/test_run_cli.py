@@ -29,7 +29,7 @@ def test_run_transcribes_writes_five_outputs_and_shreds(tmp_path):
     original = tmp_path / "drop" / "speech_en.wav"
     original.parent.mkdir()
     shutil.copy(SPEECH_EN, original)
-    proc = hushdrop(config, "run", str(original))
+    proc = hushdrop(config, "run", "--shred", str(original))
     assert proc.returncode == 0, proc.stderr
     outbox = tmp_path / "outbox" / "default"
     outputs = sorted(p.name for p in outbox.iterdir())
@@ -94,7 +94,7 @@ def test_bad_inputs_have_clear_outcomes_and_lose_nothing(tmp_path, bad_dir):
     work = tmp_path / "in"
     shutil.copytree(bad_dir, work)
     before = {f.name: f.read_bytes() for f in work.iterdir()}
-    proc = hushdrop(config, "run", *sorted(map(str, work.iterdir())))
+    proc = hushdrop(config, "run", "--originals", "profile", *sorted(map(str, work.iterdir())))
     assert proc.returncode == 1
     err = proc.stderr
     assert "empty.wav" in err and "empty (0 bytes)" in err

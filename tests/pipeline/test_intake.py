@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings, parse_config
-from pipeline.finish import planned_outputs
+from pipeline.outputs import planned_outputs
 from pipeline.fsutil import move_file
 from pipeline.intake import ClaimLost, claim, classify, finish_seen, is_ignored
 from pipeline.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
@@ -132,8 +132,25 @@ def seen_row(settings: Settings, ledger: Ledger, name: str = "talk.wav", data: b
     inbox_path.write_bytes(data)
     spool = settings.spool_dir / "default" / "tok" / name
     spool.parent.mkdir(parents=True)
-    job = ledger.add(profile="default", name=name, inbox_path=inbox_path, spool_path=spool, size=len(data), mtime_ns=0)
+    st = inbox_path.stat()
+    job = ledger.add(
+        profile="default", name=name, inbox_path=inbox_path, spool_path=spool, size=len(data), mtime_ns=0,
+        device=st.st_dev, inode=st.st_ino,
+    )
     return job, inbox_path, spool
+
+
+def test_finish_seen_leaves_a_new_file_with_the_same_name_and_content_alone(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    spool.write_bytes(inbox_path.read_bytes())  # the copy finished …
+    held = os.open(inbox_path, os.O_RDONLY)  # (keeps the old inode number from being reused)
+    try:
+        inbox_path.unlink()  # … then the user replaced the inbox file with another one, same bytes
+        inbox_path.write_bytes(b"audio")
+        row = finish_seen(settings, ledger, ledger.get(job))
+    finally:
+        os.close(held)
+    assert row.state == CLAIMED and inbox_path.read_bytes() == b"audio" and spool.exists()
 
 
 def test_finish_seen_after_a_crash_before_the_rename(settings: Settings, ledger: Ledger):
@@ -163,7 +180,7 @@ def processing_row(settings: Settings, ledger: Ledger, name: str = "talk.wav") -
     ledger.start(job, "worker-1:123")
     folder = settings.outbox / "default"
     folder.mkdir(parents=True, exist_ok=True)
-    planned = planned_outputs(folder, name, settings.profiles["default"].outputs)
+    planned = planned_outputs(folder, Path(name).stem, settings.profiles["default"].outputs)
     ledger.plan_outputs(job, planned)
     return job, spool, planned
 

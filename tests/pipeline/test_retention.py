@@ -1,24 +1,33 @@
-"""What happens to originals: shred, delete, keep, move; symlinks are never touched."""
+"""What happens to originals: shred, delete, keep, move — and what is refused with nothing changed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
 from pipeline.config import OriginalsPolicy
-from pipeline.retention import RetentionError, apply_policy, overwrite_with_random, shred
+from pipeline.fsutil import identity_of
+from pipeline.retention import RetentionError, apply_policy, delete, overwrite_with_random, shred
+from tests.unprivileged import give_to_user, run_unprivileged, shared_tree  # noqa: F401 - fixture
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_shred_overwrites_truncates_and_unlinks(tmp_path):
     original = tmp_path / "secret.wav"
     original.write_bytes(b"VOICE" * 100_000)
-    witness = tmp_path / "witness"  # a second name for the same inode sees what shred did to the bytes
-    os.link(original, witness)
-    shred(original)
-    assert not original.exists()
-    assert witness.stat().st_size == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["witness"]
+    witness = os.open(original, os.O_RDONLY)  # an open descriptor sees what shred did to the inode
+    try:
+        shred(original)
+        st = os.fstat(witness)
+        assert st.st_size == 0 and st.st_nlink == 0
+    finally:
+        os.close(witness)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_overwrite_pass_replaces_every_byte(tmp_path):
@@ -47,6 +56,64 @@ def test_shred_refuses_symlink_and_target_survives(tmp_path):
     assert target.read_bytes() == b"keep me" and link.is_symlink()
 
 
+@pytest.mark.parametrize("action", ["shred", "delete"])
+def test_a_hard_linked_file_is_refused_and_both_names_keep_their_bytes(tmp_path, action):
+    elsewhere = tmp_path / "elsewhere" / "a.wav"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"a user's only copy" * 1000)
+    before = digest(elsewhere)
+    inbox_name = tmp_path / "a.wav"
+    os.link(elsewhere, inbox_name)
+    with pytest.raises(RetentionError, match="hard links"):
+        apply_policy(inbox_name, OriginalsPolicy(action=action))
+    assert digest(elsewhere) == before and digest(inbox_name) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "elsewhere"]
+
+
+def test_a_file_that_is_not_the_claimed_inode_is_refused(tmp_path):
+    claimed = tmp_path / "claimed.wav"
+    claimed.write_bytes(b"first")
+    identity = identity_of(os.stat(claimed))
+    held = os.open(claimed, os.O_RDONLY)  # keeps the old inode allocated, so the new file gets another
+    try:
+        claimed.unlink()
+        claimed.write_bytes(b"someone else's file")
+        with pytest.raises(RetentionError, match="no longer the file hushdrop claimed"):
+            shred(claimed, expect=identity)
+    finally:
+        os.close(held)
+    assert claimed.read_bytes() == b"someone else's file"
+
+
+def _shred_in(path):
+    shred(path)
+
+
+def test_shred_in_a_read_only_folder_changes_nothing(shared_tree):
+    folder = shared_tree / "readonly"
+    folder.mkdir()
+    original = folder / "talk.wav"
+    original.write_bytes(b"SPEECH" * 50_000)
+    before = digest(original)
+    give_to_user(folder)
+    os.chmod(original, 0o644)
+    os.chmod(folder, 0o555)  # the file is writable, its folder is not
+    with pytest.raises(Exception, match="did not shred .*Permission denied; nothing was changed"):
+        run_unprivileged(_shred_in, original)
+    assert digest(original) == before and sorted(os.listdir(folder)) == ["talk.wav"]
+
+
+def test_shred_of_a_read_only_file_changes_nothing(shared_tree):
+    original = shared_tree / "talk.wav"
+    original.write_bytes(b"SPEECH" * 50_000)
+    before = digest(original)
+    give_to_user(original)
+    os.chmod(original, 0o444)
+    with pytest.raises(Exception, match="did not shred .*Permission denied"):
+        run_unprivileged(_shred_in, original)
+    assert digest(original) == before
+
+
 def test_keep_delete_move(tmp_path):
     for name in ("a.wav", "b.wav", "c.wav"):
         (tmp_path / name).write_bytes(name.encode())
@@ -61,3 +128,11 @@ def test_keep_delete_move(tmp_path):
     assert not (tmp_path / "c.wav").exists()
     assert (archive / "c.wav").read_bytes() == b"older"
     assert (archive / "c (2).wav").read_bytes() == b"c.wav"
+
+
+def test_delete_leaves_a_hard_link_alone(tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"x")
+    os.link(tmp_path / "x.wav", tmp_path / "y.wav")
+    with pytest.raises(RetentionError):
+        delete(tmp_path / "x.wav")
+    assert (tmp_path / "x.wav").exists() and (tmp_path / "y.wav").exists()

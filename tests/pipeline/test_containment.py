@@ -1,0 +1,393 @@
+"""The inbox as a security boundary (issue: "shred nothing it was not given, stall on nothing").
+
+Each test names the numbered finding it covers. They run on real files, a real ledger
+and, where permissions matter, as an unprivileged user (tests/unprivileged.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import parse_config
+from pipeline.containers import declared_size, is_incomplete
+from pipeline.errors import ConfigError
+from pipeline.executor import Executor
+from pipeline.finish import ENVIRONMENT, RECORDING, TRANSIENT, fail_job
+from pipeline.intake import ClaimRefused, InboxBlocked, InboxUnsafe, claim, classify, inbox_link_problem
+from pipeline.ledger import ABANDONED, CLAIMED, FAILED, PROCESSING, QUARANTINED, Ledger, LedgerCorrupt
+from pipeline.names import NAME_MAX, display_name, safe_name, safe_stem
+from pipeline.recovery import remove_strays
+from pipeline.watcher import BLOCKED, REFUSED, TAKEN, Watcher
+from tests.integration.conftest import cheap_wav, wait_for
+from tests.unprivileged import give_to_user, run_unprivileged, shared_tree  # noqa: F401 - fixture
+
+
+def make(root: Path, **top):
+    raw = {"profiles": {"default": {"settle_seconds": 0}, "meetings": {"folder": "meetings"}}, **top}
+    settings = parse_config(raw, root / "config.yaml")
+    (settings.inbox / "meetings").mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# 1. a hard link in the inbox to a file elsewhere
+
+
+def test_1_a_hard_linked_file_is_never_claimed(tmp_path):
+    settings = make(tmp_path)
+    elsewhere = tmp_path / "elsewhere.wav"
+    elsewhere.write_bytes(cheap_wav(1))
+    before = digest(elsewhere)
+    linked = settings.inbox / "a.wav"
+    os.link(elsewhere, linked)
+    verdict = classify(settings, linked)
+    assert not verdict.take and "hard links" in verdict.reason
+    ledger = Ledger(settings.ledger_path)
+    try:
+        with pytest.raises(ClaimRefused, match="hard links"):
+            claim(settings, ledger, linked, settings.profiles["default"], os.lstat(linked))
+        assert list(ledger.all()) == []
+    finally:
+        ledger.close()
+    assert digest(elsewhere) == before and os.stat(elsewhere).st_nlink == 2
+
+
+# 2. a profile folder that is a symbolic link
+
+
+def test_2_a_symlinked_profile_folder_is_never_taken_from(tmp_path):
+    settings = make(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    song = outside / "song.wav"
+    song.write_bytes(cheap_wav(2))
+    (settings.inbox / "meetings").rmdir()
+    (settings.inbox / "meetings").symlink_to(outside)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        with pytest.raises(InboxUnsafe, match="symbolic link"):
+            claim(settings, ledger, settings.inbox / "meetings" / "song.wav", settings.profiles["meetings"], os.lstat(song))
+    finally:
+        ledger.close()
+    seen = []
+    watcher = Watcher(settings, lambda path, profile, st: seen.append(path) or TAKEN, once=True)
+    watcher.rescan()
+    assert watcher.pending() == 0 and seen == []
+    assert "symbolic link" in watcher.problems()[0]["reason"]
+    assert song.read_bytes() == cheap_wav(2)
+
+
+def test_2_an_inbox_reached_through_a_link_is_refused_unless_named_by_its_real_path(tmp_path):
+    real = tmp_path / "real-inbox"
+    real.mkdir()
+    (tmp_path / "inbox").symlink_to(real)
+    settings = parse_config({"profiles": {"default": {}}}, tmp_path / "config.yaml")
+    assert "symbolic link" in inbox_link_problem(settings) and str(real) in inbox_link_problem(settings)
+    named = parse_config({"inbox": str(real), "profiles": {"default": {}}}, tmp_path / "config.yaml")
+    assert inbox_link_problem(named) is None
+
+
+# 4. / 11. / 17. folders that overlap, and a profile folder "."
+
+
+@pytest.mark.parametrize(
+    "top, profile, expected",
+    [
+        ({"inbox": "box", "outbox": "box"}, {}, "inbox .* and outbox .* overlap"),
+        ({"outbox": "inbox/out"}, {}, "inbox .* and outbox .* overlap"),
+        ({"workdir": "inbox/.work"}, {}, "inbox .* and workdir .* overlap"),
+        ({}, {"originals": {"move": "inbox"}}, "inbox .* and profiles.default.originals.move .* overlap"),
+        ({}, {"originals": {"move": "outbox/archive"}}, "outbox .* and profiles.default.originals.move .* overlap"),
+        ({}, {"folder": "."}, "must name a subfolder"),
+    ],
+)
+def test_4_11_17_overlapping_folders_are_rejected(tmp_path, top, profile, expected):
+    profiles = {"default": {}, "x": profile} if "folder" in profile else {"default": profile}
+    with pytest.raises(ConfigError, match=expected):
+        parse_config({**top, "profiles": profiles}, tmp_path / "config.yaml")
+
+
+def test_4_recovery_removes_only_hushdrops_own_temp_files(tmp_path):
+    settings = make(tmp_path)
+    folder = settings.outbox / "default"
+    folder.mkdir(parents=True)
+    theirs = [folder / ".rec.wav.partial", folder / ".x.tmp", folder / "talk.partial"]
+    for path in theirs:
+        path.write_bytes(b"another program's file")
+    ours = [folder / ".hushdrop-0123abcd.tmp", folder / ".hushdrop-0123abcd.partial"]
+    for path in ours:
+        path.write_bytes(b"ours")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        remove_strays(settings, ledger)
+    finally:
+        ledger.close()
+    assert all(p.read_bytes() == b"another program's file" for p in theirs)
+    assert not any(p.exists() for p in ours)
+
+
+# 6. a file shorter than its header declares
+
+
+def _wav_header(data_bytes: int) -> bytes:
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    return b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_bytes)
+
+
+def test_6_declared_sizes_of_wav_aiff_and_mp4(tmp_path):
+    partial = tmp_path / "slow.wav"
+    partial.write_bytes(_wav_header(11_000) + b"\0" * 1000)
+    complete = tmp_path / "done.wav"
+    complete.write_bytes(cheap_wav(3))
+    mp4_partial = tmp_path / "phone.m4a"
+    mp4_partial.write_bytes(struct.pack(">I", 24) + b"ftypM4A " + b"\0" * 12 + struct.pack(">I", 5000) + b"mdat" + b"\0" * 100)
+    for path, incomplete in ((partial, True), (complete, False), (mp4_partial, True)):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert is_incomplete(fd) is incomplete, path.name
+        finally:
+            os.close(fd)
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        assert declared_size(fd) == 44 + 11_000
+    finally:
+        os.close(fd)
+
+
+def test_6_the_settle_check_waits_for_a_file_its_header_says_is_incomplete(tmp_path):
+    settings = make(tmp_path)
+    settings.profiles["default"].incomplete_grace_seconds = 3.0
+    path = settings.inbox / "slow.wav"
+    path.write_bytes(_wav_header(11_000) + b"\0" * 1000)
+    taken = []
+    watcher = Watcher(settings, lambda p, profile, st: taken.append(time.monotonic()) or TAKEN)
+    started = time.monotonic()
+    watcher.rescan()
+    watcher._settle_once()
+    time.sleep(1.0)
+    watcher._settle_once()
+    assert taken == [], "taken while its header still declares 10 KB more"
+    wait_for(lambda: watcher._settle_once() or taken, 10, "the grace period to end")
+    assert taken[0] - started >= 3.0
+
+
+# 7. / 8. names that are not UTF-8, or 255 bytes long
+
+
+def test_7_a_name_that_is_not_utf8_is_stored_losslessly(tmp_path):
+    settings = make(tmp_path)
+    name = os.fsdecode(b"\xe9t\xe9 \x01.wav")
+    path = settings.inbox / name
+    path.write_bytes(cheap_wav(4))
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        again = ledger.get(row.id)
+        assert os.fsencode(again.name) == b"\xe9t\xe9 \x01.wav"
+        assert again.spool_path.read_bytes() == cheap_wav(4)
+    finally:
+        ledger.close()
+    assert display_name(name) == "\\xe9t\\xe9 \x01.wav"
+    stem = safe_stem(name)
+    stem.encode("utf-8")  # a name hushdrop makes is always valid UTF-8
+    assert "\x01" not in stem and "~" in stem
+
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".wav", "日本語" * 27 + ".mp3", os.fsdecode(b"\xff" * 250 + b".wav")])
+def test_8_names_made_from_a_long_name_fit_with_every_suffix(name):
+    assert len(os.fsencode(name)) <= NAME_MAX
+    for made in (safe_stem(name) + " (99999).json", safe_name(name) + ".error.txt", safe_stem(name) + " (2).srt"):
+        assert len(made.encode("utf-8")) <= NAME_MAX, made
+    assert safe_stem(name) != safe_stem(name[:-5] + "x.wav")  # long names sharing a beginning stay apart
+
+
+# 9. / 12. an unreadable file, a read-only inbox
+
+
+def _claim_as_user(inbox_root: str, name: str):
+    settings = make(Path(inbox_root))
+    path = settings.inbox / name
+    ledger = Ledger(settings.ledger_path)
+    try:
+        try:
+            claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+            outcome = "claimed"
+        except (ClaimRefused, InboxBlocked) as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        return outcome, [(r.state, r.name) for r in ledger.all()]
+    finally:
+        ledger.close()
+
+
+def test_9_an_unreadable_file_is_left_in_the_inbox_without_a_ledger_row(shared_tree):
+    make(shared_tree)
+    path = shared_tree / "inbox" / "locked.wav"
+    path.write_bytes(cheap_wav(5))
+    give_to_user(shared_tree)
+    os.chmod(path, 0o000)
+    outcome, rows = run_unprivileged(_claim_as_user, str(shared_tree), "locked.wav")
+    assert outcome.startswith("ClaimRefused: cannot read it") and "chmod" in outcome
+    assert rows == [] and path.exists()
+    os.chmod(path, 0o644)
+    assert path.read_bytes() == cheap_wav(5)
+
+
+def test_12_a_read_only_inbox_blocks_intake_without_a_ledger_row(shared_tree):
+    make(shared_tree)
+    path = shared_tree / "inbox" / "talk.wav"
+    path.write_bytes(cheap_wav(6))
+    give_to_user(shared_tree)
+    os.chmod(shared_tree / "inbox", 0o555)
+    try:
+        outcome, rows = run_unprivileged(_claim_as_user, str(shared_tree), "talk.wav")
+    finally:
+        os.chmod(shared_tree / "inbox", 0o755)
+    assert outcome.startswith("InboxBlocked") and "not writable" in outcome
+    assert rows == [] and path.read_bytes() == cheap_wav(6)
+
+
+def test_9_12_the_watcher_asks_again_only_after_a_change_and_backs_off_when_blocked(tmp_path):
+    settings = make(tmp_path)
+    refused = settings.inbox / "locked.wav"
+    refused.write_bytes(cheap_wav(7))
+    calls: list[Path] = []
+    watcher = Watcher(settings, lambda p, profile, st: calls.append(p) or REFUSED, once=True)
+    for _ in range(5):
+        watcher.rescan()
+        watcher._settle_once()
+    assert calls == [refused], "a refused file must not be retried every tick"
+    time.sleep(0.01)
+    os.chmod(refused, 0o640)  # ctime changes: worth another look
+    watcher.rescan()
+    watcher._settle_once()
+    assert calls == [refused, refused]
+
+    blocked = Watcher(settings, lambda p, profile, st: calls.append(p) or blocked.block(profile, "read-only") or BLOCKED, once=True)
+    calls.clear()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        blocked.rescan()
+        blocked._settle_once()
+        time.sleep(0.05)
+    assert 2 <= len(calls) <= 3, f"{len(calls)} claim attempts in 3 s: backoff 1 s, 2 s, 4 s …"
+    assert "intake paused" in blocked.problems()[0]["reason"]
+
+
+# 13. a corrupt ledger
+
+
+@pytest.mark.parametrize("damage", ["header", "page"])
+def test_13_a_damaged_ledger_is_reported_with_the_way_out(tmp_path, damage):
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    for i in range(300):
+        ledger.add(profile="default", name=f"{i}.wav" * 20, inbox_path=tmp_path / "x", spool_path=tmp_path / "y", size=1, mtime_ns=0)
+    ledger._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ledger.close()
+    with open(path, "r+b") as f:
+        if damage == "header":
+            f.write(b"this is not sqlite")
+        else:
+            f.seek(4096 * 3)
+            f.write(os.urandom(4096))
+    with pytest.raises(LedgerCorrupt, match="doctor --rebuild-ledger"):
+        Ledger(path)
+
+
+# 14. the spool deleted under a queued job
+
+
+def test_14_a_claimed_job_whose_original_vanished_is_abandoned_not_held_forever(tmp_path):
+    settings = make(tmp_path)
+    path = settings.inbox / "talk.wav"
+    path.write_bytes(cheap_wav(8))
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        assert oct(os.stat(settings.spool_dir / "default").st_mode & 0o777) == "0o700"
+        row.spool_path.unlink()
+        executor = Executor(settings, ledger)
+        for _ in range(3):
+            executor._hold.clear()
+            assert executor._ready_to_run(ledger.get(row.id)) is False
+        assert ledger.get(row.id).state == ABANDONED
+        assert "removed from the spool" in ledger.get(row.id).error
+    finally:
+        ledger.close()
+
+
+# 16. environment faults wait; only the recording's own faults quarantine
+
+
+def _processing(settings, ledger, name="talk.wav"):
+    path = settings.inbox / name
+    path.write_bytes(cheap_wav(9))
+    row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+    return ledger.start(row.id, "worker-1:1")
+
+
+def test_16_an_environment_fault_is_retried_without_using_attempts_then_set_aside_with_a_fair_note(tmp_path):
+    settings = make(tmp_path, max_attempts=1, environment_retry_hours=0.001)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = _processing(settings, ledger)
+        row = fail_job(settings, ledger, row, "decode", "No space left on device", ENVIRONMENT)
+        assert row.state == FAILED and row.attempts == 0 and row.env_failures == 1
+        ledger.transition(row.id, CLAIMED, expect=FAILED)
+        row = ledger.start(row.id, "worker-1:1")
+        ledger.set(row.id, env_since=time.time() - 10)  # longer ago than environment_retry_hours
+        row = fail_job(settings, ledger, ledger.get(row.id), "decode", "No space left on device", ENVIRONMENT)
+        assert row.state == QUARANTINED
+        note = Path(f"{row.quarantine_path}.error.txt").read_text()
+        assert "recording itself is probably fine" in note and "No space left" in note
+    finally:
+        ledger.close()
+
+
+def test_16_a_recording_fault_quarantines_at_once_and_a_transient_one_is_bounded(tmp_path):
+    settings = make(tmp_path, max_attempts=2)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        bad = fail_job(settings, ledger, _processing(settings, ledger, "a.wav"), "decode", "not audio", RECORDING)
+        assert bad.state == QUARANTINED and "Trying again will not help" in Path(f"{bad.quarantine_path}.error.txt").read_text()
+        row = _processing(settings, ledger, "b.wav")
+        states = []
+        for _ in range(5):
+            row = fail_job(settings, ledger, row, "worker", "crashed", TRANSIENT)
+            states.append(row.state)
+            if row.state == QUARANTINED:
+                break
+            ledger.transition(row.id, CLAIMED, expect=FAILED)
+            row = ledger.start(row.id, "worker-1:1")
+        assert states == [FAILED, QUARANTINED]
+    finally:
+        ledger.close()
+
+
+def test_a_job_interrupted_by_every_restart_is_set_aside(tmp_path):
+    from pipeline.finish import MAX_INTERRUPTIONS
+    from pipeline.recovery import recover
+
+    settings = make(tmp_path)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = _processing(settings, ledger)
+        for _ in range(MAX_INTERRUPTIONS):
+            recover(settings, ledger)
+            row = ledger.get(row.id)
+            if row.state != CLAIMED:
+                break
+            row = ledger.start(row.id, "worker-1:1")
+        assert row.state == QUARANTINED and "stopped or crashed" in row.error
+        assert row.state != PROCESSING
+    finally:
+        ledger.close()
