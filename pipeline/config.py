@@ -12,6 +12,8 @@ copied config works in its new place.
 from __future__ import annotations
 
 import copy
+import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +85,10 @@ class Profile(BaseModel):
     originals: OriginalsPolicy = Field(default_factory=OriginalsPolicy)
     duplicates: Literal["skip", "reprocess"] = "skip"
     settle_seconds: float = Field(5.0, ge=0.0)
+    incomplete_grace_seconds: float = Field(
+        600.0, ge=0.0,
+        description="a file whose header declares more bytes than it has waits this long unchanged before it is taken (with a truncation warning)",
+    )
     ignore: list[str] = Field(default_factory=list, description="extra glob patterns to ignore")
     extensions: list[str] = Field(
         default_factory=lambda: list(AUDIO_EXTENSIONS),
@@ -105,10 +111,16 @@ class Profile(BaseModel):
     @field_validator("folder")
     @classmethod
     def _plain_folder(cls, value: str) -> str:
-        path = Path(value)
-        if path.is_absolute() or ".." in path.parts:
-            raise ValueError("folder must be a subfolder of the inbox, e.g. 'meetings'")
-        return value.strip("/")
+        value = value.strip("/")
+        if value == "":
+            return value
+        parts = value.split("/")
+        if Path(value).is_absolute() or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+            raise ValueError(
+                f"folder {value!r} must name a subfolder of the inbox, e.g. 'meetings' "
+                f"(no '.', '..', empty or hidden parts; the default profile uses the inbox itself)"
+            )
+        return value
 
     @field_validator("outputs")
     @classmethod
@@ -155,6 +167,10 @@ class Settings(BaseModel):
     workdir: Path = Field(Path(".hushdrop"), description="spool, quarantine, ledger and private temp files")
     workers: int = Field(1, ge=1, le=64)
     max_duration_hours: float = Field(12.0, gt=0, description="longer recordings are refused")
+    max_temp_gb: float = Field(8.0, gt=0, description="a job's temporary audio may not grow past this; a recording that needs more is refused")
+    ffmpeg: str = Field(
+        "bundled", min_length=1, description="bundled (the ffmpeg pinned with hushdrop), system (the one on PATH) or a path to an ffmpeg"
+    )
     poll_seconds: float = Field(2.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     # watch mode (docs/watch.md)
@@ -167,6 +183,11 @@ class Settings(BaseModel):
     outbox_expiry_days: float | None = Field(None, gt=0, description="delete outbox results older than this; null = never")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: let running jobs finish this long, then release them")
     heartbeat_seconds: float = Field(5.0, gt=0)
+    environment_retry_hours: float = Field(
+        24.0, gt=0, description="how long a job keeps waiting out an environment fault (disk full, permissions) before it is set aside"
+    )
+    worker_start_attempts: int = Field(5, ge=1, le=50, description="a worker that fails to start this many times in a row stops `watch`")
+    worker_memory_limit_mb: int | None = Field(None, ge=64, description="address-space limit per worker process; null = none")
     profiles: dict[str, Profile]
 
     @property
@@ -198,6 +219,48 @@ class Settings(BaseModel):
         return None
 
 
+def _message(err: dict, model: type[BaseModel] | None) -> str:
+    """pydantic's message, with "did you mean" for a misspelled key."""
+    text = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and model is not None and err["loc"]:
+        key = str(err["loc"][-1])
+        fields = list(model.model_fields)
+        if len(err["loc"]) > 1:  # a nested model: find it by walking the field annotations
+            fields = _nested_fields(model, err["loc"][:-1]) or fields
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+        text = f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}")
+    return text
+
+
+def _nested_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def folder_overlaps(settings: Settings) -> list[str]:
+    """The inbox, outbox, workdir, spool and move targets must not contain one another:
+    hushdrop takes every file in the inbox and removes its own temp files in the others."""
+    named = [("inbox", settings.inbox), ("outbox", settings.outbox), ("workdir", settings.workdir)]
+    if settings.spool is not None:
+        named.append(("spool", settings.spool))
+    for profile in settings.profiles.values():
+        if profile.originals.move_to is not None:
+            named.append((f"profiles.{profile.name}.originals.move", profile.originals.move_to))
+    problems = []
+    for i, (a_key, a) in enumerate(named):
+        for b_key, b in named[i + 1:]:
+            if a_key == "workdir" and b_key != "inbox" and b_key != "outbox" and b.is_relative_to(a) and a != b:
+                continue  # the spool and a move target may live inside the workdir (the defaults do)
+            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                problems.append(f"{a_key} ({a}) and {b_key} ({b}) overlap: give each its own folder")
+    return problems
+
+
 def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpec]:
     if not isinstance(entries, list) or not entries:
         problems.append(f"{where}: must be a list of stage names, e.g. [normalize, resample, transcribe]")
@@ -224,13 +287,15 @@ def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpe
         except ValidationError as exc:
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"]) or "options"
-                problems.append(f"{where}[{i}] ({name}).{field}: {err['msg']}")
+                problems.append(f"{where}[{i}] ({name}).{field}: {_message(err, stage.Options)}")
     return specs
 
 
 def _resolve(base: Path, value: Any) -> Path:
+    """An absolute, normalised path; symbolic links are kept as written, so that `watch` can
+    refuse an inbox reached through one instead of silently following it."""
     path = Path(str(value)).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    return Path(os.path.abspath(path if path.is_absolute() else base / path))
 
 
 def parse_config(raw: Any, source: Path) -> Settings:
@@ -246,6 +311,8 @@ def parse_config(raw: Any, source: Path) -> Settings:
     if not isinstance(raw_profiles, dict):
         raise ConfigError(where, ["profiles: must be a mapping of profile name to settings"])
     base_profile = raw_profiles.get(DEFAULT_PROFILE) or {}
+    if not isinstance(base_profile, dict):
+        base_profile = {}
     profiles: dict[str, Profile] = {}
     for name in [DEFAULT_PROFILE, *[n for n in raw_profiles if n != DEFAULT_PROFILE]]:
         own = raw_profiles.get(name) or {}
@@ -254,15 +321,23 @@ def parse_config(raw: Any, source: Path) -> Settings:
             continue
         merged = {**{k: v for k, v in base_profile.items() if k != "folder"}, **own}
         merged.setdefault("folder", "" if name == DEFAULT_PROFILE else name)
-        chain = _parse_chain(merged.pop("chain", list(DEFAULT_CHAIN)), f"profiles.{name}.chain", problems)
+        inherited = name != DEFAULT_PROFILE and set(merged) - set(own) - {"folder"}
+        # a problem in an inherited key is reported once, under `default`, not again here
+        chain_problems: list[str] = []
+        chain = _parse_chain(merged.pop("chain", list(DEFAULT_CHAIN)), f"profiles.{name}.chain", chain_problems)
+        if not (inherited and "chain" in inherited):
+            problems += chain_problems
         try:
             profile = Profile.model_validate({**merged, "name": name, "chain": chain})
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"])
-                if loc == "chain" and not chain:
-                    continue  # already reported by _parse_chain
-                problems.append(f"profiles.{name}.{loc}: {err['msg'].removeprefix('Value error, ')}")
+                top = str(err["loc"][0]) if err["loc"] else ""
+                if top == "chain" and chain_problems:
+                    continue  # a stage's own error was reported; the chain's shape follows from it
+                if inherited and top in inherited:
+                    continue
+                problems.append(f"profiles.{name}.{loc}: {_message(err, Profile)}")
             continue
         if profile.originals.move_to is not None:
             profile.originals.move_to = _resolve(source.parent, profile.originals.move_to)
@@ -286,10 +361,11 @@ def parse_config(raw: Any, source: Path) -> Settings:
         if raw.get("spool"):
             raw["spool"] = _resolve(base, raw["spool"])
         settings = Settings.model_validate({**raw, "source": source, "profiles": profiles or {}})
+        problems += folder_overlaps(settings)
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{loc}: {err['msg']}")
+            problems.append(f"{loc}: {_message(err, Settings)}")
     if problems:
         raise ConfigError(where, problems)
     assert settings is not None

@@ -144,7 +144,7 @@ class Watcher:
         self.once = once  # `hushdrop watch --once`: the files are complete, do not wait to settle
         self.mode = ""
         self._candidates: dict[Path, _Candidate] = {}
-        self._reported: set[Path] = set()
+        self._reported: dict[Path, str] = {}  # left alone, and why (reported once)
         self._refused: dict[Path, tuple[int, int, int, int, int]] = {}
         self._unsafe: dict[str, str] = {}  # profile name → why its folder is not used
         self._blocked_until: dict[str, float] = {}  # profile name → monotonic time
@@ -201,6 +201,7 @@ class Watcher:
         found += [{"path": str(profile_folder(self.settings, self.settings.profiles[name])),
                    "reason": f"intake paused (next try in {max(0.0, until - now):.0f} s): {self._block_reason.get(name, '')}"}
                   for name, until in self._blocked_until.items()]
+        found += [{"path": str(path), "reason": why} for path, why in list(self._reported.items())[:50]]
         return found
 
     def refuse(self, path: Path, st: os.stat_result) -> None:
@@ -231,7 +232,7 @@ class Watcher:
             return
         if not verdict.take:
             if verdict.reason and path not in self._reported and os.path.lexists(path):
-                self._reported.add(path)
+                self._reported[path] = verdict.reason
                 log().warning("leaving %s alone: %s", path, verdict.reason)
             return
         with self._lock:
@@ -259,7 +260,8 @@ class Watcher:
         for path in sorted(present):
             self.note(path)
         # forget what is gone, so memory stays flat however many files pass through
-        self._reported &= present
+        for path in [p for p in self._reported if p not in present]:
+            self._reported.pop(path, None)
         for path in [p for p in self._refused if p not in present]:
             self._refused.pop(path, None)
         with self._lock:

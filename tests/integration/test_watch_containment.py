@@ -46,6 +46,10 @@ def test_1_2_hard_links_and_a_symlinked_profile_folder_leave_outside_files_untou
     assert os.stat(linked_target).st_nlink == 2
     log = run.log_text()
     assert "hard links" in log and "meetings-zh is a symbolic link" in log
+    status = json.loads(hushdrop(run.config_path, "status", "--json").stdout)
+    reasons = {p["path"]: p["reason"] for p in status["intake_problems"]}
+    assert "hard links" in reasons[str(run.inbox / "a.wav")]
+    assert "symbolic link" in reasons[str(run.inbox / "meetings-zh")]
     assert run.stop() == 0
 
 

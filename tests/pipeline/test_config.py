@@ -76,7 +76,7 @@ def test_every_problem_reported_at_once_with_its_path(tmp_path):
         (["normalize", "resample"], "must contain a 'transcribe'"),
         (["transcribe", "resample"], "needs 'resample' before 'transcribe'"),
         (["resample", "grammar", "transcribe"], "'grammar' works on the transcript"),
-        ([{"denoise": {"no_such": 1}}, "resample", "transcribe"], "chain[0] (denoise).no_such: Extra inputs"),
+        ([{"denoise": {"no_such": 1}}, "resample", "transcribe"], "chain[0] (denoise).no_such: unknown key 'no_such'"),
     ],
 )
 def test_chain_shape_errors(tmp_path, chain, expected):
@@ -138,3 +138,61 @@ def test_engine_options_and_language_checked_against_the_engine(tmp_path):
     with pytest.raises(ConfigError, match="not one the qwen3-asr engine can be forced to"):
         parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
     assert parse_config({"profiles": {"default": {"chain": chain, "language": "yue"}}}, tmp_path / "c.yaml")
+
+
+def test_one_problem_is_reported_once_with_a_suggestion(tmp_path):
+    raw = {
+        "max_atempts": 3,
+        "profiles": {
+            "default": {"settle_secs": 3, "chain": ["normalize", "resample", {"transcribe": {"beam_size": 0}}]},
+            "calls": {"language": "de"},
+            "other": {},
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, tmp_path / "c.yaml")
+    problems = info.value.problems
+    assert problems == [
+        "profiles.default.chain[2] (transcribe).beam_size: Input should be greater than or equal to 1",
+        "profiles.default.settle_secs: unknown key 'settle_secs'; did you mean 'settle_seconds'?",
+        "max_atempts: unknown key 'max_atempts'; did you mean 'max_attempts'?",
+    ], "no follow-on 'must contain a transcribe stage', nothing repeated under the profiles that inherit it"
+
+
+def test_a_profiles_own_mistake_is_still_reported(tmp_path):
+    raw = {"profiles": {"default": {}, "calls": {"langauge": "de", "chain": ["resample", {"transcribe": {"beam_size": 0}}]}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, tmp_path / "c.yaml")
+    assert info.value.problems == [
+        "profiles.calls.chain[1] (transcribe).beam_size: Input should be greater than or equal to 1",
+        "profiles.calls.langauge: unknown key 'langauge'; did you mean 'language'?",
+    ]
+
+
+def _readme_stage_defaults() -> dict[str, dict[str, str]]:
+    """stage → {option: default as written} from the README's stage table."""
+    import re
+
+    table = {}
+    text = (REPO / "README.md").read_text()
+    rows = text.split("| stage | does | options (defaults) |", 1)[1].split("\n\n", 1)[0]
+    for line in rows.splitlines():
+        match = re.match(r"\| `(\w+)`(?: \(not in the default chain\))? \| .* \| (.*) \|$", line)
+        if match:
+            table[match.group(1)] = dict(re.findall(r"`(\w+): ([^`]+)`", match.group(2)))
+    return table
+
+
+def test_readme_stage_defaults_are_the_codes():
+    import yaml as _yaml
+
+    from stages import REGISTRY
+
+    documented = _readme_stage_defaults()
+    assert set(documented) == set(REGISTRY), "every stage has a row in the README's stage table"
+    for stage, options in documented.items():
+        fields = REGISTRY[stage].Options.model_fields
+        for key, written in options.items():
+            assert key in fields, f"README names {stage}.{key}, which the stage does not have"
+            default = fields[key].get_default(call_default_factory=True)
+            assert _yaml.safe_load(written) == default, f"README says {stage}.{key}: {written}, the code says {default!r}"

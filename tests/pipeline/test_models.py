@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.errors import ModelError
@@ -46,3 +48,21 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
         verify_model_dir(path, WHISPER_BASE_SHA256)
     rebuilt = bundled_whisper_base()
     assert sha256_file(rebuilt / "model.bin") == WHISPER_BASE_SHA256
+
+
+def test_models_pull_through_the_cli_really_tries_to_download(tmp_path):
+    """`hushdrop models pull` is the one command allowed online: it must not be switched off
+    by the offline mode the transcribing commands set (here the 'hub' is a closed local port)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HUSHDROP_CACHE=str(tmp_path / "cache"), HF_HUB_ETAG_TIMEOUT="2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "models", "pull", "Qwen/Qwen3-ASR-0.6B-hf"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 2
+    assert "HF_HUB_OFFLINE" not in proc.stderr
+    assert "could not download Qwen/Qwen3-ASR-0.6B-hf" in proc.stderr
