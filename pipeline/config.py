@@ -86,13 +86,19 @@ class Profile(BaseModel):
     duplicates: Literal["skip", "reprocess"] = "skip"
     settle_seconds: float = Field(5.0, ge=0.0)
     incomplete_grace_seconds: float = Field(
-        600.0, ge=0.0,
+        120.0, ge=0.0,
         description="a file whose header declares more bytes than it has waits this long unchanged before it is taken (with a truncation warning)",
     )
     ignore: list[str] = Field(default_factory=list, description="extra glob patterns to ignore")
     extensions: list[str] = Field(
         default_factory=lambda: list(AUDIO_EXTENSIONS),
         description="watch mode claims only files with these extensions; others are reported once and left alone",
+    )
+    script: Literal["keep", "simplified", "traditional", "hk", "tw"] = Field(
+        "keep", description="Chinese script of zh and yue text (OpenCC): keep what the engine wrote, or convert it"
+    )
+    subtitle_names: Literal["plain", "language"] = Field(
+        "plain", description="language: <name>.<lang>.srt and .vtt, which Plex, Jellyfin and media players pick up beside a video"
     )
 
     @field_validator("extensions")
@@ -188,7 +194,49 @@ class Settings(BaseModel):
     )
     worker_start_attempts: int = Field(5, ge=1, le=50, description="a worker that fails to start this many times in a row stops `watch`")
     worker_memory_limit_mb: int | None = Field(None, ge=64, description="address-space limit per worker process; null = none")
+    output_mode: str = Field("0640", description="permission bits of the files written to the outbox, octal (quote it in YAML: \"0640\")")
+    output_group: str | None = Field(None, description="group given to the files written to the outbox (e.g. a Samba share's); null: the user's own")
     profiles: dict[str, Profile]
+
+    @field_validator("output_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(
+                f"write the mode as a quoted octal string, e.g. output_mode: \"0640\" (YAML reads an unquoted "
+                f"0640 as the number {0o640}, which is ambiguous); got {value!r}"
+            )
+        text = value.strip().removeprefix("0o")
+        if not text or len(text) > 4 or any(c not in "01234567" for c in text):
+            raise ValueError(f"{value!r} is not an octal file mode such as \"0640\" or \"0644\"")
+        bits = int(text, 8)
+        if bits > 0o777:
+            raise ValueError(f"{value!r}: only permission bits (at most 0777) may be set, no setuid, setgid or sticky bit")
+        if not bits & 0o400:
+            raise ValueError(f"{value!r} would leave the transcripts unreadable to their owner; e.g. \"0640\"")
+        return f"{bits:04o}"
+
+    @field_validator("output_group")
+    @classmethod
+    def _known_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import grp
+
+        try:
+            gid = grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ValueError(f"no group named {value!r} on this machine (see `getent group`)") from None
+        if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+            raise ValueError(
+                f"hushdrop's user is not a member of group {value!r}, so it cannot give files to it; "
+                f"add the user to the group (and log in again) or choose another"
+            )
+        return value
+
+    @property
+    def output_mode_bits(self) -> int:
+        return int(self.output_mode, 8)
 
     @property
     def tmp_root(self) -> Path:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.errors import EnvironmentFault
 from pipeline.fsutil import identity_of, sha256_file
 from pipeline.intake import InboxUnsafe, inbox_link_problem, opened_profile_folder, profile_folder
 from pipeline.ledger import CLAIMED, Ledger, LedgerCorrupt
@@ -55,11 +56,15 @@ def checkup(settings: Settings) -> list[Finding]:
     try:
         from pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
 
-        info = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
-        problems = check_ffmpeg(info.path)
-        findings.append(Finding(
-            "ffmpeg", not problems, "; ".join(problems) or f"{info.path} (version {info.version or '?'}, {info.origin})"
-        ))
+        try:
+            info = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
+        except EnvironmentFault as exc:
+            findings.append(Finding("ffmpeg", False, exc.message))
+        else:
+            problems = check_ffmpeg(info.path)
+            findings.append(Finding(
+                "ffmpeg", not problems, "; ".join(problems) or f"{info.path} (version {info.version or '?'}, {info.origin})"
+            ))
     except ImportError:
         pass
     from pipeline.models import list_models

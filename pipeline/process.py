@@ -6,17 +6,21 @@ first use, so the model is loaded once per process and reused for every file.
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from pipeline.audio import Audio, probe
-from pipeline.config import Profile, Settings
-from pipeline.errors import RejectedInput
-from pipeline.fsutil import is_regular_file, private_tempdir
+from pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
+from pipeline.config import OriginalsPolicy, Profile, Settings
+from pipeline.containers import declared_size
+from pipeline.errors import EnvironmentFault, RejectedInput
+from pipeline.fsutil import Identity, NotOurs, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
 from pipeline.job import Job, ProgressCallback, _no_progress
 from pipeline.outputs import commit_outputs
-from pipeline.retention import apply_policy
+from pipeline.retention import RetentionError, apply_policy
 from pipeline.runner import Chain
 
 
@@ -64,18 +68,42 @@ class Processor:
         if job.facts.duration_s > limit:
             raise RejectedInput(
                 "open",
-                f"{path.name} is {job.facts.duration_s / 3600:.1f} h long, over the "
-                f"max_duration_hours limit of {self.settings.max_duration_hours:g} h; raise the limit in "
+                f"{path.name} is {duration_text(job.facts.duration_s)} long, over the "
+                f"max_duration_hours limit of {duration_text(limit)}; raise the limit in "
                 f"config.yaml or split the recording",
             )
-        with private_tempdir(self.settings.tmp_root) as workdir:
-            job.audio = Audio(source=path, workdir=workdir, source_rate=job.facts.sample_rate)
+        with self._tempdir() as workdir:
+            # the limits hold for what the file decodes to, not only for what its header says
+            job.audio = Audio(
+                source=path,
+                workdir=workdir,
+                source_rate=job.facts.sample_rate,
+                ffmpeg=resolve_ffmpeg(self.settings.ffmpeg, self.settings.source.parent),
+                source_seconds=job.facts.duration_s,
+                max_seconds=limit,
+                max_temp_bytes=int(self.settings.max_temp_gb * 1e9),
+            )
             try:
                 self.chain(profile).run(job)
                 self._check_truncation(job)
             finally:
                 job.audio = None  # its memory maps point into workdir, which goes now
         return job
+
+    @contextmanager
+    def _tempdir(self) -> Iterator[Path]:
+        """The job's private temp folder; failing to make one is the machine's fault, not the file's."""
+        try:
+            context = private_tempdir(self.settings.tmp_root)
+            workdir = context.__enter__()
+        except OSError as exc:
+            raise EnvironmentFault(
+                "open", f"cannot create a private temp folder in {self.settings.tmp_root}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            yield workdir
+        finally:
+            context.__exit__(None, None, None)
 
     @staticmethod
     def _check_truncation(job: Job) -> None:
@@ -85,10 +113,12 @@ class Processor:
             return
         job.facts.decoded_s = round(decoded, 3)
         declared = job.facts.duration_s
-        if declared - decoded > max(1.0, 0.05 * declared):
+        shorter_than_header = _shorter_than_header(job.source)
+        if declared - decoded > max(1.0, 0.05 * declared) or shorter_than_header:
             job.warn(
-                f"the file looks truncated: its header says {declared:.1f} s but only {decoded:.1f} s "
-                f"could be decoded; the transcript covers the readable part"
+                f"the file looks truncated: its header says {declared:.1f} s"
+                + (f" ({shorter_than_header})" if shorter_than_header else "")
+                + f" but only {decoded:.1f} s could be decoded; the transcript covers the readable part"
             )
 
     def process(
@@ -96,10 +126,63 @@ class Processor:
         path: Path,
         profile: Profile,
         progress: ProgressCallback = _no_progress,
-        retire_original: bool = True,
+        originals: OriginalsPolicy | None = None,
     ) -> Outcome:
+        """Transcribe ``path`` and commit its outputs; then apply ``originals`` (None: keep it).
+
+        A policy that would change the file is checked before any work is done, and applied
+        only to the very file that was transcribed (the same inode, still with one name).
+        """
+        from stages.grammar import apply_script
+
         started = time.perf_counter()
+        received = time.time()
+        identity = check_can_retire(path, originals)
         job = self.transcribe(path, profile, progress)
-        outputs = commit_outputs(job, self.settings.outbox / profile.name, profile.outputs)
-        retention = apply_policy(path, profile.originals) if retire_original else f"kept {path}"
+        job.received_at = received
+        apply_script(job, profile.script)
+        outputs = commit_outputs(
+            job, self.settings.outbox / profile.name, profile.outputs, subtitle_names=profile.subtitle_names,
+            mode=self.settings.output_mode_bits, group=self.settings.output_group,
+        )
+        retention = apply_policy(path, originals, expect=identity) if originals else f"kept {path}"
         return Outcome(job, outputs, retention, time.perf_counter() - started)
+
+
+def _shorter_than_header(path: Path) -> str | None:
+    """'N of M bytes' when the container declares more bytes than the file has, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        actual = os.fstat(fd).st_size
+        declared = declared_size(fd, actual)
+    finally:
+        os.close(fd)
+    if declared is not None and declared > actual:
+        return f"{actual} of {declared} bytes"
+    return None
+
+
+def check_can_retire(path: Path, originals: OriginalsPolicy | None) -> Identity | None:
+    """The file's identity; raises RetentionError now if ``originals`` could not be applied to it later."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None  # transcribe reports a missing file
+    if originals is None or originals.action == "keep":
+        return identity_of(st)
+    try:
+        check_sole_regular_file(st, path)
+    except NotOurs as exc:
+        raise RetentionError(f"will not {originals.action} {path}: {exc}; nothing was done") from None
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids) or (
+        os.statvfs(folder).f_flag & os.ST_RDONLY
+    ):
+        raise RetentionError(
+            f"will not {originals.action} {path}: its folder is not writable, so it could not be removed "
+            f"afterwards; nothing was done (use --keep, or fix the folder's permissions)"
+        )
+    return identity_of(st)

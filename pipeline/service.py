@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline.config import Profile, Settings
 from pipeline.executor import Executor
 from pipeline.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
+from pipeline.errors import EnvironmentFault
 from pipeline.fsutil import private_dir
 from pipeline.ledger import QUARANTINED, Ledger, LedgerCorrupt
 from pipeline.logs import log
@@ -122,7 +123,11 @@ class Service:
             return 2
         from pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
 
-        tool = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
+        try:
+            tool = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
+        except EnvironmentFault as exc:
+            log().error("not starting: %s", exc.message)
+            return 2
         problems = check_ffmpeg(tool.path)
         if problems:
             for line in problems:

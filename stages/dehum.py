@@ -10,17 +10,22 @@ frames (2 Hz resolution; up to 600 of them, spread over a long file) and a harmo
 the mains frequency (whichever of 50 and 60 Hz explains more of them) counts as hum
 when, in most frames, it is a narrow peak standing ``min_prominence_db`` above its
 neighbouring frequencies. Noise is smooth across frequency and a voice's harmonics move
-with its pitch, so neither passes. When the strongest harmonic found is no more than
-``max_below_speech_db`` below the speech, every harmonic up to the highest one found gets
-a notch ``notch_width_hz`` wide; fainter hum is left alone, since it barely moves the
-engine and a filter always changes a little. A recording without hum (the usual case),
-or shorter than 4 s (too few frames to tell hum from a held note), passes through
-untouched, sample for sample.
+with its pitch, so neither passes. Hum is also a family: the mains frequency itself, or
+several of its multiples with no larger common step (50, 100, 150 Hz; a rectifier's
+100, 200, 300 Hz). A steady tone that merely sits on a multiple (a 300 Hz test tone,
+with its own harmonics at 600 and 900 Hz) is not hum and is left alone. When the
+strongest harmonic found is no more than ``max_below_speech_db`` below the speech,
+every harmonic up to the highest one found gets a notch ``notch_width_hz`` wide; fainter
+hum is left alone, since it barely moves the engine and a filter always changes a little.
+A recording without hum (the usual case), or shorter than 4 s (too few frames to tell
+hum from a held note), passes through untouched, sample for sample.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
+from math import gcd
 from typing import Literal
 
 import numpy as np
@@ -34,6 +39,9 @@ _FRAME_S = 0.5  # 2 Hz bins: 50 and 60 Hz and all their harmonics fall exactly o
 _MAX_FRAMES = 600  # frames looked at, spread over the recording: bounded work on a 2-hour file
 _PEAK_HALF_WIDTH_HZ = 2.0  # the tone's bin and one either side (Hann leakage, mains drift)
 _NEIGHBOURS_HZ = (6.0, 20.0)  # the floor a peak is compared with: this far to either side
+# a peak this far below the speech is numerical residue (window side lobes, the rounding of a
+# clean synthetic tone), prominent only over a floor that is quieter still; it is not hum
+_RESIDUE_BELOW_SPEECH_DB = 60.0
 
 
 class DehumOptions(StageOptions):
@@ -58,17 +66,40 @@ class Hum:
     found: int  # harmonics that stood out on their own
 
 
-def _frame_spectra(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Power spectra of up to _MAX_FRAMES half-second frames spread over the recording."""
+def _frame_spectra(samples: np.ndarray, rate: int, top_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Power spectra up to ``top_hz`` of up to _MAX_FRAMES half-second frames spread over the
+    recording, and each frame's total power over all frequencies.
+
+    Only the bins up to ``top_hz`` are kept: at 192 kHz a whole spectrum is 48,000 bins a frame.
+    """
     frame = int(_FRAME_S * rate)
     count = len(samples) // frame
     starts = np.linspace(0, (count - 1) * frame, num=min(count, _MAX_FRAMES)).astype(np.int64)
     taper = np.hanning(frame)
-    spectra = np.empty((len(starts), frame // 2 + 1), dtype=np.float64)
+    freqs = np.fft.rfftfreq(frame, 1.0 / rate)
+    keep = int(np.searchsorted(freqs, top_hz, side="right"))
+    spectra = np.empty((len(starts), keep), dtype=np.float64)
+    totals = np.empty(len(starts), dtype=np.float64)
     for i, start in enumerate(starts):
         chunk = np.asarray(samples[start : start + frame], dtype=np.float64)
-        spectra[i] = np.abs(np.fft.rfft(chunk * taper)) ** 2
-    return np.fft.rfftfreq(frame, 1.0 / rate), spectra
+        power = np.abs(np.fft.rfft(chunk * taper)) ** 2
+        spectra[i] = power[:keep]
+        totals[i] = power.sum()
+    return freqs[:keep], spectra, totals
+
+
+def _mains_family(found: list[float], mains: float) -> bool:
+    """Whether the harmonics found look like mains hum, not a tone that sits on a multiple.
+
+    Hum has the mains frequency itself, or several multiples whose common step is the
+    mains frequency (or twice it, a rectifier's buzz). A lone 300 Hz tone, or 300, 600
+    and 900 Hz (a tone and its own harmonics), is not hum.
+    """
+    if mains in found:
+        return True
+    if len(found) < 2:
+        return False
+    return reduce(gcd, (round(f / mains) for f in found)) in (1, 2)
 
 
 def _prominence_db(freqs: np.ndarray, spectra: np.ndarray, f: float) -> np.ndarray:
@@ -90,11 +121,11 @@ def find_hum(samples: np.ndarray, rate: int, options: DehumOptions) -> Hum | Non
     """
     if len(samples) < 8 * int(_FRAME_S * rate):  # "most of" a few frames: one held note could pass
         return None
-    freqs, spectra = _frame_spectra(samples, rate)
-    speech_power = np.sort(spectra.sum(axis=1))[-max(1, len(spectra) // 3) :].mean()  # the loudest frames
+    top = min(options.max_hz, rate / 2 - _NEIGHBOURS_HZ[1])
+    freqs, spectra, totals = _frame_spectra(samples, rate, top + _NEIGHBOURS_HZ[1] + _PEAK_HALF_WIDTH_HZ)
+    speech_power = np.sort(totals)[-max(1, len(totals) // 3) :].mean()  # the loudest frames
     if speech_power <= 0.0:
         return None  # digital silence
-    top = min(options.max_hz, rate / 2 - _NEIGHBOURS_HZ[1])
     candidates = MAINS_HZ if options.mains_hz == "auto" else (float(options.mains_hz),)
     best: Hum | None = None
     for mains in candidates:
@@ -103,12 +134,14 @@ def find_hum(samples: np.ndarray, rate: int, options: DehumOptions) -> Hum | Non
             f = k * mains
             if np.median(_prominence_db(freqs, spectra, f)) >= options.min_prominence_db:
                 tone = np.median(spectra[:, np.abs(freqs - f) <= _PEAK_HALF_WIDTH_HZ].sum(axis=1))
-                found.append(f)
-                levels.append(10 * np.log10(tone / speech_power) if tone > 0 else float("-inf"))
+                level = 10 * np.log10(tone / speech_power) if tone > 0 else float("-inf")
+                if level >= -_RESIDUE_BELOW_SPEECH_DB:
+                    found.append(f)
+                    levels.append(level)
         # the strongest harmonic decides whether there is hum worth removing. Then every
         # harmonic up to the highest found goes: under a voice a weaker one need not stand
         # out in most frames, and a notch where there was no hum costs next to nothing
-        if found and max(levels) >= -options.max_below_speech_db:
+        if found and _mains_family(found, mains) and max(levels) >= -options.max_below_speech_db:
             harmonics = tuple(k * mains for k in range(1, round(max(found) / mains) + 1))
             if best is None or len(found) > best.found:
                 best = Hum(mains, harmonics, max(levels), len(found))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from pipeline.audio import AudioFilter, Expressions
-from pipeline.errors import StageError
+from pipeline.errors import EnvironmentFault
 from pipeline.job import Job
 from stages.base import FilterStage, StageOptions
 
@@ -52,14 +52,22 @@ class LoudnessFilter:
     options: NormalizeOptions
 
     def analysis_expression(self) -> Expressions:
-        return [("aformat", {"channel_layouts": "mono"}), ("ebur128", {"framelog": "quiet", "peak": "sample"})]
+        # framelog=verbose keeps the per-frame lines out of the info log the summary is read from;
+        # ffmpeg before 6.1 has no framelog=quiet
+        return [("aformat", {"channel_layouts": "mono"}), ("ebur128", {"framelog": "verbose", "peak": "sample"})]
 
     @staticmethod
     def parse_measurement(stderr: str) -> dict:
-        integrated, peak = _INTEGRATED.search(stderr), _PEAK.search(stderr)
+        """The last summary ebur128 printed: some ffmpeg versions also print an empty one
+        (-70 LUFS) for a filter instance dropped when the graph is configured again."""
+        integrated, peak = _INTEGRATED.findall(stderr), _PEAK.findall(stderr)
         if not integrated:
-            raise StageError("normalize", "ffmpeg did not report a loudness measurement")
-        return {"input_i": float(integrated.group(1)), "input_peak": float(peak.group(1)) if peak else float("nan")}
+            raise EnvironmentFault(
+                "normalize",
+                "ffmpeg did not report a loudness measurement (its ebur128 filter printed no summary); "
+                "set `ffmpeg: bundled` in config.yaml to use the ffmpeg hushdrop ships and is tested with",
+            )
+        return {"input_i": float(integrated[-1]), "input_peak": float(peak[-1]) if peak else float("nan")}
 
     def expression(self, measurement: dict | None) -> Expressions:
         loudness = (measurement or {}).get("input_i", float("nan"))

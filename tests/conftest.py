@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import ffmpeg_exe
+from pipeline.audio import bundled_ffmpeg, ffmpeg_exe
 from pipeline.config import Settings, parse_config
 
 DATA = Path(__file__).parent / "data"
@@ -27,6 +28,19 @@ def wer(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
+
+
+@pytest.fixture(params=["bundled", "system"])
+def each_ffmpeg(request, monkeypatch) -> str:
+    """Runs a test with every ffmpeg present: the bundled one always, the system's when there is one.
+
+    Chosen through ``HUSHDROP_FFMPEG``, so the stages and the ``ffmpeg()`` helper both use it.
+    """
+    path = bundled_ffmpeg() if request.param == "bundled" else shutil.which("ffmpeg")
+    if path is None:
+        pytest.skip("no ffmpeg on PATH: only the bundled one is tested (`make test` installs Debian's where apt can)")
+    monkeypatch.setenv("HUSHDROP_FFMPEG", path)
+    return path
 
 
 def ffmpeg(*args: str) -> None:

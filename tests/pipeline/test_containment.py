@@ -391,3 +391,11 @@ def test_a_job_interrupted_by_every_restart_is_set_aside(tmp_path):
         assert row.state != PROCESSING
     finally:
         ledger.close()
+
+
+def test_6_a_file_shorter_than_its_header_is_always_called_truncated(tmp_path, processor_session):
+    body = cheap_wav(10, seconds=0.35)[44:]  # 11 KB of samples declared …
+    path = tmp_path / "cut.wav"
+    path.write_bytes(_wav_header(len(body)) + body[:1000])  # … 1 KB present
+    job = processor_session.transcribe(path, processor_session.settings.profiles["default"])
+    assert any("truncated" in w and f"1044 of {44 + len(body)} bytes" in w for w in job.warnings), job.notes

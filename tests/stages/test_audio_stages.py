@@ -1,4 +1,7 @@
-"""normalize, highpass, resample, denoise: each on real signals through real ffmpeg."""
+"""normalize, highpass, resample, denoise: each on real signals through real ffmpeg.
+
+Every test runs with each ffmpeg present (the bundled one, and the system's when there is one).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from stages.highpass import Highpass, HighpassOptions, butterworth_q_values
 from stages.normalize import Normalize, NormalizeOptions
 from stages.resample import Resample
 from tests.conftest import load_speech, tone, write_wav
+
+pytestmark = pytest.mark.usefixtures("each_ffmpeg")
 
 
 def run_chain(path: Path, rate: int, stages, tmp_path: Path) -> tuple[np.ndarray, int, Job]:

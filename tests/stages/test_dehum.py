@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import sosfilt
 
 from stages.dehum import Dehum, DehumOptions, find_hum, notch_sections, settled_state
-from tests.conftest import load_speech, write_wav
+from tests.conftest import ffmpeg, load_speech, write_wav
 from tests.stages.test_audio_stages import run_chain, snr_against
 
 RATE = 16000
@@ -34,6 +34,7 @@ def test_dehum_finds_the_mains_frequency_and_its_harmonics(mains_hz):
     assert found.harmonics == (mains_hz, 2 * mains_hz, 3 * mains_hz)
 
 
+@pytest.mark.usefixtures("each_ffmpeg")
 def test_dehum_removes_5db_hum_and_keeps_the_speech(tmp_path):
     speech = load_speech()
     noisy, _ = with_hum(speech, 50.0, 5.0)
@@ -51,6 +52,7 @@ def test_dehum_removes_5db_hum_and_keeps_the_speech(tmp_path):
 
 
 @pytest.mark.parametrize("background", ["digital silence", "white noise 30 dB", "white noise 10 dB"])
+@pytest.mark.usefixtures("each_ffmpeg")
 def test_dehum_leaves_recordings_without_hum_untouched(tmp_path, background):
     speech = load_speech()
     if background != "digital silence":
@@ -68,9 +70,56 @@ def test_dehum_ignores_hum_far_below_the_speech():
     assert find_hum(noisy, RATE, DehumOptions()) is None
 
 
+@pytest.mark.usefixtures("each_ffmpeg")
 def test_dehum_off_and_forced_mains(tmp_path):
     noisy, _ = with_hum(load_speech(), 60.0, 5.0)
     path = write_wav(tmp_path / "hum.wav", noisy, RATE)
     off, _, _ = run_chain(path, RATE, [Dehum(DehumOptions(mode="off"))], tmp_path)
     assert np.array_equal(off, noisy)
     assert find_hum(noisy, RATE, DehumOptions(mains_hz=50)) is None  # 60 Hz hum has no 50 Hz harmonics below 300 Hz
+
+
+def eight_channel_192k(tmp_path, name: str, sources: str) -> "Path":
+    """An 8-channel 192 kHz 24-bit WAV made by ffmpeg from lavfi ``sources`` (one mono signal on every channel)."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", sources, "-af", "pan=7.1|" + "|".join(f"c{i}=c0" for i in range(8)),
+           "-ar", "192000", "-c:a", "pcm_s24le", str(path))
+    return path
+
+
+@pytest.mark.usefixtures("each_ffmpeg")
+def test_a_steady_300hz_tone_in_8_channels_at_192k_is_not_mains_hum(tmp_path):
+    """300 Hz is a multiple of both 50 and 60 Hz, but a tone alone (and its own faint harmonics) is not hum."""
+    path = eight_channel_192k(tmp_path, "tone300.wav", "sine=frequency=300:sample_rate=192000:duration=8")
+    out, rate, job = run_chain(path, 192000, [Dehum()], tmp_path)
+    assert rate == 192000 and len(out) == 8 * 192000
+    assert "dehum: no mains hum found" in job.notes, job.notes
+    assert not any("notching" in n for n in job.notes)
+
+
+@pytest.mark.usefixtures("each_ffmpeg")
+def test_mains_hum_in_8_channels_at_192k_is_still_found(tmp_path):
+    hum_50 = "aevalsrc=0.3*sin(2*PI*50*t)+0.15*sin(2*PI*100*t)+0.08*sin(2*PI*150*t):s=192000:d=8"
+    path = eight_channel_192k(tmp_path, "hum50.wav", hum_50)
+    _, _, job = run_chain(path, 192000, [Dehum()], tmp_path)
+    assert any("50 Hz mains hum" in n and "notching 50, 100, 150 Hz" in n for n in job.notes), job.notes
+
+
+@pytest.mark.parametrize(
+    "tones, mains",
+    [
+        ((300.0,), None),  # a lone multiple of both
+        ((300.0, 600.0, 900.0), None),  # a tone and its own harmonics
+        ((100.0, 150.0), 50.0),  # hum whose fundamental a small microphone does not pick up
+        ((120.0, 240.0, 360.0), 60.0),  # a rectifier's buzz at twice the mains frequency
+    ],
+)
+def test_only_a_mains_family_of_steady_tones_counts_as_hum(tones, mains):
+    speech = load_speech()
+    t = np.arange(len(speech)) / RATE
+    steady = sum(0.1 * np.sin(2 * np.pi * f * t) for f in tones).astype(np.float32)
+    found = find_hum(speech + steady, RATE, DehumOptions())
+    if mains is None:
+        assert found is None, found
+    else:
+        assert found is not None and found.mains_hz == mains, found
