@@ -7,9 +7,21 @@ takes at most 300 s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
+
+from pipeline.job import Segment, Word
+
+# written without spaces between words: a segment split into parts is rejoined without them
+UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my", "bo"})
+
+
+def join_words(words: list[str], language: str | None) -> str:
+    """Words (as the engine spelled them, stripped) back into text."""
+    return ("" if language in UNSPACED_LANGUAGES else " ").join(words).strip()
 
 
 def split_at_quiet_points(
@@ -74,33 +86,101 @@ class Window:
     def speech_length(self) -> int:
         return sum(p.length for p in self.pieces)
 
-    def to_source_time(self, t: float, sample_rate: int) -> float:
-        """Map a time in this window (seconds) to a time in the recording.
+    @cached_property
+    def regions(self) -> list[Piece]:
+        """The stretches of the recording this window holds, in window order.
 
-        A time in the silent gap before a piece maps to that piece's start.
+        Pieces that follow each other without a break in the recording (a region split at
+        a VAD block edge) are one stretch; a join between two stretches hides a gap in
+        the recording, and nothing heard on one side of it belongs to the other.
         """
-        sample = t * sample_rate
-        for piece in self.pieces:
-            if sample <= piece.window_offset + piece.length:
-                inside = max(0.0, sample - piece.window_offset)
-                return (piece.source_offset + min(inside, piece.length)) / sample_rate
-        last = self.pieces[-1]
-        return (last.source_offset + last.length) / sample_rate
+        out: list[Piece] = []
+        for p in self.pieces:
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last.source_offset + last.length == p.source_offset
+                and last.window_offset + last.length == p.window_offset
+            ):
+                out[-1] = Piece(last.window_offset, last.source_offset, last.length + p.length)
+            else:
+                out.append(Piece(p.window_offset, p.source_offset, p.length))
+        return out
 
-    def to_source_span(self, start: float, end: float, sample_rate: int) -> tuple[float, float]:
-        """Map a word's [start, end] (window seconds) to the recording.
+    @cached_property
+    def _region_starts(self) -> list[int]:
+        return [r.window_offset for r in self.regions]
 
-        Pieces side by side in the window lie apart in the recording, so a word cannot
-        straddle a join: one that seems to (the engine's word timing bleeds across
-        it) belongs to the piece its end is in and starts no earlier than that piece.
+    def region_of(self, start: float, end: float, sample_rate: int) -> int:
+        """Index (into ``regions``) of the stretch that holds most of [start, end] (window seconds).
+
+        The engine's timing of a word near a join bleeds across it, but the word was
+        spoken on one side: the side with most of its duration. A span with no length, or
+        one wholly inside inserted silence, goes to the stretch holding (or nearest to) its
+        midpoint; a midpoint exactly on a join, or halfway across inserted silence, counts
+        for the later stretch.
         """
-        source_start, source_end = self.to_source_time(start, sample_rate), self.to_source_time(end, sample_rate)
-        end_sample = end * sample_rate
-        for piece in self.pieces:
-            if end_sample <= piece.window_offset + piece.length:
-                source_start = max(source_start, min(piece.source_offset / sample_rate, source_end))
-                break
-        return source_start, source_end
+        regions = self.regions
+        lo, hi = start * sample_rate, max(start, end) * sample_rate
+        mid = (lo + hi) / 2
+        # only the stretches the span touches, and one either side, can win
+        first = max(0, bisect_right(self._region_starts, min(lo, mid)) - 2)
+        last = min(len(regions), bisect_right(self._region_starts, hi) + 1)
+        best, best_key = first, None
+        for i in range(first, last):
+            r = regions[i]
+            r_lo, r_hi = r.window_offset, r.window_offset + r.length
+            overlap = max(0.0, min(hi, r_hi) - max(lo, r_lo))
+            contains = r_lo <= mid < r_hi
+            distance = 0.0 if contains else min(abs(mid - r_lo), abs(mid - r_hi))
+            key = (overlap, contains, -distance)
+            if best_key is None or key >= best_key:  # a full tie goes to the later stretch
+                best, best_key = i, key
+        return best
+
+    def to_source_span(
+        self, start: float, end: float, sample_rate: int, region: int | None = None
+    ) -> tuple[float, float]:
+        """Map [start, end] (window seconds) into one stretch of the recording.
+
+        Both ends land inside the stretch ``region`` (by default the one holding most of
+        the span), clamped to its edges: pieces side by side in the window lie apart in the
+        recording, so nothing the engine heard can straddle a join.
+        """
+        r = self.regions[self.region_of(start, end, sample_rate) if region is None else region]
+
+        def inside(t: float) -> float:
+            return (r.source_offset + min(max(t * sample_rate - r.window_offset, 0.0), r.length)) / sample_rate
+
+        return inside(start), inside(max(start, end))
+
+    def map_segment(self, seg: Segment, sample_rate: int) -> list[Segment]:
+        """``seg`` (window times) as segments on the recording's clock, none spanning a join.
+
+        Each word goes to the stretch holding most of its duration (``region_of``); where
+        the words of one segment fall into two stretches, the segment is split there, each
+        part holding its own words, starting at its first word and ending at its last. The
+        words themselves are not changed, only dated. A segment without word times cannot
+        be split with any evidence: it is kept whole and clamped into the stretch holding
+        most of its duration.
+        """
+        if not any(w.text for w in seg.words):
+            start, end = self.to_source_span(seg.start, seg.end, sample_rate)
+            return [replace(seg, start=round(start, 3), end=round(end, 3), text=seg.text.strip(), words=[])]
+        groups: dict[int, list[Word]] = {}
+        for w in seg.words:
+            region = self.region_of(w.start, w.end, sample_rate)
+            start, end = self.to_source_span(w.start, w.end, sample_rate, region)
+            groups.setdefault(region, []).append(Word(round(start, 3), round(end, 3), w.text, w.probability))
+        out: list[Segment] = []
+        for region in sorted(groups):  # one part per stretch, in recording order
+            words = groups[region]
+            spoken = [w for w in words if w.text]
+            if not spoken:
+                continue
+            text = seg.text.strip() if len(groups) == 1 else join_words([w.text for w in spoken], seg.language)
+            out.append(replace(seg, start=spoken[0].start, end=spoken[-1].end, text=text, words=words))
+        return out
 
     def gather(self, audio: np.ndarray) -> np.ndarray:
         """The window's samples: its pieces in order, silence in the gaps between them."""
@@ -122,9 +202,9 @@ def pack_regions(
     Regions keep their order; the long silences between them are dropped, and the
     regions' own padding (recorded quiet) is the pause the engine hears at a join.
     ``gap_seconds`` of digital silence can be put between two regions that were not
-    adjacent; a word the engine times across a join is put back into its own region by
-    ``Window.to_source_span`` either way. A region longer than a window is split at its
-    quiet points first.
+    adjacent; either way ``Window.map_segment`` puts every word back into the region it
+    was heard in and splits a segment the engine ran across a join. A region longer than
+    a window is split at its quiet points first.
     """
     max_len = int(max_seconds * sample_rate)
     gap = int(gap_seconds * sample_rate)

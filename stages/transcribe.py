@@ -4,7 +4,9 @@ Silero VAD (shipped inside faster-whisper, no download) finds where people speak
 No speech means an empty transcript marked ``no_speech``: the engine is not even
 asked, so silence can never turn into hallucinated text. Speech regions are packed
 into windows no longer than the engine accepts (which also bounds memory on a
-2-hour file), transcribed, and their times mapped back onto the recording.
+2-hour file), transcribed, and their times mapped back onto the recording: every
+word is dated inside the speech region it was heard in, and a segment the engine runs
+across a join between two regions is split there, so no segment spans a gap.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import Field, model_validator
 from pipeline.chunking import pack_regions
 from pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
 from pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
-from pipeline.job import Job, Segment, Word
+from pipeline.job import Job
 from stages.base import Stage, StageOptions
 
 
@@ -126,9 +128,8 @@ class Transcribe(Stage):
         probabilities: dict[str, float] = {}
         for window, result in zip(windows, results):
             for seg in result.segments:
-                if not seg.text.strip():
-                    continue
-                transcript.segments.append(_to_source_time(seg, window, rate))
+                if seg.text.strip():
+                    transcript.segments.extend(window.map_segment(seg, rate))
             if result.language:
                 languages[result.language] += window.speech_length
                 probabilities.setdefault(result.language, result.language_probability or 0.0)
@@ -161,24 +162,3 @@ class Transcribe(Stage):
                 regions.append((offset + int(stamp["start"]), offset + int(stamp["end"])))
         return regions
 
-
-def _to_source_time(seg: Segment, window, rate: int) -> Segment:
-    def t(x: float) -> float:
-        return round(window.to_source_time(x, rate), 3)
-
-    words = []
-    for w in seg.words:
-        start, end = window.to_source_span(w.start, w.end, rate)
-        words.append(Word(round(start, 3), round(end, 3), w.text, w.probability))
-    # word times are anchored to the audio more tightly than whisper's segment times,
-    # which can reach back into a neighbouring piece of the window
-    spoken = [w for w in words if w.text]
-    return Segment(
-        start=spoken[0].start if spoken else t(seg.start),
-        end=spoken[-1].end if spoken else t(seg.end),
-        text=seg.text.strip(),
-        words=words,
-        language=seg.language,
-        avg_logprob=seg.avg_logprob,
-        no_speech_prob=seg.no_speech_prob,
-    )

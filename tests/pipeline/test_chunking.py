@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.chunking import pack_regions, split_at_quiet_points
+from pipeline.job import Segment, Word
 
 
 def test_split_cuts_at_the_quiet_point_and_never_exceeds_limit():
@@ -33,21 +34,98 @@ def test_pack_regions_joins_speech_with_gaps_and_maps_times_back():
     # adjacent regions stay joined; a one-second silence separates the others
     assert np.array_equal(first[:130], audio[100:230])
     assert np.all(first[130:140] == 0) and np.array_equal(first[140:170], audio[500:530])
-    assert windows[0].to_source_time(0.0, rate) == 10.0
-    assert windows[0].to_source_time(15.0, rate) == 51.0  # 1 s into the third region
-    assert windows[0].to_source_time(13.5, rate) == 50.0  # in the gap: the next region's start
-    assert windows[1].to_source_time(5.0, rate) == 95.0
+    # the two adjacent regions are one stretch of the recording
+    assert [(r.window_offset, r.source_offset, r.length) for r in windows[0].regions] == [(0, 100, 130), (140, 500, 30)]
+    assert windows[0].to_source_span(0.0, 1.0, rate) == (10.0, 11.0)
+    assert windows[0].to_source_span(9.5, 10.5, rate) == (19.5, 20.5)  # across the adjacent join: unchanged
+    assert windows[0].to_source_span(15.0, 15.5, rate) == (51.0, 51.5)  # 1 s into the third region
+    assert windows[0].to_source_span(13.5, 13.5, rate) == (50.0, 50.0)  # mid-silence: the next region's start
+    assert windows[1].to_source_span(5.0, 6.0, rate) == (95.0, 96.0)
 
 
-def test_a_word_cannot_straddle_a_join():
+def _far_apart_window():
+    """Two regions 27 s apart in the recording, side by side in one window with no pause.
+
+    Window 0-3 s is recording 10-13 s; window 3-8 s is recording 40-45 s.
+    """
     rate = 10
     audio = np.arange(1, 1001, dtype=np.float32)
-    # two regions 27 s apart in the recording, side by side in the window (no pause)
     [window] = pack_regions([(100, 130), (400, 450)], audio, rate, max_seconds=30, gap_seconds=0)
-    assert window.length == 80
-    # a word timed 2.5-3.6 s in the window seems to begin in the first region ...
-    assert window.to_source_time(2.5, rate) == 12.5
-    # ... but it ends in the second, so that is where it starts
+    assert window.length == 80 and len(window.regions) == 2
+    return window, rate
+
+
+def test_a_word_across_a_join_belongs_to_the_region_holding_most_of_it():
+    window, rate = _far_apart_window()
+    # 0.5 s before the join, 0.6 s after: the second region's, and it starts there
+    assert window.region_of(2.5, 3.6, rate) == 1
     assert window.to_source_span(2.5, 3.6, rate) == (40.0, 40.6)
-    assert window.to_source_span(0.5, 1.5, rate) == (10.5, 11.5)  # inside one piece: unchanged
+    # 0.8 s before, 0.2 s after: the first region's, and it ends where that region ends
+    assert window.region_of(2.2, 3.2, rate) == 0
+    assert window.to_source_span(2.2, 3.2, rate) == (12.2, 13.0)
+    assert window.to_source_span(0.5, 1.5, rate) == (10.5, 11.5)  # inside one region: unchanged
     assert window.to_source_span(3.2, 4.0, rate) == (40.2, 41.0)
+    # no duration to weigh: a point on the join belongs to the region it opens
+    assert window.to_source_span(3.0, 3.0, rate) == (40.0, 40.0)
+
+
+def _words(*spec):
+    return [Word(a, b, text, 0.9) for a, b, text in spec]
+
+
+def test_a_segment_run_across_a_distant_join_is_split_there():
+    window, rate = _far_apart_window()
+    seg = Segment(
+        start=1.0,
+        end=4.4,
+        text="a new fence. Good morning everyone.",
+        words=_words(
+            (1.0, 1.3, "a"), (1.3, 1.8, "new"), (1.8, 2.9, "fence."),
+            (2.8, 3.4, "Good"), (3.4, 3.9, "morning"), (3.9, 4.4, "everyone."),
+        ),
+        language="en",
+        avg_logprob=-0.2,
+    )
+    first, second = window.map_segment(seg, rate)
+    assert (first.start, first.end, first.text) == (11.0, 12.9, "a new fence.")
+    assert (second.start, second.end, second.text) == (40.0, 41.4, "Good morning everyone.")
+    assert [w.text for w in first.words] == ["a", "new", "fence."] and second.words[0].start == 40.0
+    assert first.language == second.language == "en" and second.avg_logprob == -0.2
+    # the words are the engine's, only dated
+    assert [w.text for w in first.words + second.words] == [w.text for w in seg.words]
+
+
+def test_a_segment_that_only_bleeds_across_a_join_is_dated_by_its_words():
+    """The engine's segment times reach back over the join; its words say where it was spoken."""
+    window, rate = _far_apart_window()
+    words = _words((2.9, 3.5, "Good"), (3.5, 4.2, "morning."))
+    seg = Segment(start=2.6, end=4.2, text="Good morning.", words=words, language="en")
+    [mapped] = window.map_segment(seg, rate)
+    assert (mapped.start, mapped.end, mapped.text) == (40.0, 41.2, "Good morning.")
+
+
+def test_a_segment_split_in_a_language_without_spaces_is_rejoined_without_them():
+    window, rate = _far_apart_window()
+    words = _words((2.0, 2.5, "好的"), (2.5, 2.9, "。"), (3.1, 3.5, "大家"), (3.5, 4.0, "好"))
+    seg = Segment(start=2.0, end=4.0, text="好的。大家好", words=words, language="zh")
+    assert [s.text for s in window.map_segment(seg, rate)] == ["好的。", "大家好"]
+
+
+def test_a_segment_without_word_times_is_kept_whole_inside_the_region_holding_most_of_it():
+    window, rate = _far_apart_window()
+    # 1.0 s before the join, 2.5 s after: the second region's, starting where it starts
+    [late] = window.map_segment(Segment(start=2.0, end=5.5, text="x y z"), rate)
+    assert (late.start, late.end, late.text, late.words) == (40.0, 42.5, "x y z", [])
+    # 2.5 s before, 0.5 s after: the first region's, ending where it ends
+    [early] = window.map_segment(Segment(start=0.5, end=3.5, text="x y z"), rate)
+    assert (early.start, early.end) == (10.5, 13.0)
+
+
+def test_pieces_adjacent_in_the_recording_are_never_split():
+    """A speech region cut in two at a VAD block edge is one stretch: a segment across the cut stays whole."""
+    rate = 10
+    audio = np.arange(1, 1001, dtype=np.float32)
+    [window] = pack_regions([(100, 130), (130, 160)], audio, rate, max_seconds=30)
+    seg = Segment(start=2.0, end=4.0, text="one two", words=_words((2.0, 2.9, "one"), (3.1, 4.0, "two")))
+    [mapped] = window.map_segment(seg, rate)
+    assert (mapped.start, mapped.end, mapped.text) == (12.0, 14.0, "one two")

@@ -98,3 +98,80 @@ def test_speech_after_a_false_voice_blip_keeps_its_own_start_time(tmp_path):
     first = [s for s in job.transcript.segments if "morning" in s.text.lower()][0]
     assert first.start >= speech_start - 0.5, [(s.start, s.text) for s in job.transcript.segments]
     assert all(w.start >= speech_start - 0.5 for w in first.words)
+
+
+def _two_utterances_far_apart(tmp_path, seed: int = 7):
+    """The first 12 s of the English clip at 0 s and again at 300 s, over faint seeded pink noise.
+
+    VAD drops the 288 s of noise between them, so both utterances land side by side in one
+    engine window; whisper hears the join as no pause at all and tends to run one sentence
+    across it.
+    """
+    import soundfile
+
+    from pipeline.audio import Audio
+    from pipeline.job import Job
+    from tests.conftest import ffmpeg
+
+    rate = 16000
+    noise_path = tmp_path / "noise.wav"
+    noise = f"anoisesrc=d=320:c=pink:r={rate}:a=0.01:seed={seed}"
+    ffmpeg("-f", "lavfi", "-i", noise, "-c:a", "pcm_f32le", str(noise_path))
+    audio, _ = soundfile.read(noise_path, dtype="float32")
+    speech, _ = soundfile.read(SPEECH_EN, dtype="float32")
+    clip = speech[: 12 * rate]
+    for at in (0, 300 * rate):
+        audio[at : at + len(clip)] += clip
+    path = write_wav(tmp_path / "far_apart.wav", audio, rate)
+    job = Job(source=path)
+    job.audio = Audio(source=path, workdir=tmp_path, source_rate=rate)
+    return job
+
+
+def _region_holding(regions: list[tuple[float, float]], start: float, end: float, slack: float = 0.01):
+    """The speech region that holds [start, end], regions touching end to end counted as one; None if none does."""
+    merged: list[list[float]] = []
+    for a, b in sorted(regions):
+        if merged and a <= merged[-1][1] + slack:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in merged:
+        if a - slack <= start and end <= b + slack:
+            return (a, b)
+    return None
+
+
+@pytest.mark.parametrize("word_timestamps", [True, False], ids=["words", "no-words"])
+def test_speech_far_apart_in_one_window_stays_in_its_own_region(tmp_path, word_timestamps):
+    """Two utterances 300 s apart share one window; no segment or word may leave its region.
+
+    A segment the engine runs across the join must come back as pieces, each dated inside
+    the region it was heard in: a cue that starts in one utterance and ends in the other
+    would sit on screen for five minutes, and a sentence dated by the wrong region is
+    minutes early.
+    """
+    from stages.transcribe import TranscribeOptions
+
+    job = _two_utterances_far_apart(tmp_path)
+    Transcribe(TranscribeOptions(word_timestamps=word_timestamps)).run(job)
+    t = job.transcript
+    regions = t.speech_regions
+    assert len(regions) == 2 and regions[0][1] < 20 and regions[1][0] > 290, regions
+    described = [(s.start, s.end, s.text) for s in t.segments]
+    for seg in t.segments:
+        region = _region_holding(regions, seg.start, seg.end)
+        assert region is not None, f"segment {seg.start}-{seg.end} {seg.text!r} leaves its region: {described}"
+        assert all(_region_holding([region], w.start, w.end) for w in seg.words), (seg.text, seg.words)
+        if word_timestamps:
+            spoken = [w for w in seg.words if w.text]
+            assert seg.start == spoken[0].start and seg.end == spoken[-1].end
+    # both utterances were heard, each in its own place, and splitting lost no text
+    assert t.text.lower().count("morning") == 2 and t.text.lower().count("tomatoes") == 2, described
+    for lo, hi in regions:
+        heard = " ".join(s.text for s in t.segments if lo - 0.01 <= s.start <= hi).lower()
+        assert "tomatoes" in heard, (lo, hi, described)
+        if word_timestamps:  # words date each sentence exactly; without them see map_segment
+            assert heard.startswith("good morning"), (lo, hi, described)
+    starts = [s.start for s in t.segments]
+    assert starts == sorted(starts)
