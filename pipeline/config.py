@@ -164,6 +164,40 @@ class Profile(BaseModel):
         return next(s.options for s in self.chain if s.name == "transcribe")
 
 
+class WebSettings(BaseModel):
+    """The web page (``hushdrop web``; served by ``hushdrop watch`` too when ``enabled``): docs/web.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="`hushdrop watch` serves the page as well")
+    listen: str = Field("127.0.0.1:8765", description="HOST:PORT; any address but loopback needs password_hash")
+    password_hash: str | None = Field(None, description="scrypt hash written by `hushdrop web --set-password`")
+    max_upload_mb: float = Field(4096.0, gt=0, description="largest upload accepted, in MB")
+    tls_cert: Path | None = Field(None, description="PEM certificate: the page is served over HTTPS (the microphone needs it off localhost)")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        from pipeline.web.address import parse_listen
+
+        parse_listen(value)
+        return value.strip()
+
+    @field_validator("password_hash")
+    @classmethod
+    def _scrypt_hash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("scrypt$"):
+            raise ValueError("not a hash made by `hushdrop web --set-password` (it starts with 'scrypt$')")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> "WebSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        return self
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -196,6 +230,7 @@ class Settings(BaseModel):
     worker_memory_limit_mb: int | None = Field(None, ge=64, description="address-space limit per worker process; null = none")
     output_mode: str = Field("0640", description="permission bits of the files written to the outbox, octal (quote it in YAML: \"0640\")")
     output_group: str | None = Field(None, description="group given to the files written to the outbox (e.g. a Samba share's); null: the user's own")
+    web: WebSettings = Field(default_factory=WebSettings, description="the web page: docs/web.md")
     profiles: dict[str, Profile]
 
     @field_validator("output_mode", mode="before")

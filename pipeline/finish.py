@@ -96,13 +96,23 @@ def output_folder(settings: Settings, profile_name: str) -> Path:
 
 def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> JobRow:
     """processing → committed: write every output of ``job``; the plan is recorded first."""
+    from pipeline.outputs import free_stem, subtitle_language
+    from stages.grammar import apply_script
+
     profile = settings.profile(row.profile)
     folder = output_folder(settings, profile.name)
     folder.mkdir(parents=True, exist_ok=True)
-    planned = planned_outputs(folder, safe_stem(row.name), profile.outputs)
-    ledger.plan_outputs(row.id, planned)
     job.source = Path(row.name)  # outputs name the recording, not its spool path
-    written = commit_outputs(job, folder, profile.outputs, stem=planned[0].name.removesuffix(f".{profile.outputs[0]}"))
+    job.received_at = row.created_at  # when the settled file was taken, not when a worker got it
+    apply_script(job, profile.script)
+    language = subtitle_language(job, profile.subtitle_names)
+    stem = free_stem(folder, safe_stem(row.name), profile.outputs, language)
+    planned = planned_outputs(folder, stem, profile.outputs, language)
+    ledger.plan_outputs(row.id, planned)
+    written = commit_outputs(
+        job, folder, profile.outputs, stem=stem, subtitle_names=profile.subtitle_names,
+        mode=settings.output_mode_bits, group=settings.output_group,
+    )
     row = ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=written, stage="committed", progress=1.0)
     job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
     return row

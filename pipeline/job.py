@@ -32,6 +32,7 @@ class Segment:
     language: str | None = None
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    raw_text: str | None = None  # what the engine wrote, before grammar and script conversion
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Job:
     notes: list[str] = field(default_factory=list)
     engine_info: dict[str, Any] = field(default_factory=dict)
     show_timestamps: bool = True
+    script: str = "keep"  # the Chinese script zh/yue text was converted to (profile `script`)
+    received_at: float | None = None  # when hushdrop took the recording (Unix time)
+    finished_at: float | None = None  # when its outputs were written (Unix time)
+    waveform: dict[str, Any] | None = None  # peaks of the decoded audio (pipeline.peaks), for the web page
     progress: ProgressCallback = field(default=_no_progress, repr=False)
 
     def note(self, message: str) -> None:

@@ -1,26 +1,64 @@
 """Transcript files: txt, srt, vtt, json and md, committed atomically as one set.
 
-Every file is written under a hidden temporary name and fsynced; then all are
-given their final names with hard links that fail rather than overwrite, and the
-directory is fsynced. A reader of the outbox never sees a half-written file, and
-a name already taken (an earlier recording with the same name) is never
-overwritten: the new set gets "name (2)", "name (3)" …
+Every file is written under a hidden temporary name, given its mode (``output_mode``,
+0640 by default) and group (``output_group``) and fsynced; then all are given their
+final names with hard links that fail rather than overwrite, and the directory is
+fsynced. A reader of the outbox never sees a half-written file, and a name already
+taken (an earlier recording with the same name) is never overwritten: the new set
+gets "name (2)", "name (3)" …
+
+txt and md keep whole segments; srt and vtt are cut into readable cues from the word
+times (:mod:`pipeline.subtitles`). With ``subtitle_names: language`` the subtitles are
+``name.<lang>.srt`` / ``.vtt``, which media servers (Plex, Jellyfin) and players pick up
+beside a video of the same name.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import tempfile
+import time
 from dataclasses import asdict
+from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.fsutil import fsync_dir, link_no_clobber, write_temp
+from pipeline.fsutil import fsync_dir, link_no_clobber
 from pipeline.job import Job, Segment
 from pipeline.names import display_name, is_lossless_text, safe_stem
+from pipeline.subtitles import Cue, build_cues
 
 SCHEMA_VERSION = 1
 NO_SPEECH = "(no speech detected)"
+DEFAULT_MODE = 0o640
+SUBTITLE_FORMATS = ("srt", "vtt")
+
+
+@lru_cache(maxsize=1)
+def hushdrop_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hushdrop")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import tomllib
+
+        try:
+            with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, ValueError):
+            return "unknown"
+
+
+def utc_time(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC, e.g. 2026-11-21T17:04:05Z."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def clock(seconds: float, sep: str = ".", hours_always: bool = True) -> str:
@@ -47,10 +85,16 @@ def render_txt(job: Job) -> str:
     return " ".join(s.text for s in _cues(job)) + "\n"
 
 
+def subtitle_cues(job: Job) -> list[Cue]:
+    """The transcript as subtitle cues: at most 2 lines of ~42 characters (~18 CJK), ~7 s each."""
+    until = job.facts.duration_s if job.facts and job.facts.duration_s else None
+    return build_cues(_cues(job), job.transcript.language, until=until)
+
+
 def render_srt(job: Job) -> str:
     blocks = [
-        f"{i}\n{clock(s.start, ',')} --> {clock(s.end, ',')}\n{s.text}\n"
-        for i, s in enumerate(_cues(job), start=1)
+        f"{i}\n{clock(c.start, ',')} --> {clock(c.end, ',')}\n{c.text}\n"
+        for i, c in enumerate(subtitle_cues(job), start=1)
     ]
     return "\n".join(blocks)
 
@@ -59,7 +103,7 @@ def render_vtt(job: Job) -> str:
     blocks = ["WEBVTT\n"]
     if job.transcript.no_speech:
         blocks.append(f"NOTE {NO_SPEECH}\n")
-    blocks += [f"{clock(s.start)} --> {clock(s.end)}\n{s.text}\n" for s in _cues(job)]
+    blocks += [f"{clock(c.start)} --> {clock(c.end)}\n{c.text}\n" for c in subtitle_cues(job)]
     return "\n".join(blocks)
 
 
@@ -68,11 +112,15 @@ def job_record(job: Job) -> dict:
     t = job.transcript
     return {
         "schema": SCHEMA_VERSION,
+        "hushdrop_version": hushdrop_version(),
+        "received_at": utc_time(job.received_at),
+        "finished_at": utc_time(job.finished_at),
         "source": _source_record(job),
         "audio": asdict(facts) if facts else None,
         "language": t.language,
         "language_probability": t.language_probability,
         "no_speech": t.no_speech,
+        "script": job.script,
         "engine": job.engine_info,
         "stages": [asdict(s) for s in job.stages],
         "notes": job.notes,
@@ -80,6 +128,7 @@ def job_record(job: Job) -> dict:
         "segments": [asdict(s) for s in t.segments],
         "events": [asdict(e) for e in t.events],
         "speech_regions": [list(r) for r in t.speech_regions],
+        "waveform": job.waveform,
     }
 
 
@@ -136,26 +185,97 @@ def _candidate_stems(stem: str) -> Iterator[str]:
         yield f"{stem} ({n})"
 
 
-def planned_outputs(folder: Path, stem: str, formats: list[str]) -> list[Path]:
-    """The first free stem ("talk", "talk (2)", …) in ``folder``, as one path per format."""
+def subtitle_language(job: Job, subtitle_names: str = "plain") -> str | None:
+    """The language code that goes into subtitle names (``name.en.srt``), or None for plain names."""
+    language = (job.transcript.language or "").lower()
+    if subtitle_names != "language" or not re.fullmatch(r"[a-z]{2,3}", language):
+        return None
+    return language
+
+
+def output_suffixes(formats: list[str], subtitle_language: str | None = None) -> dict[str, str]:
+    """What follows the stem for each format: ``.txt``, or ``.en.srt`` with a subtitle language."""
+    return {
+        fmt: f".{subtitle_language}.{fmt}" if subtitle_language and fmt in SUBTITLE_FORMATS else f".{fmt}"
+        for fmt in formats
+    }
+
+
+def free_stem(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> str:
+    """The first stem ("talk", "talk (2)", …) none of whose output names is taken in ``folder``."""
+    suffixes = output_suffixes(formats, subtitle_language)
     for candidate in _candidate_stems(stem):
-        paths = [folder / f"{candidate}.{fmt}" for fmt in formats]
-        if not any(os.path.lexists(p) for p in paths):
-            return paths
+        if not any(os.path.lexists(folder / f"{candidate}{suffixes[fmt]}") for fmt in formats):
+            return candidate
     raise OSError(f"no free output name for {stem} in {folder}")
 
 
-def commit_outputs(job: Job, folder: Path, formats: list[str], stem: str | None = None) -> list[Path]:
+def planned_outputs(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> list[Path]:
+    """The first free stem ("talk", "talk (2)", …) in ``folder``, as one path per format."""
+    free = free_stem(folder, stem, formats, subtitle_language)
+    suffixes = output_suffixes(formats, subtitle_language)
+    return [folder / f"{free}{suffixes[fmt]}" for fmt in formats]
+
+
+def group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:  # checked when the config loaded: the group was removed since
+        raise OSError(errno.EPERM, f"output_group {group!r} no longer exists on this machine") from None
+
+
+def _write_output(folder: Path, data: bytes, mode: int, gid: int | None) -> Path:
+    """A new hidden temp file in ``folder`` with ``data``, its final mode and group, fsynced.
+
+    It is created 0600 (nobody else can read a half-written file); the mode and group
+    are set on the open file before it is ever linked to its public name.
+    """
+    fd, name = tempfile.mkstemp(prefix=".hushdrop-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if gid is not None:
+                os.fchown(f.fileno(), -1, gid)
+            os.fchmod(f.fileno(), mode)  # after fchown, which may clear mode bits
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def commit_outputs(
+    job: Job,
+    folder: Path,
+    formats: list[str],
+    stem: str | None = None,
+    *,
+    subtitle_names: str = "plain",
+    mode: int = DEFAULT_MODE,
+    group: str | None = None,
+) -> list[Path]:
     """Write every requested format for ``job`` into ``folder``; returns the final paths.
 
     ``stem`` must be a safe name (:func:`pipeline.names.safe_stem`); by default the recording's.
+    ``subtitle_names``: ``plain`` or ``language`` (``name.<lang>.srt``); ``mode`` and ``group``:
+    the files' permission bits and group (settings ``output_mode``, ``output_group``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or safe_stem(job.source.name)
-    temps = {fmt: write_temp(folder, RENDERERS[fmt](job).encode("utf-8")) for fmt in formats}
+    gid = group_id(group)
+    job.finished_at = time.time()
+    suffixes = output_suffixes(formats, subtitle_language(job, subtitle_names))
+    temps: dict[str, Path] = {}
     try:
+        for fmt in formats:
+            temps[fmt] = _write_output(folder, RENDERERS[fmt](job).encode("utf-8"), mode, gid)
         for candidate in _candidate_stems(stem):
-            finals = {fmt: folder / f"{candidate}.{fmt}" for fmt in formats}
+            finals = {fmt: folder / f"{candidate}{suffixes[fmt]}" for fmt in formats}
             if any(os.path.lexists(p) for p in finals.values()):
                 continue
             linked: list[Path] = []

@@ -20,6 +20,7 @@ from pipeline.errors import EnvironmentFault, RejectedInput
 from pipeline.fsutil import Identity, NotOurs, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
 from pipeline.job import Job, ProgressCallback, _no_progress
 from pipeline.outputs import commit_outputs
+from pipeline.peaks import waveform_of
 from pipeline.retention import RetentionError, apply_policy
 from pipeline.runner import Chain
 
@@ -50,8 +51,13 @@ class Processor:
             chain.close()
         self._chains.clear()
 
-    def transcribe(self, path: Path, profile: Profile, progress: ProgressCallback = _no_progress) -> Job:
-        """Run the chain on ``path``; the file itself is only read, never changed."""
+    def transcribe(
+        self, path: Path, profile: Profile, progress: ProgressCallback = _no_progress, language: str | None = None
+    ) -> Job:
+        """Run the chain on ``path``; the file itself is only read, never changed.
+
+        ``language``: this job's override of the profile's language (an upload's choice), or None.
+        """
         if path.is_symlink():
             raise RejectedInput("open", f"{path.name} is a symbolic link; hushdrop never follows links")
         if not is_regular_file(path):
@@ -59,7 +65,7 @@ class Processor:
         job = Job(
             source=path,
             profile=profile.name,
-            language=profile.language,
+            language=language or profile.language,
             glossary=list(profile.glossary),
             progress=progress,
         )
@@ -86,6 +92,7 @@ class Processor:
             try:
                 self.chain(profile).run(job)
                 self._check_truncation(job)
+                job.waveform = waveform_of(job.audio)  # peaks for the web page; the audio itself is not kept
             finally:
                 job.audio = None  # its memory maps point into workdir, which goes now
         return job
