@@ -94,3 +94,13 @@ def processor_session(tmp_path_factory):
     processor = Processor(make_settings(root))
     yield processor
     processor.close()
+
+
+def fake_ffmpeg(tmp_path: Path, body: str, name: str = "fake-ffmpeg") -> str:
+    """A shell script standing in for a broken or limited ffmpeg; ``$REAL`` runs the real one."""
+    import stat
+
+    script = tmp_path / name
+    script.write_text(f"#!/bin/sh\nREAL='{ffmpeg_exe()}'\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)

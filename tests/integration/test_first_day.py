@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import json
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import fake_ffmpeg
 from tests.integration.conftest import REPO, cheap_wav, hushdrop, make_config
 
 
 def test_watch_refuses_to_start_with_an_ffmpeg_that_lacks_an_option(watch_run, tmp_path):
-    from pipeline.audio import resolve_ffmpeg
-
-    fake = tmp_path / "ffmpeg-5.1"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in\n'
-        '  *framelog*) echo "[Parsed_ebur128_0 @ 0x55] Option \'framelog\' not found" >&2; exit 1;;\n'
-        "esac\n"
-        f'exec "{resolve_ffmpeg("bundled")}" "$@"\n'
+    fake = fake_ffmpeg(
+        tmp_path,
+        'case "$*" in *framelog*) echo "[Parsed_ebur128_0 @ 0x55] Option \'framelog\' not found" >&2; exit 1;; esac\n'
+        'exec "$REAL" "$@"',
     )
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    run = watch_run(ffmpeg=str(fake))
+    run = watch_run(ffmpeg=fake)
     run.inbox.mkdir(parents=True)
     (run.inbox / "talk.wav").write_bytes(cheap_wav(1))
     run.start(wait_ready=False)

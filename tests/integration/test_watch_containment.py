@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import cheap_wav, hushdrop, wait_for
+from tests.unprivileged import is_root
 
 
 def digest(path: Path) -> str:
@@ -156,6 +157,7 @@ def test_property_nothing_outside_the_inbox_ever_changes(watch_run, tmp_path, se
         (outside / f"keep-{i}.wav").write_bytes(cheap_wav(1000 + i))
     run.inbox.mkdir(parents=True)
     dropped: list[Path] = []
+    unreadable: list[Path] = []
     for i in range(6):
         kind = rng.choice(["regular", "regular", "hardlink", "symlink", "unreadable"])
         name = os.fsdecode(_random_name(rng))
@@ -170,6 +172,7 @@ def test_property_nothing_outside_the_inbox_ever_changes(watch_run, tmp_path, se
             path.write_bytes(cheap_wav(2000 + seed * 10 + i))
             if kind == "unreadable":
                 os.chmod(path, 0)
+                unreadable.append(path)
             dropped.append(path)
     if rng.random() < 0.5:
         (run.inbox / "meetings").symlink_to(outside)
@@ -182,9 +185,11 @@ def test_property_nothing_outside_the_inbox_ever_changes(watch_run, tmp_path, se
     assert code in (0, 1), run.all_logs()
     assert {p: digest(p) for p in outside.iterdir()} == checksums, "a file outside the inbox changed"
     jobs = run.jobs()
-    # root reads mode-000 files, so here every dropped regular file is transcribed or quarantined
+    # root reads mode-000 files; any other user leaves them in the inbox, untouched
+    left = set() if is_root() else {p.name for p in unreadable}
     finished = {j["name"] for j in jobs if j["state"] in ("done", "quarantined")}
-    assert finished == {p.name for p in dropped}, run.all_logs()
+    assert finished == {p.name for p in dropped} - left, run.all_logs()
+    assert all(os.path.lexists(run.inbox / name) for name in left)
     assert all(j["state"] in ("done", "quarantined", "abandoned") for j in jobs)
     assert not any(p.is_file() for p in (run.workdir / "spool").rglob("*")), "an original was left in the spool"
     db = sqlite3.connect(run.workdir / "ledger.sqlite3")

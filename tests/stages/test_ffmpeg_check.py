@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from pipeline.audio import bundled_ffmpeg, resolve_ffmpeg
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError, EnvironmentFault
+from tests.conftest import fake_ffmpeg
 from pipeline.ffmpeg_check import check_ffmpeg, chain_expressions, describe_ffmpeg, version_numbers
 
 SYSTEM = shutil.which("ffmpeg")
@@ -56,13 +56,6 @@ def test_the_system_ffmpeg_passes_the_check():
 def test_the_check_runs_every_filter_the_filter_stages_produce():
     expressions = {(stage, name) for stage, (name, _) in chain_expressions()}
     assert {("normalize", "ebur128"), ("normalize", "volume"), ("highpass", "highpass"), ("resample", "aresample")} <= expressions
-
-
-def fake_ffmpeg(tmp_path: Path, body: str) -> str:
-    script = tmp_path / "ffmpeg"
-    script.write_text(f"#!/bin/sh\nREAL='{bundled_ffmpeg()}'\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
 
 
 def test_an_old_ffmpeg_that_refuses_an_ebur128_option_is_reported_with_the_fix(tmp_path):

@@ -24,7 +24,7 @@ from pipeline.process import Processor
 from pipeline.runner import Chain
 from stages.normalize import Normalize, NormalizeOptions
 from stages.resample import Resample
-from tests.conftest import SPEECH_EN, ffmpeg, tone, write_wav
+from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
 
@@ -154,16 +154,6 @@ def test_disk_full_while_decoding_is_an_environment_fault(tmp_path):
     message = caught.value.message
     assert "No space left on device" in message and "not the recording" in message
     assert "could not decode" not in message
-
-
-def fake_ffmpeg(tmp_path: Path, body: str) -> str:
-    """A shell script standing in for a broken or limited ffmpeg; ``$REAL`` runs the real one."""
-    from pipeline.audio import ffmpeg_exe
-
-    script = tmp_path / "fake-ffmpeg"
-    script.write_text(f"#!/bin/sh\nREAL='{ffmpeg_exe()}'\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return str(script)
 
 
 def test_an_ffmpeg_killed_by_a_signal_is_an_environment_fault(tmp_path):
