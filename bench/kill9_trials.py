@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.integration.conftest import FORMATS, WatchRun, base_config, cheap_wav, wait_for  # noqa: E402
+from tests.harness import FORMATS, WatchRun, base_config, cheap_wav, wait_for  # noqa: E402
 
 SPEECH = REPO / "tests" / "data" / "speech_en.wav"
 

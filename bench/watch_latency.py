@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.integration.conftest import WatchRun, base_config, cheap_wav, wait_for  # noqa: E402
+from tests.harness import WatchRun, base_config, cheap_wav, wait_for  # noqa: E402
 
 
 def measure(mode: str, settle: float, poll: float, samples: int, root: Path) -> dict:

@@ -13,6 +13,7 @@ import soundfile
 
 from pipeline.audio import bundled_ffmpeg, ffmpeg_exe
 from pipeline.config import Settings, parse_config
+from tests.unprivileged import make_shared_tree
 
 DATA = Path(__file__).parent / "data"
 SPEECH_EN = DATA / "speech_en.wav"
@@ -104,3 +105,28 @@ def fake_ffmpeg(tmp_path: Path, body: str, name: str = "fake-ffmpeg") -> str:
     script.write_text(f"#!/bin/sh\nREAL='{ffmpeg_exe()}'\n{body}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
+
+
+def run_chain(path: Path, rate: int, stages, tmp_path: Path):
+    """Run ``stages`` on ``path`` with real ffmpeg; returns (samples, rate, job)."""
+    from pipeline.audio import Audio
+    from pipeline.job import Job
+    from pipeline.runner import Chain
+
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    job = Job(source=path)
+    job.audio = Audio(source=path, workdir=work, source_rate=rate)
+    Chain(stages).run(job)
+    samples, out_rate = job.audio.samples()
+    return np.array(samples), out_rate, job
+
+
+def snr_against(clean: np.ndarray, processed: np.ndarray) -> float:
+    return 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((processed - clean).astype(np.float64) ** 2))
+
+
+@pytest.fixture
+def shared_tree():
+    """A temp folder the unprivileged user of tests/unprivileged.py can enter and write."""
+    yield from make_shared_tree()

@@ -17,8 +17,6 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import pytest
-
 NOBODY = pwd.getpwnam("nobody")
 
 
@@ -72,8 +70,7 @@ def give_to_user(*paths: Path) -> None:
                 os.chown(os.path.join(root, name), NOBODY.pw_uid, NOBODY.pw_gid, follow_symlinks=False)
 
 
-@pytest.fixture
-def shared_tree():
+def make_shared_tree():
     """A temp folder outside pytest's private (0700) tmp root, owned by the unprivileged user."""
     base = Path(tempfile.mkdtemp(prefix="hushdrop-user-"))
     os.chmod(base, 0o755)

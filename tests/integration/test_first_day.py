@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import fake_ffmpeg
-from tests.integration.conftest import REPO, cheap_wav, hushdrop, make_config
+from tests.harness import REPO, cheap_wav, hushdrop, make_config
 
 
 def test_watch_refuses_to_start_with_an_ffmpeg_that_lacks_an_option(watch_run, tmp_path):

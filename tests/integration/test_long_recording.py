@@ -9,7 +9,7 @@ import resource
 import pytest
 
 from tests.conftest import SPEECH_EN, ffmpeg
-from tests.integration.conftest import hushdrop, make_config
+from tests.harness import hushdrop, make_config
 
 
 # the noise is seeded so a run can be repeated exactly; set another seed to try other noise

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, wer, words, write_wav
-from tests.integration.conftest import hushdrop, make_config
+from tests.harness import hushdrop, make_config
 
 
 def prefix_wer(hypothesis: str) -> float:

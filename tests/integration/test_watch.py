@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import SPEECH_EN, ffmpeg
-from tests.integration.conftest import FORMATS, REPO, cheap_wav, sha, wait_for
+from tests.harness import FORMATS, REPO, cheap_wav, sha, wait_for
 
 ALL = set(FORMATS)
 

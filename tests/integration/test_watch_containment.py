@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cheap_wav, hushdrop, wait_for
+from tests.harness import cheap_wav, hushdrop, wait_for
 from tests.unprivileged import is_root
 
 

@@ -24,8 +24,8 @@ from pipeline.ledger import ABANDONED, CLAIMED, FAILED, PROCESSING, QUARANTINED,
 from pipeline.names import NAME_MAX, display_name, safe_name, safe_stem
 from pipeline.recovery import remove_strays
 from pipeline.watcher import BLOCKED, REFUSED, TAKEN, Watcher
-from tests.integration.conftest import cheap_wav, wait_for
-from tests.unprivileged import give_to_user, run_unprivileged, shared_tree  # noqa: F401 - fixture
+from tests.harness import cheap_wav, wait_for
+from tests.unprivileged import give_to_user, run_unprivileged
 
 
 def make(root: Path, **top):

@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import OriginalsPolicy
 from pipeline.fsutil import identity_of
 from pipeline.retention import RetentionError, apply_policy, delete, overwrite_with_random, shred
-from tests.unprivileged import give_to_user, run_unprivileged, shared_tree  # noqa: F401 - fixture
+from tests.unprivileged import give_to_user, run_unprivileged
 
 
 def digest(path) -> str:

@@ -5,32 +5,18 @@ Every test runs with each ffmpeg present (the bundled one, and the system's when
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyloudnorm
 import pytest
 
-from pipeline.audio import Audio
-from pipeline.job import Job
-from pipeline.runner import Chain
 from stages.denoise import Denoise, DenoiseOptions, estimate_snr_db
 from stages.highpass import Highpass, HighpassOptions, butterworth_q_values
 from stages.normalize import Normalize, NormalizeOptions
 from stages.resample import Resample
-from tests.conftest import load_speech, tone, write_wav
+from tests.conftest import load_speech, run_chain, snr_against, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
-
-
-def run_chain(path: Path, rate: int, stages, tmp_path: Path) -> tuple[np.ndarray, int, Job]:
-    work = tmp_path / "work"
-    work.mkdir(exist_ok=True)
-    job = Job(source=path)
-    job.audio = Audio(source=path, workdir=work, source_rate=rate)
-    Chain(stages).run(job)
-    samples, out_rate = job.audio.samples()
-    return np.array(samples), out_rate, job
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -126,10 +112,6 @@ def noisy_speech(snr_db: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     noise = np.random.default_rng(seed).standard_normal(len(clean)).astype(np.float32)
     noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
     return clean, clean + noise
-
-
-def snr_against(clean: np.ndarray, processed: np.ndarray) -> float:
-    return 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((processed - clean).astype(np.float64) ** 2))
 
 
 def test_denoise_improves_5db_white_noise_by_6db(tmp_path):

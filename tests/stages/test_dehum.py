@@ -8,8 +8,7 @@ import pytest
 from scipy.signal import sosfilt
 
 from stages.dehum import Dehum, DehumOptions, find_hum, notch_sections, settled_state
-from tests.conftest import ffmpeg, load_speech, write_wav
-from tests.stages.test_audio_stages import run_chain, snr_against
+from tests.conftest import ffmpeg, load_speech, run_chain, snr_against, write_wav
 
 RATE = 16000
 
@@ -79,7 +78,7 @@ def test_dehum_off_and_forced_mains(tmp_path):
     assert find_hum(noisy, RATE, DehumOptions(mains_hz=50)) is None  # 60 Hz hum has no 50 Hz harmonics below 300 Hz
 
 
-def eight_channel_192k(tmp_path, name: str, sources: str) -> "Path":
+def eight_channel_192k(tmp_path, name: str, sources: str):
     """An 8-channel 192 kHz 24-bit WAV made by ffmpeg from lavfi ``sources`` (one mono signal on every channel)."""
     path = tmp_path / name
     ffmpeg("-f", "lavfi", "-i", sources, "-af", "pan=7.1|" + "|".join(f"c{i}=c0" for i in range(8)),
