@@ -4,7 +4,7 @@ The two systems
 ---------------
 ``chain``  the default profile of the repository's ``config.yaml`` run through
            ``pipeline.process.Processor.transcribe`` — the code ``hushdrop run`` runs
-           (normalize → highpass → resample → denoise → transcribe → grammar → tag),
+           (normalize → resample → dehum → denoise → transcribe → grammar → tag),
            without writing outputs or touching the file.
 ``bare``   the same Whisper base model object (the process's cached engine, CPU int8)
            with nothing before or after it: faster-whisper's own decoder

@@ -7,13 +7,13 @@ processed in blocks so memory stays bounded on long files.
 
 A stationary gate subtracts one noise spectrum everywhere, which is right for hiss,
 hum and fans but wrong for a background of other voices: their spectrum *is* a
-speech spectrum, and gating it cuts the talker's own words (on the benchmark's 5 dB
-babble it raised WER from 33 % to 43 %). So ``auto`` also checks that the background
-is steady: in the quietest frames, which are background alone, a steady noise has
-nearly constant energy (Gaussian noise in 30 ms frames: the 2nd and 10th
-percentiles lie ~0.2-0.3 dB apart), while babble rises and falls with syllables
-(2-7 dB). Above ``max_floor_spread_db`` (1.5 dB: five times the Gaussian spread, room
-for slowly drifting fans and hum) the recording is left as it is.
+speech spectrum, and gating it cuts the talker's own words (docs/benchmarks.md). So
+``auto`` also checks that the background is steady: in the quietest frames, which are
+background alone, a steady noise has nearly constant energy (the 2nd and 10th
+percentiles of Gaussian noise in 30 ms frames lie a fraction of a dB apart), while
+babble rises and falls with syllables by several dB. Above ``max_floor_spread_db`` (a
+few times the Gaussian spread, room for slowly drifting fans and hum) the recording is
+left as it is.
 """
 
 from __future__ import annotations

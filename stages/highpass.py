@@ -5,9 +5,8 @@ A Butterworth high-pass of the given order, built from cascaded second-order ffm
 6th order) takes a 50 Hz hum down by about 24 dB and leaves speech untouched.
 
 Not in the default chain: Whisper hears through rumble, and the filter changed its words
-on clean speech for the worse (held-out set: zh +2.1 CER points, a word in each of de,
-fr and it, though some of those clips carry up to half their power below 80 Hz). Add it
-for recordings dominated by rumble; mains hum is ``dehum``'s job.
+on clean speech for the worse (docs/benchmarks.md). Add it for recordings dominated by
+rumble; mains hum is ``dehum``'s job.
 """
 
 from __future__ import annotations

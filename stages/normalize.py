@@ -1,24 +1,18 @@
 """normalize: raises a too-quiet recording to a loudness target: measure (ffmpeg ebur128), then one gain.
 
 Only recordings quieter than ``raise_below_lufs`` are touched. Whisper gives the same
-words for the same speech anywhere from about −55 LUFS up (its features are scaled to
-each window's loudest frame), so a gain on a normally-levelled recording buys nothing
-and, because beam search flips a word on the smallest change of input, costs
-something: on the clean held-out set, normalising every clip to −23 LUFS cost yue 1.0
-CER point and a word each in fr and it (docs/benchmarks.md, ablation `normalize-all`). Below about −60 LUFS Whisper's
-features hit their fixed floor and it loses words (−65 LUFS: a third of them,
-−75 LUFS: all); that is what this stage is for.
+words for the same speech over a wide range of levels (its features are scaled to each
+window's loudest frame), so a gain on a normally-levelled recording buys nothing and,
+because beam search can flip a word on the smallest change of input, can cost
+something; far below that range its features hit their fixed floor and it loses words.
+That is what this stage is for (figures: docs/benchmarks.md).
 
 The measurement is an analysis pass that only reads (on the mono mix the engine will
-hear); the gain is fused into the one render with the other filter stages. The
-audio stays float32 from there to the engine, so a peak pushed above 0 dBFS is not
-clipped and no limiter is needed (a limiter would also pull the loudness below
-the target: −1 LU on speech normalised to −16 LUFS).
-
-This used to be ffmpeg's two-pass ``loudnorm``. Its analysis upsamples to 192 kHz to
-find true peaks and cost ~15 s on a 10-minute recording — a tenth of the engine's
-own time — while a linear gain is all its ``linear=true`` second pass applied anyway.
-``ebur128`` measures the same integrated loudness (BS.1770) in ~1.5 s.
+hear); the gain is fused into the one render with the other filter stages. The audio
+stays float32 from there to the engine, so a peak pushed above 0 dBFS is not clipped
+and no limiter is needed (a limiter would also pull the loudness below the target).
+``ebur128`` measures integrated loudness (BS.1770) without ``loudnorm``'s 192 kHz
+true-peak analysis, which this stage has no use for.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def test_fused_filters_cost_one_render(tmp_path):
     decodes = [s for s in job.stages if s.name == "decode"]
     assert out_rate == 16000
     assert len(decodes) == 1, "normalize+highpass+resample must share one ffmpeg render"
-    assert decodes[0].options["passes"] == 2  # loudnorm measures, then renders everything
+    assert decodes[0].options["passes"] == 2  # ebur128 measures, then one render does everything
 
 
 def noisy_speech(snr_db: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
