@@ -37,7 +37,7 @@ from pathlib import Path
 from pipeline.config import OriginalsPolicy, Profile, Settings
 from pipeline.fsutil import free_name, move_file
 from pipeline.names import display_name, safe_name, safe_stem
-from pipeline.intake import clean_spool_dir, write_error_note
+from pipeline.intake import clean_spool_dir, profile_folder, write_error_note
 from pipeline.job import Job
 from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
 from pipeline.logs import job_log
@@ -163,7 +163,7 @@ def retire_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
 
 def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: str, settings: Settings) -> str:
     profile = settings.profiles.get(row.profile)
-    folder = settings.inbox / profile.folder if profile and profile.folder else settings.inbox
+    folder = profile_folder(settings, profile) if profile else settings.inbox
     if fault == ENVIRONMENT:
         advice = (
             f"The recording itself is probably fine: the machine kept failing for {settings.environment_retry_hours:g} h\n"
