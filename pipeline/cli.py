@@ -111,6 +111,21 @@ def cmd_watch(args) -> int:
     return watch(settings, once=args.once)
 
 
+def cmd_web(args) -> int:
+    from pipeline.web.server import WebError, serve, set_password
+
+    if args.set_password:
+        path = Path(args.config).expanduser().resolve()
+        try:
+            set_password(path)
+        except WebError as exc:
+            console.print(f"error: {exc}", style="red", markup=False)
+            return 2
+        out.print(f"[green]✓[/] web.password_hash written to {path}; restart the page for it to take effect")
+        return 0
+    return serve(_load(args), args.listen)
+
+
 def cmd_status(args) -> int:
     import json
 
@@ -224,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="process what is there now, then exit")
     watch.add_argument("--log-format", choices=["text", "json"], help="override the config's log_format")
     watch.set_defaults(func=cmd_watch)
+
+    web = sub.add_parser("web", parents=[common], help="serve the web page: upload, record, queue, results, search")
+    web.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: web.listen, 127.0.0.1:8765)")
+    web.add_argument("--set-password", action="store_true", help="ask for a password and write its scrypt hash into the config")
+    web.set_defaults(func=cmd_web)
 
     status = sub.add_parser("status", parents=[common], help="what the watcher is doing: queue, running jobs, recent results")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -114,7 +114,7 @@ def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]
             break
         if message[0] == "stop":
             break
-        _, job_id, path, profile_name = message
+        _, job_id, path, profile_name, language = message
         profile = settings.profile(profile_name)
         names = [spec.name for spec in profile.chain]
         last = [0.0]
@@ -130,7 +130,7 @@ def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]
         logger = job_log(job_id)
         started = time.perf_counter()
         try:
-            job = processor.transcribe(Path(path), profile, progress)
+            job = processor.transcribe(Path(path), profile, progress, language=language)
         except StageError as exc:
             logger.info("failed in %s: %s", exc.stage, exc.message)
             fault = ENVIRONMENT if isinstance(exc, EnvironmentFault) else TRANSIENT if exc.retryable else RECORDING
@@ -391,7 +391,7 @@ class Executor:
             row = self.ledger.start(row.id, worker.owner)
             worker.job_id = row.id
             try:
-                worker.conn.send(("job", row.id, str(row.spool_path), row.profile))
+                worker.conn.send(("job", row.id, str(row.spool_path), row.profile, row.language))
             except OSError:
                 worker.job_id = None
                 self.ledger.release(row.id, count_attempt=False)

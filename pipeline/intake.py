@@ -255,6 +255,7 @@ def _claim_open_file(
     job_id = ledger.add(
         profile=profile.name, name=name, inbox_path=path, spool_path=spool,
         size=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
+        language=ledger.upload_language(path, st),  # an upload's choice on the web page
     )
     logger = job_log(job_id)
     try:
@@ -288,6 +289,7 @@ def _claim_open_file(
         job_id, CLAIMED, expect=SEEN, content_hash=content_hash,
         size=landed.st_size, mtime_ns=landed.st_mtime_ns, device=landed.st_dev, inode=landed.st_ino,
     )
+    ledger.forget_upload(path)
     logger.info("claimed %s (profile %s, %d bytes, sha256 %s…)", path, profile.name, landed.st_size, content_hash[:12])
     if incomplete:
         logger.warning("%s is shorter than its header declares: it was taken incomplete", path)

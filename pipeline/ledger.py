@@ -107,6 +107,19 @@ CREATE TABLE IF NOT EXISTS service (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- files the web page renamed into an inbox, with the language chosen for them; intake
+-- consults it when it claims the file (matched by path, inode, size and mtime), so the choice reaches
+-- the job through the ledger, never through the file name
+CREATE TABLE IF NOT EXISTS uploads (
+    inbox_path TEXT PRIMARY KEY,
+    profile    TEXT NOT NULL,
+    language   TEXT,
+    device     INTEGER NOT NULL,
+    inode      INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -117,6 +130,7 @@ _ADDED_COLUMNS = {
     "env_failures": "INTEGER NOT NULL DEFAULT 0",
     "env_since": "REAL",
     "interruptions": "INTEGER NOT NULL DEFAULT 0",
+    "language": "TEXT",  # a per-job language override (an upload's choice); NULL: the profile's
 }
 
 
@@ -175,6 +189,7 @@ class JobRow:
     env_failures: int = 0
     env_since: float | None = None
     interruptions: int = 0
+    language: str | None = None
 
     @property
     def identity(self) -> tuple[int, int] | None:
@@ -405,6 +420,40 @@ class Ledger:
 
     def all(self) -> Iterator[JobRow]:
         yield from self._select("1")
+
+    def recent(self, limit: int) -> list[JobRow]:
+        """The newest ``limit`` jobs, newest first (the web page's queue)."""
+        return self._select("1", (), f"ORDER BY id DESC LIMIT {int(limit)}")
+
+    # -- uploads from the web page ---------------------------------------------------
+
+    def add_upload(self, inbox_path: Path, profile: str, language: str | None, st: os.stat_result) -> None:
+        """Record an upload (``st``: its file's stat) about to be renamed to ``inbox_path`` (before the rename)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (inbox_path, profile, language, device, inode, size, mtime_ns, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (os.fsencode(str(inbox_path)), profile, language, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, time.time()),
+            )
+
+    def upload_language(self, inbox_path: Path, st: os.stat_result) -> str | None:
+        """The language chosen for the upload that is this very file (same path, inode, size and mtime), or None."""
+        rows = self._read(
+            "SELECT language FROM uploads WHERE inbox_path = ? AND device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
+            (os.fsencode(str(inbox_path)), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+        )
+        return rows[0]["language"] if rows else None
+
+    def forget_upload(self, inbox_path: Path) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE inbox_path = ?", (os.fsencode(str(inbox_path)),))
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """Uploads not claimed yet, newest first."""
+        return [
+            {**dict(r), "inbox_path": Path(_text(r["inbox_path"]))}
+            for r in self._read("SELECT * FROM uploads ORDER BY created_at DESC")
+        ]
 
     # -- service facts (heartbeat, model, device) --------------------------------
 

@@ -56,6 +56,7 @@ class Service:
         self.executor: Executor | None = None
         self.watcher: Watcher | None = None
         self.scheduler: Scheduler | None = None
+        self.web = None  # the web page's server thread (web.enabled)
         self._problems: dict[str, dict] = {}
         self.exit_code = 0
 
@@ -144,6 +145,8 @@ class Service:
         self.watcher = Watcher(settings, self._on_settled, once=self.once)
         self.watcher.start()
         self.heartbeat()
+        if settings.web.enabled:
+            self.web = start_web(settings)
         self.scheduler = scheduler = Scheduler(settings)
         scheduler.every(settings.rescan_seconds, self.watcher.rescan, "rescan")
         scheduler.every(1.0, lambda: requeue_due_retries(ledger, self.executor.wake), "retries")
@@ -181,6 +184,8 @@ class Service:
 
     def shutdown(self) -> None:
         log().info("stopping: no new files are taken; running jobs get %g s to finish", self.settings.shutdown_grace_seconds)
+        if self.web is not None:
+            self.web.stop()
         if self.watcher is not None:
             self.watcher.stop()
         if self.scheduler is not None:
@@ -197,6 +202,18 @@ class Service:
         if self.stopping.is_set():
             self.hurry.set()
         self.stopping.set()
+
+
+def start_web(settings: Settings):
+    """The web page in a thread of this service; without it (logged) the folder still works."""
+    from pipeline.errors import ConfigError
+    from pipeline.web.server import WebError, WebThread
+
+    try:
+        return WebThread(settings).start()
+    except (WebError, ConfigError) as exc:
+        log().error("the web page is not served: %s", exc)
+        return None
 
 
 def watch(settings: Settings, once: bool = False) -> int:

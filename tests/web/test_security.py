@@ -1,0 +1,199 @@
+"""Who may use the page: loopback by default, a password anywhere else, signed strict cookies,
+Origin and CSRF on every change, a limit on wrong passwords, and headers that keep the page
+to itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.web.security import SESSION_COOKIE, hash_password, verify_password
+from pipeline.web.server import set_yaml_password
+from tests.harness import REPO
+from tests.web.conftest import BASE, WebProcess, client_for, csrf_of, free_port, unsafe_headers, web_settings
+
+LAN = "http://192.0.2.10:8765"  # a documentation address: nothing is ever sent there
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def lan(tmp_path):
+    """The page on every address, with a password (a cheap scrypt cost keeps the test fast)."""
+    settings = web_settings(tmp_path / "site", {"listen": "0.0.0.0:8765", "password_hash": hash_password(PASSWORD, n=2**10)})
+    with client_for(settings, base_url=LAN) as client:
+        yield client
+
+
+def login(client, password=PASSWORD):
+    token = csrf_of(client, "/login")
+    return client.post("/login", data={"password": password, "csrf": token}, headers={"Origin": LAN})
+
+
+def test_scrypt_hashes_verify_and_differ_each_time():
+    first, second = hash_password("s3cret pass", n=2**10), hash_password("s3cret pass", n=2**10)
+    assert first.startswith("scrypt$1024$8$1$") and first != second
+    assert verify_password("s3cret pass", first) and verify_password("s3cret pass", second)
+    assert not verify_password("s3cret pasS", first)
+    assert not verify_password("x", "scrypt$garbage") and not verify_password("x", "md5$abc")
+
+
+def test_off_loopback_the_page_will_not_start_without_a_password(tmp_path):
+    settings = web_settings(tmp_path / "site", {"listen": "0.0.0.0:8765"})
+    with pytest.raises(ConfigError, match="needs a password"):
+        client_for(settings)
+    config = tmp_path / "site" / "config.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "web", "--listen", f"0.0.0.0:{free_port()}"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert proc.returncode == 2 and "--set-password" in proc.stderr
+
+
+def test_a_loopback_server_answers_only_to_loopback_host_names(client):
+    assert client.get("/").status_code == 200
+    assert client.get("/", headers={"Host": "localhost:8765"}).status_code == 200
+    assert client.get("/", headers={"Host": "[::1]:8765"}).status_code == 200
+    # a DNS-rebinding page reaches 127.0.0.1 under its own name: refused
+    rebound = client.get("/api/jobs", headers={"Host": "attacker.example:8765"})
+    assert rebound.status_code == 421 and "jobs" not in rebound.text
+
+
+def test_off_loopback_everything_but_health_needs_the_password(lan):
+    assert lan.get("/healthz").json() == {"status": "ok"}
+    page = lan.get("/")
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    for path in ("/api/jobs", "/api/search?q=x", "/api/jobs/1", "/jobs/1/files/a.txt", "/readyz", "/metrics"):
+        assert lan.get(path).status_code in (401, 303), path
+    login_page = lan.get("/login")
+    assert login_page.status_code == 200 and 'type="password"' in login_page.text
+    assert 'id="cleartext"' in login_page.text  # no TLS: it says the password crosses the network in clear
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_gives_a_strict_httponly_cookie(lan):
+    wrong = login(lan, "not it")
+    assert wrong.status_code == 401 and 'id="login-error"' in wrong.text
+    right = login(lan)
+    assert right.status_code == 303 and right.headers["location"] == "/"
+    cookie = next(c for c in right.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/"} <= flags
+    assert lan.get("/").status_code == 200
+    assert lan.get("/api/jobs").status_code == 200
+
+
+def test_a_tampered_or_foreign_session_cookie_is_not_a_login(lan, tmp_path):
+    assert login(lan).status_code == 303
+    value = lan.cookies.get(SESSION_COOKIE)
+    payload, _, signature = value.rpartition(".")
+    lan.cookies.clear()
+    lan.cookies.set(SESSION_COOKIE, payload + "." + signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB"))
+    assert lan.get("/api/jobs").status_code == 401
+    # a cookie signed by another installation's key is worthless here
+    other = web_settings(tmp_path / "other", {"listen": "0.0.0.0:8765", "password_hash": hash_password(PASSWORD, n=2**10)})
+    with client_for(other, base_url=LAN) as elsewhere:
+        assert login(elsewhere).status_code == 303
+        lan.cookies.clear()
+        lan.cookies.set(SESSION_COOKIE, elsewhere.cookies.get(SESSION_COOKIE))
+    assert lan.get("/api/jobs").status_code == 401
+
+
+def test_changing_the_password_ends_every_session(lan, tmp_path):
+    assert login(lan).status_code == 303
+    cookie = lan.cookies.get(SESSION_COOKIE)
+    settings = lan.app.state.web.settings
+    changed = settings.model_copy(update={"web": settings.web.model_copy(update={"password_hash": hash_password("another one", n=2**10)})})
+    with client_for(changed, base_url=LAN) as after:
+        after.cookies.set(SESSION_COOKIE, cookie)
+        assert after.get("/api/jobs").status_code == 401
+
+
+def test_wrong_passwords_are_rate_limited(lan):
+    for _ in range(5):
+        assert login(lan, "guess").status_code == 401
+    limited = login(lan)  # even the right password, until the window passes
+    assert limited.status_code == 429 and 'id="login-error"' in limited.text
+    assert lan.get("/api/jobs").status_code == 401
+
+
+def test_every_change_needs_the_pages_origin_and_its_csrf_token(client):
+    token = csrf_of(client)
+    url = "/api/uploads?name=x.wav"
+    assert client.post(url, content=b"RIFF", headers={"X-CSRF-Token": token}).status_code == 403  # no Origin
+    assert client.post(url, content=b"RIFF", headers={"Origin": "http://evil.example", "X-CSRF-Token": token}).status_code == 403
+    assert client.post(url, content=b"RIFF", headers={"Origin": "null", "X-CSRF-Token": token}).status_code == 403
+    assert client.post(url, content=b"RIFF", headers={"Origin": BASE}).status_code == 403  # no token
+    assert client.post(url, content=b"RIFF", headers={"Origin": BASE, "X-CSRF-Token": "forged"}).status_code == 403
+    for method, path in (("PUT", "/api/jobs/1/transcript"), ("POST", "/api/jobs/1/retry"), ("POST", "/api/jobs/1/delete"),
+                         ("POST", "/logout")):
+        assert client.request(method, path, headers={"Origin": BASE}).status_code == 403, path
+    assert client.post(url, content=b"RIFF", headers=unsafe_headers(client, token)).status_code == 201
+
+
+def test_the_login_form_checks_origin_and_token_too(lan):
+    token = csrf_of(lan, "/login")
+    assert lan.post("/login", data={"password": PASSWORD, "csrf": token}).status_code == 403
+    assert lan.post("/login", data={"password": PASSWORD, "csrf": "forged"}, headers={"Origin": LAN}).status_code == 403
+    assert lan.get("/api/jobs").status_code == 401
+
+
+def test_every_response_keeps_the_page_to_itself(client):
+    for path in ("/", "/healthz", "/static/app.css", "/static/drop.js", "/search?q=x", "/no/such/page", "/api/jobs"):
+        response = client.get(path)
+        assert response.headers["content-security-policy"].startswith("default-src 'self'"), path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_metrics_and_readiness_are_for_this_machine_or_a_logged_in_user(lan):
+    assert lan.get("/metrics").status_code == 401
+    assert login(lan).status_code == 303
+    assert lan.get("/metrics").status_code == 200
+
+
+def test_set_password_writes_only_the_hash_and_keeps_the_comments(tmp_path):
+    text = "# my settings\ninbox: inbox  # the NAS share\nweb:\n  enabled: true  # serve it\n  listen: 0.0.0.0:8765\n"
+    new = set_yaml_password(text, "scrypt$1024$8$1$c2FsdA$aGFzaA")
+    assert "# the NAS share" in new and "# serve it" in new
+    assert yaml.safe_load(new)["web"] == {"enabled": True, "listen": "0.0.0.0:8765", "password_hash": "scrypt$1024$8$1$c2FsdA$aGFzaA"}
+    again = set_yaml_password(new, "scrypt$1024$8$1$b3RoZXI$b3RoZXI")
+    assert yaml.safe_load(again)["web"]["password_hash"] == "scrypt$1024$8$1$b3RoZXI$b3RoZXI"
+    assert again.count("password_hash") == 1
+    assert yaml.safe_load(set_yaml_password("profiles: {}\n", "scrypt$1$1$1$a$b"))["web"] == {"password_hash": "scrypt$1$1$1$a$b"}
+
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "web", "--set-password"],
+        input="a long enough password\n", capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stored = yaml.safe_load(config.read_text())["web"]["password_hash"]
+    assert verify_password("a long enough password", stored) and "a long enough password" not in config.read_text()
+    assert "# the NAS share" in config.read_text()
+
+
+def test_raw_dot_segments_reach_no_file_on_a_real_server(tmp_path):
+    """A client that does not fold "../" (curl --path-as-is, a script) gets nothing either."""
+    import socket
+
+    server = WebProcess(tmp_path / "site", {"profiles": {"default": {"originals": "shred"}}}).start()
+    (tmp_path / "site" / "secret.txt").write_text("SECRET")
+    try:
+        for target in ("/jobs/1/files/../../../config.yaml", "/static/../../../../config.yaml", "/static/../app.py",
+                       "/static/..%2f..%2fapp.py", "/jobs/1/files/..%2f..%2fsecret.txt", "//etc/passwd",
+                       "/jobs/1/original/../../secret.txt", "/%2e%2e/%2e%2e/secret.txt"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+                conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nConnection: close\r\n\r\n".encode())
+                reply = b""
+                while chunk := conn.recv(65536):
+                    reply += chunk
+            status = reply.split(b" ", 2)[1]
+            assert status in (b"404", b"400", b"422"), (target, reply[:200])
+            assert b"SECRET" not in reply and b"profiles" not in reply and b"root:" not in reply and b"def " not in reply, target
+    finally:
+        server.stop()
