@@ -44,7 +44,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-import ffmpeg
 import numpy as np
 
 from pipeline.errors import EnvironmentFault, RejectedInput, StageError
@@ -389,10 +388,7 @@ _TEST_TONE = "sine=frequency=440:sample_rate=48000:duration=1"
 
 def chain_problem(exe: str, chain: list[FilterExpression], rate: int = 16000, timeout: float = 60.0) -> str | None:
     """Run ``chain`` with ``exe`` on a generated one-second tone; ffmpeg's error line, or None if it works."""
-    stream = ffmpeg.input(_TEST_TONE, f="lavfi").audio
-    for name, options in chain:
-        stream = stream.filter(name, **options)
-    args = ffmpeg.output(stream, "-", f="null", acodec="pcm_f32le", ac=1, ar=rate).get_args()
+    args = ffmpeg_args(_TEST_TONE, {"f": "lavfi"}, chain, "-", {"f": "null", "acodec": "pcm_f32le", "ac": 1, "ar": rate})
     cmd = [exe, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", *args]
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -459,11 +455,36 @@ class RenderRecord:
     seconds: float
 
 
-def _filtered(source: str, input_kwargs: dict, chain: list[FilterExpression]):
-    stream = ffmpeg.input(source, **input_kwargs).audio
+_OPTION_SPECIAL = "\\'=:"  # escaped inside an option value, then the whole filter inside the graph
+_GRAPH_SPECIAL = "\\'[],;"
+
+
+def _escape(text: str, special: str) -> str:
+    return "".join("\\" + c if c in special else c for c in text)
+
+
+def filter_graph(chain: list[FilterExpression]) -> str:
+    """``chain`` as one ffmpeg filtergraph, each option value escaped as ffmpeg parses it."""
+    parts = []
     for name, options in chain:
-        stream = stream.filter(name, **options)
-    return stream
+        text = name
+        if options:
+            text += "=" + ":".join(_escape(str(k), _OPTION_SPECIAL) + "=" + _escape(str(v), _OPTION_SPECIAL) for k, v in options.items())
+        parts.append(_escape(text, _GRAPH_SPECIAL))
+    return ",".join(parts)
+
+
+def ffmpeg_args(source: str, input_options: dict, chain: list[FilterExpression], output: str, output_options: dict) -> list[str]:
+    """The arguments after the global flags: one input, its first audio stream through ``chain``, one output."""
+    args: list[str] = []
+    for key, value in input_options.items():
+        args += [f"-{key}", str(value)]
+    args += ["-i", source, "-map", "0:a:0"]
+    if chain:
+        args += ["-af", filter_graph(chain)]
+    for key, value in output_options.items():
+        args += [f"-{key}", str(value)]
+    return [*args, "-y", output]
 
 
 _WATCH_SECONDS = 0.25  # how often a running render's output and free space are checked
@@ -685,11 +706,7 @@ class Audio:
         chain = [e for f, m in zip(self.pending, measurements) for e in _as_list(f.expression(m))]
         self._ensure_room(int(self._expected_seconds() * target_rate * 4))
         out_path = self._next_path()
-        args = (
-            ffmpeg.output(_filtered(source, input_kwargs, chain), plain_file(out_path), f="f32le", acodec="pcm_f32le", ac=1, ar=target_rate)
-            .overwrite_output()
-            .get_args()
-        )
+        args = ffmpeg_args(source, input_kwargs, chain, plain_file(out_path), {"f": "f32le", "acodec": "pcm_f32le", "ac": 1, "ar": target_rate})
         try:
             self._run(args, "error", chain, target_rate, watch=True)
             if self.max_temp_bytes is not None and self._temp_bytes() > self.max_temp_bytes:
@@ -704,7 +721,7 @@ class Audio:
         self.pending = []
 
     def _analyse(self, source: str, input_kwargs: dict, chain: list[FilterExpression], audio_filter: AudioFilter) -> dict:
-        args = ffmpeg.output(_filtered(source, input_kwargs, chain), "-", f="null").get_args()
+        args = ffmpeg_args(source, input_kwargs, chain, "-", {"f": "null"})
         stderr = self._run(args, "info", chain, 16000, watch=False)
         return audio_filter.parse_measurement(stderr)
 

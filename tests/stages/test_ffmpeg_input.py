@@ -23,7 +23,7 @@ from pipeline.process import Processor
 from pipeline.runner import Chain
 from stages.normalize import Normalize, NormalizeOptions
 from stages.resample import Resample
-from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, tone, write_wav
+from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, run_chain, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
 
@@ -236,3 +236,16 @@ def test_ffmpegs_own_words_decide_whose_fault(stderr, expected):
     first_named = next(line for line in stderr.splitlines() if any(
         w in line for w in ("No space", "quota", "Read-only", "Permission", "Unrecognized", "invalid sync", "moov")))
     assert first_named.split("] ")[-1] in error.message
+
+
+def test_a_file_with_two_audio_tracks_decodes_its_first_even_with_no_filter_pending(tmp_path):
+    """A chain that asks for samples before any ffmpeg filter (dehum first) renders with an
+    empty filter chain; the first audio track must still be the one decoded."""
+    from stages.dehum import Dehum
+
+    path = tmp_path / "two tracks.mkv"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=16000:duration=3",
+           "-map", "0:a", "-map", "1:a", "-c:a", "pcm_s16le", str(path))
+    samples, rate, _ = run_chain(path, 16000, [Dehum()], tmp_path)
+    assert rate == 16000 and abs(len(samples) / rate - 2.0) < 0.05, "the first track (2 s), not the second (3 s)"
