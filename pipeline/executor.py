@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import shutil
 import signal
 import threading
 import time
@@ -38,7 +37,7 @@ from pipeline.finish import (
     RECORDING, ENVIRONMENT, TRANSIENT, commit_job, fail_job, fault_of_os_error, quarantine_job, resolve_interrupted,
     retire_original, skip_duplicate,
 )
-from pipeline.fsutil import sha256_file
+from pipeline.fsutil import empty_folder, sha256_file
 from pipeline.ledger import ABANDONED, ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
 from pipeline.logs import job_log, log
 from pipeline.retention import RetentionError
@@ -251,9 +250,7 @@ class Executor:
                     worker.process.join(5)
             self._workers.clear()
         # a killed worker could not remove its private temp audio; no worker is left to use any
-        if self.settings.tmp_root.is_dir():
-            for entry in self.settings.tmp_root.iterdir():
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+        empty_folder(self.settings.tmp_root)
 
     # -- the dispatcher thread -------------------------------------------------------
 

@@ -78,6 +78,20 @@ def private_tempdir(root: Path, prefix: str = "job-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def empty_folder(folder: Path) -> int:
+    """Remove everything inside ``folder`` (never following a link out of it); returns how many entries."""
+    removed = 0
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def random_name(length: int = 16) -> str:
     return secrets.token_hex(length // 2)
 

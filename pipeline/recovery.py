@@ -20,10 +20,10 @@ spool, and probe markers in the inbox.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.fsutil import empty_folder
 from pipeline.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
 from pipeline.intake import clean_spool_dir, finish_seen
 from pipeline.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
@@ -69,13 +69,7 @@ def remove_strays(settings: Settings, ledger: Ledger) -> int:
         for partial in folder.glob(".hushdrop-*.partial"):
             partial.unlink(missing_ok=True)
             removed += 1
-    if settings.tmp_root.is_dir():
-        for entry in settings.tmp_root.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed += 1
+    removed += empty_folder(settings.tmp_root)
     # spool folders of jobs that are no longer active: leftovers of a shred or an interrupted copy
     active = {row.spool_path.parent for row in ledger.in_state(*ACTIVE)}
     if settings.spool_dir.is_dir():
