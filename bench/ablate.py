@@ -85,6 +85,9 @@ VARIANTS = {
     "no-words": with_options("transcribe", word_timestamps=False),
     "no-halluc-skip": with_options("transcribe", engine_options={"hallucination_silence_threshold": None}),
     "cond-prev": with_options("transcribe", engine_options={"condition_on_previous_text": True}),
+    # language detected once per window (before 2026-11-22) instead of per 30 s piece
+    "no-multilingual": with_options("transcribe", engine_options={"multilingual": False}),
+    "batch8": with_options("transcribe", batch_size=8),
 }
 
 

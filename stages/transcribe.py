@@ -39,6 +39,11 @@ class TranscribeOptions(StageOptions):
     vad_speech_pad_ms: int = Field(400, ge=0, description="recorded audio kept on each side of a region")
     join_pause_ms: int = Field(0, ge=0, le=5000, description="digital silence put between two regions joined into one window")
     window_seconds: float = Field(600.0, ge=30.0, le=1200.0, description="longest audio sent in one call")
+    batch_size: int = Field(
+        1, ge=1, le=64,
+        description="whisper: decode this many ≤30 s pieces of a window per model call (faster-whisper's "
+        "batched pipeline); 1 decodes them one after another",
+    )
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
 
     @model_validator(mode="after")
@@ -118,7 +123,7 @@ class Transcribe(Stage):
             glossary=tuple(job.glossary),
             word_timestamps=self.options.word_timestamps,
             beam_size=self.options.beam_size,
-            options=dict(self.options.engine_options),
+            options=self._engine_options(),
         )
         try:
             results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress)
@@ -139,6 +144,12 @@ class Transcribe(Stage):
         if not transcript.segments:
             transcript.no_speech = True
             job.note("transcribe: the engine heard no words in the speech regions")
+
+    def _engine_options(self) -> dict:
+        options = dict(self.options.engine_options)
+        if self.options.engine == "whisper" and self.options.batch_size > 1:
+            options.setdefault("batch_size", self.options.batch_size)
+        return options
 
     def _speech_regions(self, samples: np.ndarray) -> list[tuple[int, int]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps

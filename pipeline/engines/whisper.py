@@ -70,6 +70,7 @@ class WhisperEngine(Engine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
+        self._pipeline = None  # BatchedInferencePipeline, made on first use
         self.capabilities = EngineCapabilities(
             languages=None,
             word_timestamps=True,
@@ -77,6 +78,13 @@ class WhisperEngine(Engine):
             devices=("cpu", "cuda"),
             max_window_s=600.0,
         )
+
+    def _batched(self):
+        if self._pipeline is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._pipeline = BatchedInferencePipeline(self.model)
+        return self._pipeline
 
     def describe(self) -> dict[str, Any]:
         if self.model_sha256 is None:  # a model of the user's: hashed once, not per job
@@ -109,11 +117,39 @@ class WhisperEngine(Engine):
             vad_filter=False,  # the transcribe stage has already cut out non-speech
             condition_on_previous_text=False,  # stops one bad window from poisoning the next
             hotwords=glossary,
+            # language auto: detect it on every 30 s piece, not once per window. A recording
+            # that changes language (a meeting, an interview, joined voice memos) was decoded
+            # under the first piece's language; Whisper then fails its checks on the other
+            # pieces and re-decodes each at up to five temperatures: the multilingual slowdown
+            # (10-min mixed file: 1.20x bare's CPU time before, 0.70x with this; docs/benchmarks.md).
+            # The held-out clips, one language each, come out word for word the same.
+            multilingual=request.language is None,
         )
-        if request.word_timestamps:
-            options["hallucination_silence_threshold"] = 2.0
+        # no ``hallucination_silence_threshold``: it skips a silent gap of more than 2 s before
+        # a suspected hallucination, and the VAD has already cut every such gap out of the
+        # window. What it still did was re-decode real speech that merely looked unlikely
+        # (another language, a mumble) from one second further on: measured at 2x the engine's
+        # time on a mixed-language file once, at nothing another time; the held-out set gives
+        # the same words without it (docs/benchmarks.md)
         options.update(request.options)
-        segments_iter, info = self.model.transcribe(np.ascontiguousarray(audio, dtype=np.float32), **options)
+        batch_size = int(options.pop("batch_size", 1) or 1)
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if batch_size > 1:
+            # faster-whisper's batched pipeline: Silero VAD cuts the window into pieces of at
+            # most 30 s at its pauses and the model decodes ``batch_size`` pieces per call.
+            # Each piece is decoded on its own (never conditioned on the one before, at the
+            # first temperature only), so these two options do not apply. Not the default: on a
+            # 2-core CPU it was 1.75x faster than bare but lost whole sentences (60-min English:
+            # WER 9.2 % against 3.5 % bare and 4.2 % sequential).
+            options.pop("condition_on_previous_text", None)
+            options.pop("hallucination_silence_threshold", None)
+            options["vad_filter"] = True
+            # timestamp tokens, as in sequential decoding: a piece comes back as sentences,
+            # not as one segment of up to 30 s that the region table could not split
+            options.setdefault("without_timestamps", False)
+            segments_iter, info = self._batched().transcribe(audio, batch_size=batch_size, **options)
+        else:
+            segments_iter, info = self.model.transcribe(audio, **options)
         segments: list[Segment] = []
         for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
             words = [

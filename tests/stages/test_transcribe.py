@@ -153,8 +153,22 @@ def test_speech_far_apart_in_one_window_stays_in_its_own_region(tmp_path, word_t
     """
     from stages.transcribe import TranscribeOptions
 
+    _check_far_apart_utterances(tmp_path, TranscribeOptions(word_timestamps=word_timestamps))
+
+
+@pytest.mark.parametrize("word_timestamps", [True, False], ids=["words", "no-words"])
+def test_batched_decoding_keeps_each_utterance_in_its_own_region(tmp_path, word_timestamps):
+    """``batch_size`` > 1 (faster-whisper's batched pipeline, its own ≤30 s VAD pieces) comes
+    back on the recording's clock through the same region table."""
+    from stages.transcribe import TranscribeOptions
+
+    _check_far_apart_utterances(tmp_path, TranscribeOptions(word_timestamps=word_timestamps, batch_size=8))
+
+
+def _check_far_apart_utterances(tmp_path, options) -> None:
+    word_timestamps = options.word_timestamps
     job = _two_utterances_far_apart(tmp_path)
-    Transcribe(TranscribeOptions(word_timestamps=word_timestamps)).run(job)
+    Transcribe(options).run(job)
     t = job.transcript
     regions = t.speech_regions
     assert len(regions) == 2 and regions[0][1] < 20 and regions[1][0] > 290, regions
@@ -172,6 +186,43 @@ def test_speech_far_apart_in_one_window_stays_in_its_own_region(tmp_path, word_t
         heard = " ".join(s.text for s in t.segments if lo - 0.01 <= s.start <= hi).lower()
         assert "tomatoes" in heard, (lo, hi, described)
         if word_timestamps:  # words date each sentence exactly; without them see map_segment
-            assert heard.startswith("good morning"), (lo, hi, described)
+            # (spaces ignored: the engine sometimes writes "Goodmorning" for the same samples)
+            assert heard.replace(" ", "").startswith("goodmorning"), (lo, hi, described)
     starts = [s.start for s in t.segments]
     assert starts == sorted(starts)
+
+
+def _capture_engine_options(monkeypatch):
+    from types import SimpleNamespace
+
+    engine = load_engine(EngineSpec())
+    seen: list[dict] = []
+
+    def fake(audio, **options):
+        seen.append(options)
+        return iter([]), SimpleNamespace(language="en", language_probability=1.0)
+
+    monkeypatch.setattr(engine.model, "transcribe", fake)
+    return engine, seen
+
+
+def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
+    """Language auto: Whisper detects it on every 30 s piece (a recording that changes
+    language is not decoded under the first piece's); a forced language stays forced."""
+    from pipeline.engines import DecodeRequest
+
+    engine, seen = _capture_engine_options(monkeypatch)
+    window = [np.zeros(16000, dtype=np.float32)]
+    engine.transcribe(window, DecodeRequest(language=None))
+    engine.transcribe(window, DecodeRequest(language="zh"))
+    assert seen[0]["multilingual"] is True and seen[0]["language"] is None
+    assert seen[1]["multilingual"] is False and seen[1]["language"] == "zh"
+
+
+def test_batch_size_reaches_the_engine_only_for_whisper_batching():
+    from stages.transcribe import TranscribeOptions
+
+    assert "batch_size" not in Transcribe(TranscribeOptions())._engine_options()
+    assert Transcribe(TranscribeOptions(batch_size=8))._engine_options()["batch_size"] == 8
+    with pytest.raises(ValueError):
+        TranscribeOptions(batch_size=0)
