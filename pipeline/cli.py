@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -74,7 +75,7 @@ def cmd_run(args) -> int:
                 outcome = processor.process(path, profile, on_progress, originals)
             except RetentionError as exc:
                 failures += 1
-                console.print(f"[red]✗ {path}[/]: {exc}", markup=False)
+                console.print(f"[red]✗ {escape(str(path))}[/]: {escape(str(exc))}")
                 continue
             except HushdropError as exc:
                 failures += 1

@@ -335,12 +335,15 @@ def folder_overlaps(settings: Settings) -> list[str]:
         if profile.originals.move_to is not None:
             named.append((f"profiles.{profile.name}.originals.move", profile.originals.move_to))
     problems = []
-    for i, (a_key, a) in enumerate(named):
-        for b_key, b in named[i + 1:]:
-            if a_key == "workdir" and b_key != "inbox" and b_key != "outbox" and b.is_relative_to(a) and a != b:
-                continue  # the spool and a move target may live inside the workdir (the defaults do)
-            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-                problems.append(f"{a_key} ({a}) and {b_key} ({b}) overlap: give each its own folder")
+    for i, (a_key, a_named) in enumerate(named):
+        for b_key, b_named in named[i + 1:]:
+            # as written, and as the filesystem resolves them (a link to the inbox is the inbox)
+            for a, b in ((a_named, b_named), (Path(os.path.realpath(a_named)), Path(os.path.realpath(b_named)))):
+                if a_key == "workdir" and b_key != "inbox" and b_key != "outbox" and b.is_relative_to(a) and a != b:
+                    continue  # the spool and a move target may live inside the workdir (the defaults do)
+                if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                    problems.append(f"{a_key} ({a_named}) and {b_key} ({b_named}) overlap: give each its own folder")
+                    break
     return problems
 
 

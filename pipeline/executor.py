@@ -43,6 +43,8 @@ from pipeline.logs import job_log, log
 from pipeline.retention import RetentionError
 
 _PR_SET_PDEATHSIG = 1
+# a claimed original still being written this many settle periods later is set aside
+MAX_CHANGES_AFTER_CLAIM = 20
 
 
 def _die_with_parent(parent: int) -> None:
@@ -178,6 +180,7 @@ class Executor:
         self._draining = threading.Event()
         self._hold: dict[int, float] = {}  # job id → not before (a spool file that changed after its claim)
         self._missing: dict[int, int] = {}  # job id → times its spool file was found missing
+        self._changed: dict[int, int] = {}  # job id → times its spool file changed after the claim
         self._thread: threading.Thread | None = None
         self._start_failures = 0  # workers in a row that died before they were ready
         self._respawn_at: dict[int, float] = {}  # slot → monotonic time a replacement may start
@@ -423,6 +426,15 @@ class Executor:
         self._missing.pop(row.id, None)
         if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
             # still being written after its claim (a writer that paused longer than the settle period)
+            changes = self._changed[row.id] = self._changed.get(row.id, 0) + 1
+            if changes > MAX_CHANGES_AFTER_CLAIM:
+                self._changed.pop(row.id, None)
+                quarantine_job(
+                    self.settings, self.ledger, row, "intake",
+                    f"it kept changing after it was taken ({changes} times): the program writing it still has it "
+                    f"open. Let that program finish, then drop the file again", RECORDING,
+                )
+                return False
             self.ledger.set(row.id, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=None)
             self._hold[row.id] = time.monotonic() + profile.settle_seconds
             job_log(row.id).warning("changed after it was claimed; waiting for it to settle")

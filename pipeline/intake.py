@@ -103,15 +103,15 @@ def inbox_link_problem(settings: Settings) -> str | None:
 
 @contextmanager
 def opened_profile_folder(settings: Settings, profile: Profile) -> Iterator[int]:
-    """A descriptor of the profile's folder, opened from the inbox one component at a time
-    without following a link; raises InboxUnsafe where one is a link or not a folder."""
+    """A descriptor of the profile's folder, opened from ``/`` one component at a time without
+    following a link — the inbox's own ancestors included, so a folder above the inbox swapped
+    for a link while hushdrop runs is refused too; raises InboxUnsafe where one is a link or
+    not a folder."""
+    fd = os.open("/", _DIR_FLAGS)
     try:
-        fd = os.open(settings.inbox, _DIR_FLAGS)
-    except OSError as exc:
-        raise InboxUnsafe(_unsafe_reason(settings.inbox, exc)) from None
-    try:
-        here = settings.inbox
-        for part in profile.folder.split("/") if profile.folder else ():
+        here = Path("/")
+        parts = [*settings.inbox.parts[1:], *(profile.folder.split("/") if profile.folder else ())]
+        for part in parts:
             here = here / part
             try:
                 inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -269,6 +269,8 @@ def _claim_open_file(
     except (ClaimLost, OSError) as exc:  # nothing was moved: the file stays in the inbox
         ledger.transition(job_id, ABANDONED, expect=SEEN, error=str(exc))
         _remove_empty(spool.parent)
+        if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
+            raise ClaimRefused("it is a mount point (something is mounted on it), not a file hushdrop may take") from exc
         if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
             raise InboxBlocked(f"cannot move {path} into the spool: {exc.strerror}") from exc
         raise ClaimLost(str(exc)) from exc

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.fsutil import empty_folder
+from pipeline.retention import RetentionError
+from pipeline.watcher import remove_probe_markers
 from pipeline.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
 from pipeline.intake import clean_spool_dir, finish_seen
 from pipeline.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
@@ -39,14 +41,20 @@ def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:
         row = resolve_interrupted(settings, ledger, row)
         counts["committed" if row.state == COMMITTED else "rerun"] += 1
     for row in ledger.in_state(COMMITTED):
-        retire_original(settings, ledger, row)
-        counts["retired"] += 1
+        try:
+            retire_original(settings, ledger, row)
+            counts["retired"] += 1
+        except (OSError, RetentionError) as exc:  # the outputs are safe; it is tried again next start
+            log().error("job %d: could not retire the original %s: %s", row.id, row.spool_path, exc)
     for row in ledger.in_state(QUARANTINED):
         if os.path.lexists(row.spool_path) or (
             row.quarantine_path and not Path(f"{row.quarantine_path}.error.txt").exists()
         ):
-            finish_quarantine(row)
-            counts["quarantined"] += 1
+            try:
+                finish_quarantine(row)
+                counts["quarantined"] += 1
+            except OSError as exc:  # the original stays in the spool; tried again next start
+                log().error("job %d: could not finish its quarantine: %s", row.id, exc)
     counts["strays"] = remove_strays(settings, ledger)
     if any(counts.values()):
         log().info("recovery: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
@@ -61,8 +69,8 @@ def remove_strays(settings: Settings, ledger: Ledger) -> int:
     if settings.quarantine.is_dir():
         folders += [p for p in settings.quarantine.iterdir() if p.is_dir() and not p.is_symlink()]
     for folder in dict.fromkeys(folders):
-        if not folder.is_dir():
-            continue
+        if not folder.is_dir() or folder.is_symlink():
+            continue  # never clean up inside a folder reached through a link
         for temp in folder.glob(".hushdrop-*.tmp"):
             temp.unlink(missing_ok=True)
             removed += 1
@@ -85,7 +93,5 @@ def remove_strays(settings: Settings, ledger: Ledger) -> int:
                     continue
                 clean_spool_dir(job_dir)
                 removed += 1
-    for probe in settings.inbox.glob(".hushdrop-probe-*") if settings.inbox.is_dir() else ():
-        probe.unlink(missing_ok=True)
-        removed += 1
+    removed += remove_probe_markers(settings.inbox)
     return removed

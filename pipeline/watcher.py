@@ -21,6 +21,7 @@ changes. A profile folder that is a symbolic link is never listed or taken from.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -67,6 +68,26 @@ def filesystem_type(path: Path) -> str:
         return ""
 
 
+PROBE_TEXT = b"hushdrop probe\n"
+
+
+def remove_probe_markers(folder: Path) -> int:
+    """Remove the marker files an interrupted probe left: only regular files with hushdrop's
+    marker name and content, so nobody else's file (or folder) is ever taken for one."""
+    removed = 0
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".hushdrop-probe-*"):
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size == len(PROBE_TEXT) and path.read_bytes() == PROBE_TEXT:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def events_work(folder: Path, timeout: float = 2.0) -> bool:
     """Probe: does an inotify observer on ``folder`` see a marker file we create?"""
     seen = threading.Event()
@@ -86,7 +107,7 @@ def events_work(folder: Path, timeout: float = 2.0) -> bool:
         return False
     try:
         try:
-            marker.write_bytes(b"hushdrop probe\n")
+            marker.write_bytes(PROBE_TEXT)
         except OSError as exc:  # a read-only inbox: claims will be refused loudly; events still arrive
             log().warning("cannot write a probe file in %s (%s); assuming inotify works", folder, exc.strerror)
             return True
@@ -168,8 +189,7 @@ class Watcher:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     log().error("cannot create the folder of profile %s, %s: %s", profile.name, folder, exc.strerror)
-        for stray in self.settings.inbox.glob(".hushdrop-probe-*"):
-            stray.unlink(missing_ok=True)
+        remove_probe_markers(self.settings.inbox)
         self.mode, why = choose_mode(self.settings)
         if self.mode == "polling":
             self._observer = PollingObserver(timeout=self.settings.poll_seconds)

@@ -399,3 +399,98 @@ def test_6_a_file_shorter_than_its_header_is_always_called_truncated(tmp_path, p
     path.write_bytes(_wav_header(len(body)) + body[:1000])  # … 1 KB present
     job = processor_session.transcribe(path, processor_session.settings.profiles["default"])
     assert any("truncated" in w and f"1044 of {44 + len(body)} bytes" in w for w in job.warnings), job.notes
+
+
+# found by an attacker's review after the first round
+
+
+def test_a_folder_above_the_inbox_swapped_for_a_link_while_running_is_refused(tmp_path):
+    box = tmp_path / "box"
+    (box / "inbox").mkdir(parents=True)
+    settings = parse_config({"inbox": str(box / "inbox"), "profiles": {"default": {}}}, tmp_path / "config.yaml")
+    victim_tree = tmp_path / "victimtree" / "inbox"
+    victim_tree.mkdir(parents=True)
+    precious = victim_tree / "precious.wav"
+    precious.write_bytes(cheap_wav(60))
+    box.rename(tmp_path / "box.real")
+    box.symlink_to(tmp_path / "victimtree")  # the configured inbox path now leads elsewhere
+    ledger = Ledger(settings.ledger_path)
+    try:
+        with pytest.raises(InboxUnsafe, match="symbolic link"):
+            claim(settings, ledger, settings.inbox / "precious.wav", settings.profiles["default"], os.lstat(precious))
+        assert list(ledger.all()) == []
+    finally:
+        ledger.close()
+    assert precious.read_bytes() == cheap_wav(60)
+
+
+def test_a_move_target_that_is_a_link_to_the_inbox_is_rejected(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "archlink").symlink_to(tmp_path / "inbox")
+    with pytest.raises(ConfigError, match="inbox .* and profiles.default.originals.move .* overlap"):
+        parse_config({"profiles": {"default": {"originals": {"move": "archlink"}}}}, tmp_path / "config.yaml")
+
+
+def test_recovery_survives_an_original_that_cannot_be_retired(tmp_path):
+    from pipeline.finish import COMMITTED
+    from pipeline.recovery import recover
+
+    settings = make(tmp_path)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = _processing(settings, ledger)
+        ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=[])
+        spool = row.spool_path
+        os.link(spool, spool.with_name("second-name"))  # shredding it now would be refused
+        recover(settings, ledger)  # must not raise: the outputs are safe, the original waits
+        assert ledger.get(row.id).state == COMMITTED and spool.exists()
+    finally:
+        ledger.close()
+
+
+def test_only_hushdrops_own_probe_markers_are_removed(tmp_path):
+    from pipeline.watcher import PROBE_TEXT, remove_probe_markers
+
+    (tmp_path / ".hushdrop-probe-dir").mkdir()
+    (tmp_path / ".hushdrop-probe-theirs").write_bytes(b"someone's notes")
+    ours = tmp_path / ".hushdrop-probe-0123abcd"
+    ours.write_bytes(PROBE_TEXT)
+    assert remove_probe_markers(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hushdrop-probe-dir", ".hushdrop-probe-theirs"]
+
+
+def test_cleanup_never_reaches_through_a_linked_outbox_folder(tmp_path):
+    settings = make(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    theirs = outside / ".hushdrop-notes.tmp"
+    theirs.write_text("not hushdrop's")
+    settings.outbox.mkdir(parents=True)
+    (settings.outbox / "default").symlink_to(outside)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        remove_strays(settings, ledger)
+    finally:
+        ledger.close()
+    assert theirs.read_text() == "not hushdrop's"
+
+
+def test_a_claimed_file_that_keeps_changing_is_set_aside_not_held_forever(tmp_path):
+    from pipeline.executor import MAX_CHANGES_AFTER_CLAIM
+
+    settings = make(tmp_path)
+    path = settings.inbox / "growing.wav"
+    path.write_bytes(cheap_wav(61))
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        executor = Executor(settings, ledger)
+        for i in range(MAX_CHANGES_AFTER_CLAIM + 1):
+            with open(row.spool_path, "ab") as writer:  # the writer still has it open
+                writer.write(b"\0" * 32)
+            executor._hold.clear()
+            assert executor._ready_to_run(ledger.get(row.id)) is False
+        final = ledger.get(row.id)
+        assert final.state == QUARANTINED and "kept changing" in final.error
+    finally:
+        ledger.close()
