@@ -46,7 +46,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.errors import EnvironmentFault, RejectedInput, StageError
+from pipeline.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, RejectedInput, StageError
 from pipeline.job import AudioFacts
 
 _STAGE = "decode"
@@ -232,9 +232,7 @@ def _duration_seconds(container, stream) -> float:
 # ---------------------------------------------------------------------------
 # whose fault: the machine's or the recording's
 
-_MACHINE_ERRNOS = {
-    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
-}
+_MACHINE_ERRNOS = ENVIRONMENT_ERRNOS
 _ERRNO_HINTS = {
     errno.ENOSPC: "the disk is full: free some space there (the job waits and tries again)",
     errno.EDQUOT: "the disk quota is used up: free some space there (the job waits and tries again)",

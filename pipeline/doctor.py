@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.errors import EnvironmentFault
-from pipeline.fsutil import identity_of, sha256_file
+from pipeline.fsutil import can_change_folder, identity_of, sha256_file
 from pipeline.intake import InboxUnsafe, inbox_link_problem, opened_profile_folder, profile_folder
 from pipeline.ledger import CLAIMED, Ledger, LedgerCorrupt
 
@@ -42,8 +42,7 @@ def _folder_finding(topic: str, path: Path, need_write: bool = True) -> Finding:
         return Finding(topic, True, f"{path} (created on first use)")
     if not path.is_dir():
         return Finding(topic, False, f"{path} is not a folder")
-    writable = os.access(path, os.W_OK | os.X_OK) and not (os.statvfs(path).f_flag & os.ST_RDONLY)
-    if need_write and not writable:
+    if need_write and not can_change_folder(path):
         return Finding(topic, False, f"{path} is not writable by this user; fix its permissions or mount it read-write")
     free_gb = shutil.disk_usage(path).free / 1e9
     if free_gb < MIN_FREE_GB:

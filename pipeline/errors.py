@@ -14,6 +14,14 @@
 
 from __future__ import annotations
 
+import errno
+
+# OSError numbers that mean the machine is at fault (disk full, read-only, permission, I/O,
+# out of memory or file handles), never the recording
+ENVIRONMENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
+})
+
 
 class HushdropError(Exception):
     """Base class: every error hushdrop raises on purpose has a human message."""

@@ -28,13 +28,13 @@ the spool or the ledger.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import time
 from pathlib import Path
 
 from pipeline.config import OriginalsPolicy, Profile, Settings
+from pipeline.errors import ENVIRONMENT_ERRNOS
 from pipeline.fsutil import free_name, move_file
 from pipeline.names import display_name, safe_name, safe_stem
 from pipeline.intake import clean_spool_dir, profile_folder, write_error_note
@@ -53,14 +53,9 @@ ENVIRONMENT = "environment"
 # takes the whole service down every time must not do so forever
 MAX_INTERRUPTIONS = 10
 
-_ENVIRONMENT_ERRNOS = frozenset({
-    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
-})
-
-
 def fault_of_os_error(exc: OSError) -> str:
     """Disk full, read-only, permission, I/O errors: the environment. Anything else: transient."""
-    return ENVIRONMENT if exc.errno in _ENVIRONMENT_ERRNOS else TRANSIENT
+    return ENVIRONMENT if exc.errno in ENVIRONMENT_ERRNOS else TRANSIENT
 
 
 def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_attempt: bool = False) -> JobRow:

@@ -120,6 +120,17 @@ def free_name(folder: Path, name: str) -> Path:
     raise OSError(f"no free name for {name} in {folder}")
 
 
+def can_change_folder(folder: Path | int) -> bool:
+    """Can this user create, rename and remove entries in ``folder`` (a path or an open
+    descriptor)? False on a read-only filesystem or without write and search permission."""
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return False
+    effective = os.access in os.supports_effective_ids
+    if isinstance(folder, int):
+        return os.access(".", os.W_OK | os.X_OK, dir_fd=folder, effective_ids=effective)
+    return os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` and any missing parents with mode 0700, and make ``path`` itself 0700."""
     missing = []

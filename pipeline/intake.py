@@ -34,7 +34,8 @@ from typing import Iterator
 
 from pipeline.config import Profile, Settings
 from pipeline.containers import is_incomplete
-from pipeline.fsutil import NotOurs, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
+from pipeline.errors import ENVIRONMENT_ERRNOS
+from pipeline.fsutil import NotOurs, can_change_folder, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
 from pipeline.ledger import ABANDONED, CLAIMED, SEEN, Ledger, JobRow
 from pipeline.logs import job_log, log
 from pipeline.names import display_name, safe_name
@@ -271,7 +272,7 @@ def _claim_open_file(
         _remove_empty(spool.parent)
         if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
             raise ClaimRefused("it is a mount point (something is mounted on it), not a file hushdrop may take") from exc
-        if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
             raise InboxBlocked(f"cannot move {path} into the spool: {exc.strerror}") from exc
         raise ClaimLost(str(exc)) from exc
     # From here the original is in the spool. Any failure leaves the row 'seen' for
@@ -298,18 +299,12 @@ def _claim_open_file(
     return row
 
 
-# errors that say the machine, not the file, is at fault
-_ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
-
-
 def _check_writable(folder_fd: int, folder: Path) -> None:
     """Raise InboxBlocked when the folder cannot give up a file (read-only, no permission)."""
-    if os.statvfs(folder_fd).f_flag & os.ST_RDONLY:
-        raise InboxBlocked(f"{folder} is on a read-only filesystem; hushdrop cannot take files from it")
-    if not os.access(".", os.W_OK | os.X_OK, dir_fd=folder_fd, effective_ids=os.access in os.supports_effective_ids):
+    if not can_change_folder(folder_fd):
         raise InboxBlocked(
-            f"{folder} is not writable by the user hushdrop runs as, so files cannot be moved out of it: "
-            f"give that user write permission on the folder"
+            f"{folder} is on a read-only filesystem or not writable by the user hushdrop runs as, so files "
+            f"cannot be moved out of it: mount it read-write or give that user write permission on the folder"
         )
 
 

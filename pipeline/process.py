@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +17,7 @@ from pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
 from pipeline.config import OriginalsPolicy, Profile, Settings
 from pipeline.containers import declared_size
 from pipeline.errors import EnvironmentFault, RejectedInput
-from pipeline.fsutil import Identity, NotOurs, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
+from pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
 from pipeline.job import Job, ProgressCallback, _no_progress
 from pipeline.outputs import commit_outputs
 from pipeline.peaks import waveform_of
@@ -100,17 +100,14 @@ class Processor:
     @contextmanager
     def _tempdir(self) -> Iterator[Path]:
         """The job's private temp folder; failing to make one is the machine's fault, not the file's."""
-        try:
-            context = private_tempdir(self.settings.tmp_root)
-            workdir = context.__enter__()
-        except OSError as exc:
-            raise EnvironmentFault(
-                "open", f"cannot create a private temp folder in {self.settings.tmp_root}: {exc.strerror or exc}"
-            ) from exc
-        try:
+        with ExitStack() as stack:
+            try:
+                workdir = stack.enter_context(private_tempdir(self.settings.tmp_root))
+            except OSError as exc:
+                raise EnvironmentFault(
+                    "open", f"cannot create a private temp folder in {self.settings.tmp_root}: {exc.strerror or exc}"
+                ) from exc
             yield workdir
-        finally:
-            context.__exit__(None, None, None)
 
     @staticmethod
     def _check_truncation(job: Job) -> None:
@@ -185,9 +182,7 @@ def check_can_retire(path: Path, originals: OriginalsPolicy | None) -> Identity 
     except NotOurs as exc:
         raise RetentionError(f"will not {originals.action} {path}: {exc}; nothing was done") from None
     folder = path.parent
-    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids) or (
-        os.statvfs(folder).f_flag & os.ST_RDONLY
-    ):
+    if not can_change_folder(folder):
         raise RetentionError(
             f"will not {originals.action} {path}: its folder is not writable, so it could not be removed "
             f"afterwards; nothing was done (use --keep, or fix the folder's permissions)"
