@@ -39,6 +39,13 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _claimed(settings, ledger, name: str, seed: int):
+    """A small real recording dropped into the default profile's folder and claimed."""
+    path = settings.inbox / name
+    path.write_bytes(cheap_wav(seed))
+    return claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+
+
 # 1. a hard link in the inbox to a file elsewhere
 
 
@@ -308,11 +315,9 @@ def test_13_a_damaged_ledger_is_reported_with_the_way_out(tmp_path, damage):
 
 def test_14_a_claimed_job_whose_original_vanished_is_abandoned_not_held_forever(tmp_path):
     settings = make(tmp_path)
-    path = settings.inbox / "talk.wav"
-    path.write_bytes(cheap_wav(8))
     ledger = Ledger(settings.ledger_path)
     try:
-        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        row = _claimed(settings, ledger, "talk.wav", seed=8)
         assert oct(os.stat(settings.spool_dir / "default").st_mode & 0o777) == "0o700"
         row.spool_path.unlink()
         executor = Executor(settings, ledger)
@@ -329,10 +334,7 @@ def test_14_a_claimed_job_whose_original_vanished_is_abandoned_not_held_forever(
 
 
 def _processing(settings, ledger, name="talk.wav"):
-    path = settings.inbox / name
-    path.write_bytes(cheap_wav(9))
-    row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
-    return ledger.start(row.id, "worker-1:1")
+    return ledger.start(_claimed(settings, ledger, name, seed=9).id, "worker-1:1")
 
 
 def test_16_an_environment_fault_is_retried_without_using_attempts_then_set_aside_with_a_fair_note(tmp_path):
@@ -479,11 +481,9 @@ def test_a_claimed_file_that_keeps_changing_is_set_aside_not_held_forever(tmp_pa
     from pipeline.executor import MAX_CHANGES_AFTER_CLAIM
 
     settings = make(tmp_path)
-    path = settings.inbox / "growing.wav"
-    path.write_bytes(cheap_wav(61))
     ledger = Ledger(settings.ledger_path)
     try:
-        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+        row = _claimed(settings, ledger, "growing.wav", seed=61)
         executor = Executor(settings, ledger)
         for i in range(MAX_CHANGES_AFTER_CLAIM + 1):
             with open(row.spool_path, "ab") as writer:  # the writer still has it open
