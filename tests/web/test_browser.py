@@ -1,15 +1,14 @@
 """The page in a real browser against a real service: Debian's Chromium, driven by Playwright,
 talking to `hushdrop watch` with the web page on a free loopback port and the real model.
 
-Screenshots (desktop and phone width) are saved under the test's tmp folder and copied to
-/tmp/hushdrop-screens/ for a person to look at.
+Screenshots (desktop and phone width) are saved under the test's tmp folder, and copied to
+$HUSHDROP_REVIEW_DIR when it is set, for a person to look at.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,7 +18,7 @@ import soundfile
 
 from tests.conftest import SPEECH_EN, words
 from tests.harness import WatchRun, base_config, wait_for
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, keep_for_review
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -30,7 +29,6 @@ FLAGS = [
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-SHARED_SCREENS = Path("/tmp/hushdrop-screens")
 
 if not CHROMIUM.exists() and os.environ.get("HUSHDROP_NO_BROWSER") != "1":
     raise RuntimeError(
@@ -58,7 +56,6 @@ def site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def screens(tmp_path_factory):
     folder = tmp_path_factory.mktemp("screens")
-    SHARED_SCREENS.mkdir(exist_ok=True)
     return folder
 
 
@@ -99,7 +96,7 @@ def shoot(page, screens: Path, name: str) -> None:
         page.wait_for_timeout(300)  # the waveforms redraw at the new width
         target = screens / f"{name}-{label}.png"
         page.screenshot(path=str(target), full_page=True)
-        shutil.copy(target, SHARED_SCREENS / target.name)
+        keep_for_review(target.name, source=target)
     page.set_viewport_size(DESKTOP)
 
 

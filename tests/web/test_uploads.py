@@ -16,7 +16,7 @@ from pipeline.intake import claim
 from pipeline.ledger import Ledger
 from pipeline.web.uploads import TEMP_PREFIX, sanitize_name, sweep_stale
 from tests.conftest import SPEECH_EN
-from tests.web.conftest import WebProcess, client_for, csrf_of, rss_kib, unsafe_headers, web_settings
+from tests.web.conftest import WebProcess, client_for, csrf_of, keep_for_review, rss_kib, unsafe_headers, web_settings
 
 
 def upload(client, token, data, name="talk.wav", **params):
@@ -193,8 +193,7 @@ def test_a_1_gb_upload_does_not_raise_the_servers_memory(tmp_path):
                   f"{after / 1024:.1f} MiB after: rise {rise_mib:.1f} MiB")
         print(report)
         (tmp_path / "rss.txt").write_text(report + "\n")
-        Path("/tmp/hushdrop-screens").mkdir(exist_ok=True)
-        Path("/tmp/hushdrop-screens/upload-rss.txt").write_text(report + "\n")
+        keep_for_review("upload-rss.txt", text=report + "\n")
         assert rise_mib < 50, report
     finally:
         server.stop()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
-import time
-from pathlib import Path
 
 import httpx
 
 from tests.harness import WatchRun, base_config, cheap_wav, wait_for
-from tests.web.conftest import csrf_of, free_port
+from tests.web.conftest import csrf_of, free_port, keep_for_review
 
 
 def metric(text: str, name: str) -> float:
@@ -60,10 +58,8 @@ def test_ten_uploads_through_a_watching_service_show_in_metrics(tmp_path):
     )
     print(excerpt)
     (tmp_path / "metrics.txt").write_text(text)
-    Path("/tmp/hushdrop-screens").mkdir(exist_ok=True)
-    Path("/tmp/hushdrop-screens/metrics-after-ten-jobs.txt").write_text(text)
+    keep_for_review("metrics-after-ten-jobs.txt", text=text)
     # the page went away with the service
-    time.sleep(0.2)
     try:
         httpx.get(url + "/healthz", timeout=2)
         raise AssertionError("the page still answers after `watch` stopped")
