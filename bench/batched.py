@@ -91,7 +91,7 @@ class FwBatched:
     def __init__(self, batch_size: int = 8):
         from faster_whisper import BatchedInferencePipeline
 
-        from pipeline.engines import EngineSpec, load_engine
+        from hushdrop.pipeline.engines import EngineSpec, load_engine
 
         self.pipeline = BatchedInferencePipeline(load_engine(EngineSpec()).model)
         self.batch_size = batch_size

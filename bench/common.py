@@ -212,8 +212,8 @@ class ChainSystem:
         """``chain`` replaces the profile's chain (YAML form), for ablations."""
         import yaml
 
-        from pipeline.config import parse_config
-        from pipeline.process import Processor
+        from hushdrop.pipeline.config import parse_config
+        from hushdrop.pipeline.process import Processor
 
         self.config = config or REPO / "config.yaml"
         raw = yaml.safe_load(self.config.read_text(encoding="utf-8"))
@@ -261,7 +261,7 @@ class BareSystem:
     OPTIONS = {"beam_size": 5, "vad_filter": True}
 
     def __init__(self, **extra):
-        from pipeline.engines import EngineSpec, load_engine
+        from hushdrop.pipeline.engines import EngineSpec, load_engine
 
         self.engine = load_engine(EngineSpec())  # the very object the chain's transcribe stage uses
         self.model = self.engine.model

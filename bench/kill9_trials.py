@@ -115,10 +115,10 @@ def recover_now(run: WatchRun) -> None:
     """Exactly what ``hushdrop watch`` runs first on start, holding the same workdir lock."""
     import os
 
-    from pipeline.config import load_config
-    from pipeline.ledger import Ledger
-    from pipeline.recovery import recover
-    from pipeline.service import lock_workdir
+    from hushdrop.pipeline.config import load_config
+    from hushdrop.pipeline.watch.ledger import Ledger
+    from hushdrop.pipeline.watch.recovery import recover
+    from hushdrop.pipeline.watch.service import lock_workdir
 
     settings = load_config(run.config_path)
     fd = lock_workdir(settings)

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in systems.values():
             s.warm_up()
         model = systems[names[0]].engine.model if names[0] == "bare" else None
-        from pipeline.engines import EngineSpec, load_engine
+        from hushdrop.pipeline.engines import EngineSpec, load_engine
 
         recorder = Recorder(load_engine(EngineSpec()).model)
         for rep in range(args.repeats):

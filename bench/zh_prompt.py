@@ -49,7 +49,7 @@ PROMPT = "以下是普通话的句子。"
 
 def rescore(clip: dict, text: str) -> Counts:
     """``bench.common.score`` after hushdrop's own conversion to Simplified on both sides."""
-    from stages.grammar import convert_script
+    from hushdrop.stages.grammar import convert_script
 
     language = clip["language"]
     if language in ("zh", "yue"):
@@ -77,8 +77,8 @@ class Variant(ChainSystem):
                  glossary: list | None = None, **engine_options):
         import tempfile
 
-        from pipeline.config import parse_config
-        from pipeline.process import Processor
+        from hushdrop.pipeline.config import parse_config
+        from hushdrop.pipeline.process import Processor
 
         self.name = name
         self.config = REPO / "config.yaml"

@@ -46,8 +46,8 @@ from typing import Protocol
 
 import numpy as np
 
-from pipeline.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, RejectedInput, StageError
-from pipeline.job import AudioFacts
+from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, RejectedInput, StageError
+from hushdrop.pipeline.job import AudioFacts
 
 _STAGE = "decode"
 

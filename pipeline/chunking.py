@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from pipeline.job import Segment, Word
+from hushdrop.pipeline.job import Segment, Word
 
 # written without spaces between words: a segment split into parts is rejoined without them
 UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my", "bo"})

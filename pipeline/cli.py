@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.config import OriginalsPolicy, Settings, load_config
-from pipeline.errors import ConfigError, HushdropError, StageError
+from hushdrop.pipeline.config import OriginalsPolicy, Settings, load_config
+from hushdrop.pipeline.errors import ConfigError, HushdropError, StageError
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)  # piped output keeps whole lines
@@ -46,8 +46,8 @@ def _originals_for_run(args, profile) -> OriginalsPolicy | None:
 
 def cmd_run(args) -> int:
     stay_offline()
-    from pipeline.process import Processor
-    from pipeline.retention import RetentionError
+    from hushdrop.pipeline.process import Processor
+    from hushdrop.pipeline.retention import RetentionError
 
     settings = _load(args)
     profile = settings.profile(args.profile)
@@ -104,7 +104,7 @@ def cmd_run(args) -> int:
 
 def cmd_watch(args) -> int:
     stay_offline()
-    from pipeline.service import watch
+    from hushdrop.pipeline.watch.service import watch
 
     settings = _load(args)
     if args.log_format:
@@ -113,7 +113,7 @@ def cmd_watch(args) -> int:
 
 
 def cmd_web(args) -> int:
-    from pipeline.web.server import WebError, serve, set_password
+    from hushdrop.pipeline.web.server import WebError, serve, set_password
 
     if args.set_password:
         path = Path(args.config).expanduser().resolve()
@@ -130,7 +130,7 @@ def cmd_web(args) -> int:
 def cmd_status(args) -> int:
     import json
 
-    from pipeline.status import collect, render
+    from hushdrop.pipeline.watch.status import collect, render
 
     status = collect(_load(args))
     if args.json:
@@ -141,10 +141,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from pipeline.models import list_models
+    from hushdrop.pipeline.models import list_models
 
     if args.action == "pull":
-        from pipeline.engines.qwen3 import pull_model
+        from hushdrop.pipeline.engines.qwen3 import pull_model
 
         path = pull_model(args.name)
         out.print(f"{args.name} is ready in {path}")
@@ -159,7 +159,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from pipeline.doctor import checkup, rebuild_ledger
+    from hushdrop.pipeline.watch.doctor import checkup, rebuild_ledger
 
     settings = _load(args)
     if args.rebuild_ledger:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ConfigError
-from stages import DEFAULT_CHAIN, REGISTRY, StageOptions
+from hushdrop.pipeline.errors import ConfigError
+from hushdrop.stages import DEFAULT_CHAIN, REGISTRY, StageOptions
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "md")
 # What watch mode claims by default: audio containers, and videos whose sound track is transcribed.
@@ -179,7 +179,7 @@ class WebSettings(BaseModel):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        from pipeline.web.address import parse_listen
+        from hushdrop.pipeline.web.address import parse_listen
 
         parse_listen(value)
         return value.strip()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import (
+from hushdrop.pipeline.audio import (
     Audio,
     FilterExpression,
     _as_list,
@@ -38,7 +38,7 @@ from pipeline.audio import (
     meaningful_line,
     resolve_ffmpeg,
 )
-from pipeline.errors import StageError
+from hushdrop.pipeline.errors import StageError
 
 # The oldest release line the filter chain is written for (Ubuntu 22.04 ships 4.4).
 MIN_VERSION = (4, 4)
@@ -108,9 +108,9 @@ def chain_expressions() -> list[tuple[str, FilterExpression]]:
     Taken from the stages themselves, with options that make each filter do its
     work (normalize set to apply a real gain), so the check cannot drift from the chain.
     """
-    from pipeline.job import Job
-    from stages import REGISTRY, FilterStage
-    from stages.normalize import NormalizeOptions
+    from hushdrop.pipeline.job import Job
+    from hushdrop.stages import REGISTRY, FilterStage
+    from hushdrop.stages.normalize import NormalizeOptions
 
     found: list[tuple[str, FilterExpression]] = []
     seen: set[str] = set()
@@ -148,11 +148,11 @@ def _write_test_wav(path: Path, seconds: float = 2.0, rate: int = 48000) -> None
 
 def _render_problem(path: str) -> str | None:
     """Render a real file through normalize, highpass and resample as a job does; what went wrong, or None."""
-    from pipeline.job import Job
-    from pipeline.runner import Chain
-    from stages.highpass import Highpass
-    from stages.normalize import Normalize, NormalizeOptions
-    from stages.resample import Resample
+    from hushdrop.pipeline.job import Job
+    from hushdrop.pipeline.runner import Chain
+    from hushdrop.stages.highpass import Highpass
+    from hushdrop.stages.normalize import Normalize, NormalizeOptions
+    from hushdrop.stages.resample import Resample
 
     with tempfile.TemporaryDirectory(prefix="hushdrop-ffmpeg-check-") as tmp:
         source = Path(tmp) / "tone.wav"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from pipeline.audio import Audio
+    from hushdrop.pipeline.audio import Audio
 
 
 @dataclass

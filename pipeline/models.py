@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ModelError
-from pipeline.fsutil import sha256_file
+from hushdrop.pipeline.errors import ModelError
+from hushdrop.pipeline.fsutil import sha256_file
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _WHISPER_BASE_PARTS = (
@@ -172,7 +172,7 @@ def list_models() -> list[ModelStatus]:
     except ModelError as exc:
         statuses.append(ModelStatus("whisper", "base", False, "-", str(exc)))
     try:
-        from pipeline.engines.qwen3 import model_statuses
+        from hushdrop.pipeline.engines.qwen3 import model_statuses
     except ImportError:
         model_statuses = None
     if model_statuses is not None:

@@ -27,10 +27,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.fsutil import fsync_dir, link_no_clobber
-from pipeline.job import Job, Segment
-from pipeline.names import display_name, is_lossless_text, safe_stem
-from pipeline.subtitles import Cue, build_cues
+from hushdrop.pipeline.fsutil import fsync_dir, link_no_clobber
+from hushdrop.pipeline.job import Job, Segment
+from hushdrop.pipeline.names import display_name, is_lossless_text, safe_stem
+from hushdrop.pipeline.subtitles import Cue, build_cues
 
 SCHEMA_VERSION = 1
 NO_SPEECH = "(no speech detected)"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from pipeline.audio import Audio
+    from hushdrop.pipeline.audio import Audio
 
 PEAK_COUNT = 2000
 ENCODING = "u8-base64"

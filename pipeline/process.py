@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
-from pipeline.config import OriginalsPolicy, Profile, Settings
-from pipeline.containers import declared_size
-from pipeline.errors import EnvironmentFault, RejectedInput
-from pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
-from pipeline.job import Job, ProgressCallback, _no_progress
-from pipeline.outputs import commit_outputs
-from pipeline.peaks import waveform_of
-from pipeline.retention import RetentionError, apply_policy
-from pipeline.runner import Chain
+from hushdrop.pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
+from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
+from hushdrop.pipeline.containers import declared_size
+from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
+from hushdrop.pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
+from hushdrop.pipeline.job import Job, ProgressCallback, _no_progress
+from hushdrop.pipeline.outputs import commit_outputs
+from hushdrop.pipeline.peaks import waveform_of
+from hushdrop.pipeline.retention import RetentionError, apply_policy
+from hushdrop.pipeline.runner import Chain
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Processor:
         A policy that would change the file is checked before any work is done, and applied
         only to the very file that was transcribed (the same inode, still with one name).
         """
-        from stages.grammar import apply_script
+        from hushdrop.stages.grammar import apply_script
 
         started = time.perf_counter()
         received = time.time()

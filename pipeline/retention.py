@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config import OriginalsPolicy
-from pipeline.fsutil import Identity, NotOurs, free_name, fsync_dir, move_file, taken_aside
-from pipeline.names import safe_name
+from hushdrop.pipeline.config import OriginalsPolicy
+from hushdrop.pipeline.fsutil import Identity, NotOurs, free_name, fsync_dir, move_file, taken_aside
+from hushdrop.pipeline.names import safe_name
 
 _BLOCK = 1 << 20
 

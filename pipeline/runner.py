@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from pipeline.errors import HushdropError, StageError
-from pipeline.job import Job, StageRecord
-from stages import FilterStage, Stage
+from hushdrop.pipeline.errors import HushdropError, StageError
+from hushdrop.pipeline.job import Job, StageRecord
+from hushdrop.stages import FilterStage, Stage
 
 
 class Chain:

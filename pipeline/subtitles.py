@@ -29,7 +29,7 @@ from functools import cached_property
 from difflib import SequenceMatcher
 from typing import Iterable, Sequence
 
-from pipeline.job import Segment
+from hushdrop.pipeline.job import Segment
 
 CJK_LANGUAGES = frozenset({"zh", "yue", "ja", "ko"})
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from stages.base import FilterStage, Stage, StageOptions
-from stages.dehum import Dehum
-from stages.denoise import Denoise
-from stages.grammar import Grammar
-from stages.highpass import Highpass
-from stages.normalize import Normalize
-from stages.resample import Resample
-from stages.tag import Tag
-from stages.transcribe import Transcribe
+if __name__ != "hushdrop.stages":  # imported as a bare top-level `stages`: a second copy of every module
+    raise ImportError(f"hushdrop's stages package is imported as hushdrop.stages, not as {__name__!r}")
+
+
+from hushdrop.stages.base import FilterStage, Stage, StageOptions
+from hushdrop.stages.dehum import Dehum
+from hushdrop.stages.denoise import Denoise
+from hushdrop.stages.grammar import Grammar
+from hushdrop.stages.highpass import Highpass
+from hushdrop.stages.normalize import Normalize
+from hushdrop.stages.resample import Resample
+from hushdrop.stages.tag import Tag
+from hushdrop.stages.transcribe import Transcribe
 
 REGISTRY: dict[str, type[Stage]] = {
     stage.name: stage for stage in (Normalize, Highpass, Dehum, Denoise, Resample, Transcribe, Grammar, Tag)

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.audio import Audio, AudioFilter
-from pipeline.errors import StageError
-from pipeline.job import Job
+from hushdrop.pipeline.audio import Audio, AudioFilter
+from hushdrop.pipeline.errors import StageError
+from hushdrop.pipeline.job import Job
 
 
 class StageOptions(BaseModel):

@@ -31,8 +31,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline.job import Job
-from stages.base import Stage, StageOptions
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import Stage, StageOptions
 
 MAINS_HZ = (50.0, 60.0)
 _FRAME_S = 0.5  # 2 Hz bins: 50 and 60 Hz and all their harmonics fall exactly on a bin

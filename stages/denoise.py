@@ -23,8 +23,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from pipeline.job import Job
-from stages.base import Stage, StageOptions
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import Stage, StageOptions
 
 _FRAME_S = 0.03
 

@@ -20,10 +20,10 @@ from typing import Callable
 
 from pydantic import Field, field_validator
 
-from pipeline.job import Job
-from pipeline.text import RepeatGuard
-from stages.base import Stage, StageOptions
-from stages.tag import event_kind
+from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.text import RepeatGuard
+from hushdrop.stages.base import Stage, StageOptions
+from hushdrop.stages.tag import event_kind
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 CJK_LANGUAGES = {"zh", "yue", "ja"}

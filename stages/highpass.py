@@ -15,9 +15,9 @@ import math
 
 from pydantic import Field
 
-from pipeline.audio import AudioFilter, PlainFilter
-from pipeline.job import Job
-from stages.base import FilterStage, StageOptions
+from hushdrop.pipeline.audio import AudioFilter, PlainFilter
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import FilterStage, StageOptions
 
 
 class HighpassOptions(StageOptions):

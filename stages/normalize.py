@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from pipeline.audio import AudioFilter, Expressions
-from pipeline.errors import EnvironmentFault
-from pipeline.job import Job
-from stages.base import FilterStage, StageOptions
+from hushdrop.pipeline.audio import AudioFilter, Expressions
+from hushdrop.pipeline.errors import EnvironmentFault
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import FilterStage, StageOptions
 
 
 class NormalizeOptions(StageOptions):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.audio import AudioFilter, PlainFilter
-from pipeline.job import Job
-from stages.base import FilterStage, StageOptions
+from hushdrop.pipeline.audio import AudioFilter, PlainFilter
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import FilterStage, StageOptions
 
 
 class ResampleOptions(StageOptions):

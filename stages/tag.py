@@ -15,8 +15,8 @@ import re
 
 from pydantic import Field
 
-from pipeline.job import Event, Job
-from stages.base import Stage, StageOptions
+from hushdrop.pipeline.job import Event, Job
+from hushdrop.stages.base import Stage, StageOptions
 
 EVENT_VOCABULARY = ("silence", "music", "applause", "laughter", "noise")
 

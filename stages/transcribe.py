@@ -17,11 +17,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from pipeline.chunking import pack_regions
-from pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
-from pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
-from pipeline.job import Job
-from stages.base import Stage, StageOptions
+from hushdrop.pipeline.chunking import pack_regions
+from hushdrop.pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
+from hushdrop.pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
+from hushdrop.pipeline.job import Job
+from hushdrop.stages.base import Stage, StageOptions
 
 
 class TranscribeOptions(StageOptions):
@@ -49,7 +49,7 @@ class TranscribeOptions(StageOptions):
     @model_validator(mode="after")
     def _engine_options_known(self) -> "TranscribeOptions":
         if self.engine == "qwen3-asr":
-            from pipeline.engines.qwen3 import check_options
+            from hushdrop.pipeline.engines.qwen3 import check_options
 
             try:
                 check_options(self.engine_options)
@@ -60,7 +60,7 @@ class TranscribeOptions(StageOptions):
     def supported_languages(self) -> frozenset[str] | None:
         """Languages the engine can be forced to, known without loading it (None: any)."""
         if self.engine == "qwen3-asr":
-            from pipeline.engines.qwen3 import LANGUAGES
+            from hushdrop.pipeline.engines.qwen3 import LANGUAGES
 
             return frozenset(LANGUAGES)
         return None

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipeline.audio import bundled_ffmpeg, ffmpeg_exe
-from pipeline.config import Settings, parse_config
+from hushdrop.pipeline.audio import bundled_ffmpeg, ffmpeg_exe
+from hushdrop.pipeline.config import Settings, parse_config
 from tests.unprivileged import make_shared_tree
 
 DATA = Path(__file__).parent / "data"
@@ -89,7 +89,7 @@ def speech_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def processor_session(tmp_path_factory):
     """One Processor (one loaded model) shared by the tests that only transcribe."""
-    from pipeline.process import Processor
+    from hushdrop.pipeline.process import Processor
 
     root = tmp_path_factory.mktemp("shared")
     processor = Processor(make_settings(root))
@@ -109,9 +109,9 @@ def fake_ffmpeg(tmp_path: Path, body: str, name: str = "fake-ffmpeg") -> str:
 
 def run_chain(path: Path, rate: int, stages, tmp_path: Path):
     """Run ``stages`` on ``path`` with real ffmpeg; returns (samples, rate, job)."""
-    from pipeline.audio import Audio
-    from pipeline.job import Job
-    from pipeline.runner import Chain
+    from hushdrop.pipeline.audio import Audio
+    from hushdrop.pipeline.job import Job
+    from hushdrop.pipeline.runner import Chain
 
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)

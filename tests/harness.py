@@ -75,7 +75,7 @@ class WatchRun:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log, "wb") as stream:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "--config", str(self.config_path), "watch", *extra],
+                [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(self.config_path), "watch", *extra],
                 cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, env=env,
             )
         if wait_ready:
@@ -215,7 +215,7 @@ def make_config(root: Path, originals: str = "shred") -> Path:
 def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "pipeline.cli", "--config", str(config), *args],
+        [*prefix, sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

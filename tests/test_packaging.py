@@ -110,13 +110,13 @@ def test_make_run_installs_no_torch():
 # they are installed.
 _IMPORTS = """
 import sys
-from pipeline.cli import main, stay_offline
+from hushdrop.pipeline.cli import main, stay_offline
 stay_offline()
-import stages
-from pipeline.config import load_config
-from pipeline.process import Processor
-from pipeline import service, executor, scheduler, watcher
-from pipeline.runner import Chain
+import hushdrop.stages  # noqa: F401  (the registry, as the CLI loads it)
+from hushdrop.pipeline.config import load_config
+from hushdrop.pipeline.process import Processor
+from hushdrop.pipeline.watch import service, executor, scheduler, watcher
+from hushdrop.pipeline.runner import Chain
 settings = load_config("config.yaml")
 for profile in settings.profiles.values():
     chain = Chain([spec.build() for spec in profile.chain])
@@ -152,7 +152,7 @@ class NotInstalled:
 
 
 sys.meta_path.insert(0, NotInstalled)
-from pipeline.cli import main
+from hushdrop.pipeline.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -230,7 +230,7 @@ def test_systemd_unit_and_readme_agree():
     for line in ("ExecStart=/opt/hushdrop/.venv/bin/hushdrop watch", "PrivateNetwork=yes", "RestartPreventExitStatus=2"):
         assert line in text
     # the stop timeout leaves room for the default shutdown grace
-    from pipeline.config import Settings
+    from hushdrop.pipeline.config import Settings
 
     grace = Settings.model_fields["shutdown_grace_seconds"].default
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.M).group(1))

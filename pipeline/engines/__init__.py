@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from pipeline.engines.base import (
+from hushdrop.pipeline.engines.base import (
     SAMPLE_RATE,
     DecodeRequest,
     Engine,
@@ -13,7 +13,7 @@ from pipeline.engines.base import (
     EngineResult,
     EngineSpec,
 )
-from pipeline.errors import ModelError
+from hushdrop.pipeline.errors import ModelError
 
 __all__ = [
     "SAMPLE_RATE",
@@ -29,13 +29,13 @@ __all__ = [
 
 
 def _load_whisper(spec: EngineSpec) -> Engine:
-    from pipeline.engines.whisper import WhisperEngine
+    from hushdrop.pipeline.engines.whisper import WhisperEngine
 
     return WhisperEngine(spec)
 
 
 def _load_qwen3(spec: EngineSpec) -> Engine:
-    from pipeline.engines.qwen3 import Qwen3AsrEngine
+    from hushdrop.pipeline.engines.qwen3 import Qwen3AsrEngine
 
     return Qwen3AsrEngine(spec)
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.job import Segment
+from hushdrop.pipeline.job import Segment
 
 SAMPLE_RATE = 16000
 

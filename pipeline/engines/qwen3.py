@@ -35,8 +35,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.chunking import split_at_quiet_points
-from pipeline.engines.base import (
+from hushdrop.pipeline.chunking import split_at_quiet_points
+from hushdrop.pipeline.engines.base import (
     SAMPLE_RATE,
     DecodeRequest,
     Engine,
@@ -45,10 +45,10 @@ from pipeline.engines.base import (
     EngineSpec,
     WindowProgress,
 )
-from pipeline.errors import ConfigError, ModelError
-from pipeline.job import Segment, Word
-from pipeline.text import RepeatGuard
-from pipeline.models import ModelStatus, cache_dir
+from hushdrop.pipeline.errors import ConfigError, ModelError
+from hushdrop.pipeline.job import Segment, Word
+from hushdrop.pipeline.text import RepeatGuard
+from hushdrop.pipeline.models import ModelStatus, cache_dir
 
 log = logging.getLogger(__name__)
 

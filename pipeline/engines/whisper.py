@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.engines.base import (
+from hushdrop.pipeline.engines.base import (
     SAMPLE_RATE,
     DecodeRequest,
     Engine,
@@ -16,10 +16,10 @@ from pipeline.engines.base import (
     EngineSpec,
     WindowProgress,
 )
-from pipeline.errors import ModelError
-from pipeline.job import Segment, Word
-from pipeline.fsutil import sha256_file
-from pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base
+from hushdrop.pipeline.errors import ModelError
+from hushdrop.pipeline.job import Segment, Word
+from hushdrop.pipeline.fsutil import sha256_file
+from hushdrop.pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base
 
 
 def cuda_available() -> bool:

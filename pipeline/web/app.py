@@ -37,17 +37,17 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.config import Settings, known_languages
-from pipeline.errors import ConfigError
-from pipeline.fsutil import private_dir
-from pipeline.ledger import DONE, Ledger
-from pipeline.names import display_name
-from pipeline.outputs import short_clock
-from pipeline.web import i18n, jobs as jobviews, uploads
-from pipeline.web.address import host_of, is_loopback, parse_listen
-from pipeline.web.catalog import Catalog
-from pipeline.web.metrics import LedgerCollector, watcher_running
-from pipeline.web.security import SESSION_COOKIE, SESSION_SECONDS, LoginLimiter, Session, SessionSigner, load_key, same_token, verify_password
+from hushdrop.pipeline.config import Settings, known_languages
+from hushdrop.pipeline.errors import ConfigError
+from hushdrop.pipeline.fsutil import private_dir
+from hushdrop.pipeline.watch.ledger import DONE, Ledger
+from hushdrop.pipeline.names import display_name
+from hushdrop.pipeline.outputs import short_clock
+from hushdrop.pipeline.web import i18n, jobs as jobviews, uploads
+from hushdrop.pipeline.web.address import host_of, is_loopback, parse_listen
+from hushdrop.pipeline.web.catalog import Catalog
+from hushdrop.pipeline.web.metrics import LedgerCollector, watcher_running
+from hushdrop.pipeline.web.security import SESSION_COOKIE, SESSION_SECONDS, LoginLimiter, Session, SessionSigner, load_key, same_token, verify_password
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.ledger import DONE, Ledger
-from pipeline.names import display_name
+from hushdrop.pipeline.watch.ledger import DONE, Ledger
+from hushdrop.pipeline.names import display_name
 
 _SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(name, text, tokenize='trigram');

@@ -27,14 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings
-from pipeline.fsutil import fsync_dir, write_temp
-from pipeline.job import AudioFacts, Event, Job, Segment, Transcript, Word
-from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, JobRow, Ledger
-from pipeline.logs import job_log
-from pipeline.names import display_name
-from pipeline.outputs import RENDERERS, group_id, utc_time
-from pipeline.web.catalog import MAX_JSON_BYTES, json_output
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.fsutil import fsync_dir, write_temp
+from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, Transcript, Word
+from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, JobRow, Ledger
+from hushdrop.pipeline.logs import job_log
+from hushdrop.pipeline.names import display_name
+from hushdrop.pipeline.outputs import RENDERERS, group_id, utc_time
+from hushdrop.pipeline.web.catalog import MAX_JSON_BYTES, json_output
 
 NOTE_LIMIT = 16 * 1024
 RETRIED = "sent again from the web page as "
@@ -364,7 +364,7 @@ def quarantined(ledger: Ledger, job_id: int) -> JobRow:
 
 
 def delete_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> JobRow:
-    from pipeline.retention import RetentionError, shred
+    from hushdrop.pipeline.retention import RetentionError, shred
 
     row = quarantined(ledger, job_id)
     path = row.quarantine_path

@@ -26,10 +26,10 @@ from typing import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.config import Settings
-from pipeline.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, Ledger
-from pipeline.outputs import hushdrop_version
-from pipeline.web.catalog import Catalog
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, Ledger
+from hushdrop.pipeline.outputs import hushdrop_version
+from hushdrop.pipeline.web.catalog import Catalog
 
 JOB_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)

@@ -17,10 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-from pipeline.config import Settings, load_config
-from pipeline.errors import ConfigError, HushdropError
-from pipeline.logs import log
-from pipeline.web.address import parse_listen
+from hushdrop.pipeline.config import Settings, load_config
+from hushdrop.pipeline.errors import ConfigError, HushdropError
+from hushdrop.pipeline.logs import log
+from hushdrop.pipeline.web.address import parse_listen
 
 
 class WebError(HushdropError):
@@ -77,7 +77,7 @@ def url_of(sock: socket.socket, tls: bool) -> str:
 def make_server(settings: Settings, listen: str):
     import uvicorn
 
-    from pipeline.web.app import create_app
+    from hushdrop.pipeline.web.app import create_app
 
     tls = tls_files(settings)
     app = create_app(settings, listen=listen, tls=tls is not None)
@@ -122,7 +122,7 @@ class WebThread:
 
 def serve(settings: Settings, listen: str | None = None) -> int:
     """``hushdrop web``: serve the page in the foreground until Ctrl-C."""
-    from pipeline import logs
+    from hushdrop.pipeline import logs
 
     logs.setup(settings.log_format)
     listen = listen or settings.web.listen
@@ -151,8 +151,8 @@ def set_password(config_path: Path, password: str | None = None) -> str:
     The file is edited as text, so its comments stay; the result is validated before it
     replaces the old file (atomically).
     """
-    from pipeline.fsutil import fsync_dir, write_temp
-    from pipeline.web.security import hash_password
+    from hushdrop.pipeline.fsutil import fsync_dir, write_temp
+    from hushdrop.pipeline.web.security import hash_password
 
     if password is None:
         if sys.stdin.isatty():
@@ -168,7 +168,7 @@ def set_password(config_path: Path, password: str | None = None) -> str:
     new = set_yaml_password(text, hashed)
     import yaml
 
-    from pipeline.config import parse_config
+    from hushdrop.pipeline.config import parse_config
 
     parse_config(yaml.safe_load(new), config_path)  # never write a config that does not load
     st = os.stat(config_path)

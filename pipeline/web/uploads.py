@@ -11,7 +11,7 @@ watcher sees a complete file, waits out the settle period and claims it; intake 
 language from the ledger.
 
 The profile folder is opened from the inbox one component at a time without following
-links (``pipeline.intake.opened_profile_folder``), and every file operation is relative to
+links (``pipeline.watch.intake.opened_profile_folder``), and every file operation is relative to
 that descriptor.
 """
 
@@ -29,11 +29,11 @@ from typing import AsyncIterator
 
 import anyio
 
-from pipeline.config import Profile, Settings, known_languages
-from pipeline.fsutil import random_name
-from pipeline.intake import InboxUnsafe, is_ignored, opened_profile_folder, profile_folder
-from pipeline.ledger import Ledger
-from pipeline.logs import log
+from hushdrop.pipeline.config import Profile, Settings, known_languages
+from hushdrop.pipeline.fsutil import random_name
+from hushdrop.pipeline.watch.intake import InboxUnsafe, is_ignored, opened_profile_folder, profile_folder
+from hushdrop.pipeline.watch.ledger import Ledger
+from hushdrop.pipeline.logs import log
 
 TEMP_PREFIX = ".hushdrop-upload-"
 TEMP_SUFFIX = ".partial"
@@ -226,8 +226,8 @@ async def receive(
 
 def retry_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> dict:
     """Put a quarantined original back into its profile's inbox folder (a new job); the note goes."""
-    from pipeline.fsutil import move_file
-    from pipeline.web.jobs import RETRIED, quarantined
+    from hushdrop.pipeline.fsutil import move_file
+    from hushdrop.pipeline.web.jobs import RETRIED, quarantined
 
     row = quarantined(ledger, job_id)
     profile = settings.profiles.get(row.profile)

@@ -30,8 +30,8 @@ from transformers import (  # noqa: E402
 from transformers.convert_slow_tokenizer import bytes_to_unicode  # noqa: E402
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer  # noqa: E402
 
-from pipeline.engines.base import SAMPLE_RATE, EngineSpec  # noqa: E402
-from pipeline.engines.qwen3 import Qwen3AsrEngine, Qwen3Options  # noqa: E402
+from hushdrop.pipeline.engines.base import SAMPLE_RATE, EngineSpec  # noqa: E402
+from hushdrop.pipeline.engines.qwen3 import Qwen3AsrEngine, Qwen3Options  # noqa: E402
 
 # Layout of the published checkpoints: system turn (context), user turn (audio),
 # assistant turn (empty, or prefilled with "language X<asr_text>" to force a language).

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.chunking import split_at_quiet_points
-from pipeline.engines.base import SAMPLE_RATE, DecodeRequest, EngineSpec
-from pipeline.engines import qwen3
-from pipeline.engines.qwen3 import (
+from hushdrop.pipeline.chunking import split_at_quiet_points
+from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, EngineSpec
+from hushdrop.pipeline.engines import qwen3
+from hushdrop.pipeline.engines.qwen3 import (
     LANGUAGES,
     Qwen3AsrEngine,
     Qwen3Options,
@@ -25,7 +25,7 @@ from pipeline.engines.qwen3 import (
     pull_model,
     split_sentences,
 )
-from pipeline.errors import ConfigError, ModelError
+from hushdrop.pipeline.errors import ConfigError, ModelError
 
 from .conftest import FAST, make_engine, speechlike
 
@@ -463,7 +463,7 @@ def test_pull_then_load_by_alias_and_status(tiny_checkpoints, tmp_path, monkeypa
 
 
 def test_engine_is_registered_under_its_name():
-    from pipeline.engines import ENGINE_NAMES
+    from hushdrop.pipeline.engines import ENGINE_NAMES
 
     assert "qwen3-asr" in ENGINE_NAMES
     assert qwen3.Qwen3AsrEngine.name == "qwen3-asr"

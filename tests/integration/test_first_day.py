@@ -39,7 +39,7 @@ def test_once_exits_non_zero_when_it_quarantined_something(watch_run):
 def test_config_goes_before_or_after_the_command_and_version_is_known(tmp_path):
     config = make_config(tmp_path)
     after = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "status", "--config", str(config), "--json"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "status", "--config", str(config), "--json"],
         capture_output=True, text=True, cwd=REPO,
     )
     assert after.returncode == 3 and "no ledger yet" in json.loads(after.stdout)["note"]
@@ -47,7 +47,7 @@ def test_config_goes_before_or_after_the_command_and_version_is_known(tmp_path):
     assert check.returncode == 0 and str(config) in check.stdout
     wide = [line for line in check.stdout.splitlines() if "profile default" in line]
     assert wide and "originals shred" in wide[0], "a piped `config check` keeps each profile on one line"
-    version = subprocess.run([sys.executable, "-m", "pipeline.cli", "--version"], capture_output=True, text=True, cwd=REPO)
+    version = subprocess.run([sys.executable, "-m", "hushdrop.pipeline.cli", "--version"], capture_output=True, text=True, cwd=REPO)
     assert version.returncode == 0 and version.stdout.startswith("hushdrop ")
 
 

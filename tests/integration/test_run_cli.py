@@ -136,7 +136,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
-from pipeline.cli import main
+from hushdrop.pipeline.cli import main
 code = main(sys.argv[1:])
 print("NETWORK_ATTEMPTS", len(attempts), file=sys.stderr)
 sys.exit(code)

@@ -222,7 +222,7 @@ def test_duplicates_are_skipped_or_reprocessed_per_profile(watch_run):
 
 def _status(run) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(run.config_path), "status", "--json"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(run.config_path), "status", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     return json.loads(proc.stdout)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.chunking import pack_regions, split_at_quiet_points
-from pipeline.job import Segment, Word
+from hushdrop.pipeline.chunking import pack_regions, split_at_quiet_points
+from hushdrop.pipeline.job import Segment, Word
 
 
 def test_split_cuts_at_the_quiet_point_and_never_exceeds_limit():

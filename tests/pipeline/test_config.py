@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config, parse_config
-from pipeline.errors import ConfigError
+from hushdrop.pipeline.config import load_config, parse_config
+from hushdrop.pipeline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,12 +116,12 @@ def test_config_check_cli(tmp_path):
 
     bad = write(tmp_path, {"profiles": {"default": {"chain": ["resample", {"transcribe": {"beam_size": 0}}]}}})
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(bad), "config", "check"], capture_output=True, text=True
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(bad), "config", "check"], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert "profiles.default.chain[1] (transcribe).beam_size" in proc.stderr
     good = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(REPO / "config.yaml"), "config", "check"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(REPO / "config.yaml"), "config", "check"],
         capture_output=True,
         text=True,
     )
@@ -186,7 +186,7 @@ def _readme_stage_defaults() -> dict[str, dict[str, str]]:
 def test_readme_stage_defaults_are_the_codes():
     import yaml as _yaml
 
-    from stages import REGISTRY
+    from hushdrop.stages import REGISTRY
 
     documented = _readme_stage_defaults()
     assert set(documented) == set(REGISTRY), "every stage has a row in the README's stage table"

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import parse_config
-from pipeline.containers import declared_size, is_incomplete
-from pipeline.errors import ConfigError
-from pipeline.executor import Executor
-from pipeline.finish import ENVIRONMENT, RECORDING, TRANSIENT, fail_job
-from pipeline.intake import ClaimRefused, InboxBlocked, InboxUnsafe, claim, classify, inbox_link_problem
-from pipeline.ledger import ABANDONED, CLAIMED, FAILED, PROCESSING, QUARANTINED, Ledger, LedgerCorrupt
-from pipeline.names import NAME_MAX, display_name, safe_name, safe_stem
-from pipeline.recovery import remove_strays
-from pipeline.watcher import BLOCKED, REFUSED, TAKEN, Watcher
+from hushdrop.pipeline.config import parse_config
+from hushdrop.pipeline.containers import declared_size, is_incomplete
+from hushdrop.pipeline.errors import ConfigError
+from hushdrop.pipeline.watch.executor import Executor
+from hushdrop.pipeline.watch.finish import ENVIRONMENT, RECORDING, TRANSIENT, fail_job
+from hushdrop.pipeline.watch.intake import ClaimRefused, InboxBlocked, InboxUnsafe, claim, classify, inbox_link_problem
+from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, FAILED, PROCESSING, QUARANTINED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.names import NAME_MAX, display_name, safe_name, safe_stem
+from hushdrop.pipeline.watch.recovery import remove_strays
+from hushdrop.pipeline.watch.watcher import BLOCKED, REFUSED, TAKEN, Watcher
 from tests.harness import cheap_wav, wait_for
 from tests.unprivileged import give_to_user, run_unprivileged
 
@@ -376,8 +376,8 @@ def test_16_a_recording_fault_quarantines_at_once_and_a_transient_one_is_bounded
 
 
 def test_a_job_interrupted_by_every_restart_is_set_aside(tmp_path):
-    from pipeline.finish import MAX_INTERRUPTIONS
-    from pipeline.recovery import recover
+    from hushdrop.pipeline.watch.finish import MAX_INTERRUPTIONS
+    from hushdrop.pipeline.watch.recovery import recover
 
     settings = make(tmp_path)
     ledger = Ledger(settings.ledger_path)
@@ -434,8 +434,8 @@ def test_a_move_target_that_is_a_link_to_the_inbox_is_rejected(tmp_path):
 
 
 def test_recovery_survives_an_original_that_cannot_be_retired(tmp_path):
-    from pipeline.finish import COMMITTED
-    from pipeline.recovery import recover
+    from hushdrop.pipeline.watch.finish import COMMITTED
+    from hushdrop.pipeline.watch.recovery import recover
 
     settings = make(tmp_path)
     ledger = Ledger(settings.ledger_path)
@@ -451,7 +451,7 @@ def test_recovery_survives_an_original_that_cannot_be_retired(tmp_path):
 
 
 def test_only_hushdrops_own_probe_markers_are_removed(tmp_path):
-    from pipeline.watcher import PROBE_TEXT, remove_probe_markers
+    from hushdrop.pipeline.watch.watcher import PROBE_TEXT, remove_probe_markers
 
     (tmp_path / ".hushdrop-probe-dir").mkdir()
     (tmp_path / ".hushdrop-probe-theirs").write_bytes(b"someone's notes")
@@ -478,7 +478,7 @@ def test_cleanup_never_reaches_through_a_linked_outbox_folder(tmp_path):
 
 
 def test_a_claimed_file_that_keeps_changing_is_set_aside_not_held_forever(tmp_path):
-    from pipeline.executor import MAX_CHANGES_AFTER_CLAIM
+    from hushdrop.pipeline.watch.executor import MAX_CHANGES_AFTER_CLAIM
 
     settings = make(tmp_path)
     ledger = Ledger(settings.ledger_path)

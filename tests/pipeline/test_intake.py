@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings, parse_config
-from pipeline.outputs import planned_outputs
-from pipeline.fsutil import move_file
-from pipeline.intake import ClaimLost, claim, classify, finish_seen, is_ignored
-from pipeline.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
-from pipeline.recovery import recover
+from hushdrop.pipeline.config import Settings, parse_config
+from hushdrop.pipeline.outputs import planned_outputs
+from hushdrop.pipeline.fsutil import move_file
+from hushdrop.pipeline.watch.intake import ClaimLost, claim, classify, finish_seen, is_ignored
+from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
+from hushdrop.pipeline.watch.recovery import recover
 
 
 def make(root: Path, **top) -> Settings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger import (
+from hushdrop.pipeline.watch.ledger import (
     ABANDONED, CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, TRANSITIONS, Ledger, TransitionError,
 )
 

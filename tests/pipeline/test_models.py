@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ModelError
-from pipeline.fsutil import sha256_file
-from pipeline.models import (
+from hushdrop.pipeline.errors import ModelError
+from hushdrop.pipeline.fsutil import sha256_file
+from hushdrop.pipeline.models import (
     WHISPER_BASE_SHA256,
     assemble_model,
     bundled_whisper_base,
@@ -60,7 +60,7 @@ def test_models_pull_through_the_cli_really_tries_to_download(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HUSHDROP_CACHE=str(tmp_path / "cache"), HF_HUB_ETAG_TIMEOUT="2")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "models", "pull", "Qwen/Qwen3-ASR-0.6B-hf"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "models", "pull", "Qwen/Qwen3-ASR-0.6B-hf"],
         capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 2

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import parse_config
-from pipeline.errors import ConfigError
-from pipeline.finish import commit_job
-from pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
-from pipeline.ledger import CLAIMED, COMMITTED, PROCESSING, Ledger
-from pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, subtitle_language
-from pipeline.process import Processor
-from stages.grammar import apply_script
+from hushdrop.pipeline.config import parse_config
+from hushdrop.pipeline.errors import ConfigError
+from hushdrop.pipeline.watch.finish import commit_job
+from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, PROCESSING, Ledger
+from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, subtitle_language
+from hushdrop.pipeline.process import Processor
+from hushdrop.stages.grammar import apply_script
 
 FORMATS = ["txt", "srt", "vtt", "json", "md"]
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.outputs import render_json
-from pipeline.peaks import PEAK_COUNT, decode, encode, peaks
+from hushdrop.pipeline.outputs import render_json
+from hushdrop.pipeline.peaks import PEAK_COUNT, decode, encode, peaks
 from tests.conftest import SPEECH_EN, make_settings
 
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from pipeline.config import OriginalsPolicy
-from pipeline.fsutil import identity_of
-from pipeline.retention import RetentionError, apply_policy, delete, overwrite_with_random, shred
+from hushdrop.pipeline.config import OriginalsPolicy
+from hushdrop.pipeline.fsutil import identity_of
+from hushdrop.pipeline.retention import RetentionError, apply_policy, delete, overwrite_with_random, shred
 from tests.unprivileged import give_to_user, run_unprivileged
 
 

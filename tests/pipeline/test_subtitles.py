@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.job import Segment, Word
-from pipeline.subtitles import CueRules, build_cues, tokenize, width
+from hushdrop.pipeline.job import Segment, Word
+from hushdrop.pipeline.subtitles import CueRules, build_cues, tokenize, width
 
 RULES = CueRules()
 

@@ -10,10 +10,10 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from stages.denoise import Denoise, DenoiseOptions, estimate_snr_db
-from stages.highpass import Highpass, HighpassOptions, butterworth_q_values
-from stages.normalize import Normalize, NormalizeOptions
-from stages.resample import Resample
+from hushdrop.stages.denoise import Denoise, DenoiseOptions, estimate_snr_db
+from hushdrop.stages.highpass import Highpass, HighpassOptions, butterworth_q_values
+from hushdrop.stages.normalize import Normalize, NormalizeOptions
+from hushdrop.stages.resample import Resample
 from tests.conftest import load_speech, run_chain, snr_against, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
@@ -146,7 +146,7 @@ def test_denoise_modes(tmp_path):
 def test_default_cleaning_leaves_a_clean_recording_as_recorded(tmp_path):
     """On clean speech at a normal level the engine must hear exactly what was recorded:
     every change of input flips some of Whisper's words (docs/benchmarks.md)."""
-    from pipeline.config import parse_config
+    from hushdrop.pipeline.config import parse_config
 
     profile = parse_config({"profiles": {"default": {}}}, tmp_path / "config.yaml").profiles["default"]
     cleaning = [s.build() for s in profile.chain if s.name not in ("transcribe", "grammar", "tag")]

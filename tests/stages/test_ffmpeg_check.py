@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from pipeline.audio import bundled_ffmpeg, resolve_ffmpeg
-from pipeline.config import parse_config
-from pipeline.errors import ConfigError, EnvironmentFault
+from hushdrop.pipeline.audio import bundled_ffmpeg, resolve_ffmpeg
+from hushdrop.pipeline.config import parse_config
+from hushdrop.pipeline.errors import ConfigError, EnvironmentFault
 from tests.conftest import fake_ffmpeg
-from pipeline.ffmpeg_check import check_ffmpeg, chain_expressions, describe_ffmpeg, version_numbers
+from hushdrop.pipeline.ffmpeg_check import check_ffmpeg, chain_expressions, describe_ffmpeg, version_numbers
 
 SYSTEM = shutil.which("ffmpeg")
 

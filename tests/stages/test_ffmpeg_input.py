@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import Audio, classify_failure, probe
-from pipeline.config import parse_config
-from pipeline.errors import EnvironmentFault, RejectedInput
-from pipeline.job import Job
-from pipeline.process import Processor
-from pipeline.runner import Chain
-from stages.normalize import Normalize, NormalizeOptions
-from stages.resample import Resample
+from hushdrop.pipeline.audio import Audio, classify_failure, probe
+from hushdrop.pipeline.config import parse_config
+from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
+from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.process import Processor
+from hushdrop.pipeline.runner import Chain
+from hushdrop.stages.normalize import Normalize, NormalizeOptions
+from hushdrop.stages.resample import Resample
 from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, run_chain, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
@@ -86,7 +86,7 @@ def flac_without_duration(path: Path, seconds: float) -> Path:
     with path.open("wb") as out:
         import subprocess
 
-        from pipeline.audio import ffmpeg_exe
+        from hushdrop.pipeline.audio import ffmpeg_exe
 
         subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -241,7 +241,7 @@ def test_ffmpegs_own_words_decide_whose_fault(stderr, expected):
 def test_a_file_with_two_audio_tracks_decodes_its_first_even_with_no_filter_pending(tmp_path):
     """A chain that asks for samples before any ffmpeg filter (dehum first) renders with an
     empty filter chain; the first audio track must still be the one decoded."""
-    from stages.dehum import Dehum
+    from hushdrop.stages.dehum import Dehum
 
     path = tmp_path / "two tracks.mkv"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2",

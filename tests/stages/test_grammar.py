@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.job import Job, Segment, Transcript, Word
-from stages.grammar import (
+from hushdrop.pipeline.job import Job, Segment, Transcript, Word
+from hushdrop.stages.grammar import (
     EXAMPLE_GLOSSARY, RULES, Grammar, GrammarContext, GrammarOptions, apply_glossary, apply_script, convert_script,
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.job import AudioFacts, Job, Segment, Transcript
-from stages.tag import EVENT_VOCABULARY, Tag, TagOptions, split_tags
+from hushdrop.pipeline.job import AudioFacts, Job, Segment, Transcript
+from hushdrop.stages.tag import EVENT_VOCABULARY, Tag, TagOptions, split_tags
 
 
 def test_split_tags_normalises_vocabulary_and_keeps_ordinary_parentheses():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.engines import EngineSpec, load_engine
-from stages.transcribe import Transcribe
+from hushdrop.pipeline.engines import EngineSpec, load_engine
+from hushdrop.stages.transcribe import Transcribe
 from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, wer, words, write_wav
 
 
@@ -55,9 +55,9 @@ def test_forced_language_is_passed_to_engine(processor_session):
 
 def test_short_windows_map_times_back(tmp_path):
     """Speech packed into several windows comes back on the recording's own clock."""
-    from pipeline.audio import Audio
-    from pipeline.job import Job
-    from stages.transcribe import TranscribeOptions
+    from hushdrop.pipeline.audio import Audio
+    from hushdrop.pipeline.job import Job
+    from hushdrop.stages.transcribe import TranscribeOptions
     import soundfile
 
     speech, _ = soundfile.read(SPEECH_EN, dtype="float32")
@@ -81,8 +81,8 @@ def test_speech_after_a_false_voice_blip_keeps_its_own_start_time(tmp_path):
     real speech 60 s later, whisper's first segment began in the hum and the whole
     sentence was dated 60 s early.
     """
-    from pipeline.audio import Audio
-    from pipeline.job import Job
+    from hushdrop.pipeline.audio import Audio
+    from hushdrop.pipeline.job import Job
     import soundfile
 
     speech, _ = soundfile.read(SPEECH_EN, dtype="float32")
@@ -109,8 +109,8 @@ def _two_utterances_far_apart(tmp_path, seed: int = 7):
     """
     import soundfile
 
-    from pipeline.audio import Audio
-    from pipeline.job import Job
+    from hushdrop.pipeline.audio import Audio
+    from hushdrop.pipeline.job import Job
     from tests.conftest import ffmpeg
 
     rate = 16000
@@ -151,7 +151,7 @@ def test_speech_far_apart_in_one_window_stays_in_its_own_region(tmp_path, word_t
     would sit on screen for five minutes, and a sentence dated by the wrong region is
     minutes early.
     """
-    from stages.transcribe import TranscribeOptions
+    from hushdrop.stages.transcribe import TranscribeOptions
 
     _check_far_apart_utterances(tmp_path, TranscribeOptions(word_timestamps=word_timestamps))
 
@@ -160,7 +160,7 @@ def test_speech_far_apart_in_one_window_stays_in_its_own_region(tmp_path, word_t
 def test_batched_decoding_keeps_each_utterance_in_its_own_region(tmp_path, word_timestamps):
     """``batch_size`` > 1 (faster-whisper's batched pipeline, its own ≤30 s VAD pieces) comes
     back on the recording's clock through the same region table."""
-    from stages.transcribe import TranscribeOptions
+    from hushdrop.stages.transcribe import TranscribeOptions
 
     _check_far_apart_utterances(tmp_path, TranscribeOptions(word_timestamps=word_timestamps, batch_size=8))
 
@@ -208,7 +208,7 @@ def _capture_engine_options(monkeypatch):
 def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
     """Language auto: Whisper detects it on every 30 s piece (a recording that changes
     language is not decoded under the first piece's); a forced language stays forced."""
-    from pipeline.engines import DecodeRequest
+    from hushdrop.pipeline.engines import DecodeRequest
 
     engine, seen = _capture_engine_options(monkeypatch)
     window = [np.zeros(16000, dtype=np.float32)]
@@ -219,7 +219,7 @@ def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
 
 
 def test_batch_size_reaches_the_engine_only_for_whisper_batching():
-    from stages.transcribe import TranscribeOptions
+    from hushdrop.stages.transcribe import TranscribeOptions
 
     assert "batch_size" not in Transcribe(TranscribeOptions())._engine_options()
     assert Transcribe(TranscribeOptions(batch_size=8))._engine_options()["batch_size"] == 8

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from pipeline.config import Settings, parse_config
-from pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
-from pipeline.ledger import COMMITTED, DONE, Ledger
-from pipeline.outputs import commit_outputs
+from hushdrop.pipeline.config import Settings, parse_config
+from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.watch.ledger import COMMITTED, DONE, Ledger
+from hushdrop.pipeline.outputs import commit_outputs
 from tests.harness import REPO, WatchRun, base_config, cheap_wav, wait_for  # noqa: F401 (re-exported for these tests)
 
 BASE = "http://127.0.0.1:8765"
@@ -39,7 +39,7 @@ def web_settings(root: Path, web: dict | None = None, **profile: Any) -> Setting
 
 
 def client_for(settings: Settings, base_url: str = BASE, **kwargs) -> TestClient:
-    from pipeline.web.app import create_app
+    from hushdrop.pipeline.web.app import create_app
 
     return TestClient(create_app(settings, **kwargs), base_url=base_url, follow_redirects=False)
 
@@ -133,7 +133,7 @@ class WebProcess:
     def start(self) -> "WebProcess":
         with open(self.log, "wb") as stream:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "--config", str(self.config_path), "web"],
+                [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(self.config_path), "web"],
                 cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         wait_for(lambda: "web page at" in self.log.read_text() or self.proc.poll() is not None, 60, "the web server")

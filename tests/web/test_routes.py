@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.finish import quarantine_job
-from pipeline.ledger import CLAIMED, Ledger
-from pipeline.web.app import STATIC, TEMPLATES
+from hushdrop.pipeline.watch.finish import quarantine_job
+from hushdrop.pipeline.watch.ledger import CLAIMED, Ledger
+from hushdrop.pipeline.web.app import STATIC, TEMPLATES
 from tests.web.conftest import add_done_job, csrf_of, sample_job, unsafe_headers
 
 

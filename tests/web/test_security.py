@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from pipeline.errors import ConfigError
-from pipeline.web.security import SESSION_COOKIE, hash_password, verify_password
-from pipeline.web.server import set_yaml_password
+from hushdrop.pipeline.errors import ConfigError
+from hushdrop.pipeline.web.security import SESSION_COOKIE, hash_password, verify_password
+from hushdrop.pipeline.web.server import set_yaml_password
 from tests.harness import REPO
 from tests.web.conftest import BASE, WebProcess, client_for, csrf_of, free_port, unsafe_headers, web_settings
 
@@ -47,7 +47,7 @@ def test_off_loopback_the_page_will_not_start_without_a_password(tmp_path):
         client_for(settings)
     config = tmp_path / "site" / "config.yaml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "web", "--listen", f"0.0.0.0:{free_port()}"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), "web", "--listen", f"0.0.0.0:{free_port()}"],
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode == 2 and "--set-password" in proc.stderr
@@ -168,7 +168,7 @@ def test_set_password_writes_only_the_hash_and_keeps_the_comments(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(text)
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "web", "--set-password"],
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), "web", "--set-password"],
         input="a long enough password\n", capture_output=True, text=True, timeout=60, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.intake import claim
-from pipeline.ledger import Ledger
-from pipeline.web.uploads import TEMP_PREFIX, sanitize_name, sweep_stale
+from hushdrop.pipeline.watch.intake import claim
+from hushdrop.pipeline.watch.ledger import Ledger
+from hushdrop.pipeline.web.uploads import TEMP_PREFIX, sanitize_name, sweep_stale
 from tests.conftest import SPEECH_EN
 from tests.web.conftest import WebProcess, client_for, csrf_of, keep_for_review, rss_kib, unsafe_headers, web_settings
 
@@ -201,7 +201,7 @@ def test_a_1_gb_upload_does_not_raise_the_servers_memory(tmp_path):
 
 
 def test_uploads_are_refused_while_nobody_is_logged_in_off_loopback(tmp_path):
-    from pipeline.web.security import hash_password
+    from hushdrop.pipeline.web.security import hash_password
 
     settings = web_settings(tmp_path / "site", {"listen": "0.0.0.0:8765", "password_hash": hash_password("correct horse", n=2**10)})
     with client_for(settings, base_url="http://192.0.2.10:8765") as client:

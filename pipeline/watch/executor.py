@@ -4,7 +4,7 @@ Each worker is a separate process holding one ``Processor``: its chains (and the
 ASR model) are built once and reused for every job it runs. A worker does the pure
 part only — ``Processor.transcribe(spool file, profile)`` — and sends the finished
 ``Job`` back; the watcher process alone writes the ledger, the outbox and the spool
-(see ``pipeline.finish``). So a worker that crashes, hangs or is killed can never
+(see ``pipeline.watch.finish``). So a worker that crashes, hangs or is killed can never
 leave a partial output, and killing the watcher kills its workers
 (``PR_SET_PDEATHSIG``) without any output being half-written by them.
 
@@ -31,16 +31,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings
-from pipeline.errors import EnvironmentFault, StageError
-from pipeline.finish import (
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.errors import EnvironmentFault, StageError
+from hushdrop.pipeline.watch.finish import (
     RECORDING, ENVIRONMENT, TRANSIENT, commit_job, fail_job, fault_of_os_error, quarantine_job, resolve_interrupted,
     retire_original, skip_duplicate,
 )
-from pipeline.fsutil import empty_folder, sha256_file
-from pipeline.ledger import ABANDONED, ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
-from pipeline.logs import job_log, log
-from pipeline.retention import RetentionError
+from hushdrop.pipeline.fsutil import empty_folder, sha256_file
+from hushdrop.pipeline.watch.ledger import ABANDONED, ACTIVE, CLAIMED, COMMITTED, DONE, PROCESSING, SEEN, JobRow, Ledger
+from hushdrop.pipeline.logs import job_log, log
+from hushdrop.pipeline.retention import RetentionError
 
 _PR_SET_PDEATHSIG = 1
 # a claimed original still being written this many settle periods later is set aside
@@ -73,8 +73,8 @@ def _worker_main(settings: Settings, conn: Connection, name: str, parent: int) -
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         _limit_memory(settings.worker_memory_limit_mb)
-        from pipeline import logs
-        from pipeline.process import Processor
+        from hushdrop.pipeline import logs
+        from hushdrop.pipeline.process import Processor
 
         logs.setup(settings.log_format)
         processor = Processor(settings)
@@ -105,7 +105,7 @@ def _load_default_chain(settings: Settings, processor) -> dict[str, Any]:
 
 
 def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]) -> None:
-    from pipeline.job import _no_progress
+    from hushdrop.pipeline.job import _no_progress
 
     conn.send(("ready", info))
     while True:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline.errors import HushdropError
+from hushdrop.pipeline.errors import HushdropError
 
 SEEN = "seen"
 CLAIMED = "claimed"

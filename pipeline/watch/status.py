@@ -11,8 +11,8 @@ import subprocess
 import time
 from typing import Any
 
-from pipeline.config import Settings
-from pipeline.ledger import FAILED, PROCESSING, QUARANTINED, WAITING, DONE, Ledger
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.watch.ledger import FAILED, PROCESSING, QUARANTINED, WAITING, DONE, Ledger
 
 
 def gpu_memory() -> list[dict[str, Any]]:

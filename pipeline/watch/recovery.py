@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.fsutil import empty_folder
-from pipeline.retention import RetentionError
-from pipeline.watcher import remove_probe_markers
-from pipeline.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
-from pipeline.intake import clean_spool_dir, finish_seen
-from pipeline.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
-from pipeline.logs import log
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.fsutil import empty_folder
+from hushdrop.pipeline.retention import RetentionError
+from hushdrop.pipeline.watch.watcher import remove_probe_markers
+from hushdrop.pipeline.watch.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
+from hushdrop.pipeline.watch.intake import clean_spool_dir, finish_seen
+from hushdrop.pipeline.watch.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
+from hushdrop.pipeline.logs import log
 
 
 def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.config import Profile, Settings
-from pipeline.containers import is_incomplete
-from pipeline.errors import ENVIRONMENT_ERRNOS
-from pipeline.fsutil import NotOurs, can_change_folder, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
-from pipeline.ledger import ABANDONED, CLAIMED, SEEN, Ledger, JobRow
-from pipeline.logs import job_log, log
-from pipeline.names import display_name, safe_name
+from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.containers import is_incomplete
+from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
+from hushdrop.pipeline.fsutil import NotOurs, can_change_folder, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
+from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, SEEN, Ledger, JobRow
+from hushdrop.pipeline.logs import job_log, log
+from hushdrop.pipeline.names import display_name, safe_name
 
 # Temp and metadata files of sync tools, browsers, NAS boxes and desktops: never ours.
 BUILTIN_IGNORE = (
@@ -417,7 +417,7 @@ def clean_spool_dir(folder: Path) -> None:
     A ``.hushdrop-*.retire`` file is an original whose retirement was interrupted after its
     outputs were committed: it is shredded, not just unlinked.
     """
-    from pipeline.retention import RetentionError, shred
+    from hushdrop.pipeline.retention import RetentionError, shred
 
     if not folder.is_dir() or folder.is_symlink():
         return

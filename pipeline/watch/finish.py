@@ -33,16 +33,16 @@ import stat
 import time
 from pathlib import Path
 
-from pipeline.config import OriginalsPolicy, Profile, Settings
-from pipeline.errors import ENVIRONMENT_ERRNOS
-from pipeline.fsutil import free_name, move_file
-from pipeline.names import display_name, safe_name, safe_stem
-from pipeline.intake import clean_spool_dir, profile_folder, write_error_note
-from pipeline.job import Job
-from pipeline.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
-from pipeline.logs import job_log
-from pipeline.outputs import commit_outputs, planned_outputs
-from pipeline.retention import apply_policy
+from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
+from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
+from hushdrop.pipeline.fsutil import free_name, move_file
+from hushdrop.pipeline.names import display_name, safe_name, safe_stem
+from hushdrop.pipeline.watch.intake import clean_spool_dir, profile_folder, write_error_note
+from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
+from hushdrop.pipeline.logs import job_log
+from hushdrop.pipeline.outputs import commit_outputs, planned_outputs
+from hushdrop.pipeline.retention import apply_policy
 
 
 RECORDING = "recording"
@@ -91,8 +91,8 @@ def output_folder(settings: Settings, profile_name: str) -> Path:
 
 def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> JobRow:
     """processing → committed: write every output of ``job``; the plan is recorded first."""
-    from pipeline.outputs import free_stem, subtitle_language
-    from stages.grammar import apply_script
+    from hushdrop.pipeline.outputs import free_stem, subtitle_language
+    from hushdrop.stages.grammar import apply_script
 
     profile = settings.profile(row.profile)
     folder = output_folder(settings, profile.name)

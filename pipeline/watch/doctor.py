@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.errors import EnvironmentFault
-from pipeline.fsutil import can_change_folder, identity_of, sha256_file
-from pipeline.intake import InboxUnsafe, inbox_link_problem, opened_profile_folder, profile_folder
-from pipeline.ledger import CLAIMED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.errors import EnvironmentFault
+from hushdrop.pipeline.fsutil import can_change_folder, identity_of, sha256_file
+from hushdrop.pipeline.watch.intake import InboxUnsafe, inbox_link_problem, opened_profile_folder, profile_folder
+from hushdrop.pipeline.watch.ledger import CLAIMED, Ledger, LedgerCorrupt
 
 MIN_FREE_GB = 1.0
 
@@ -53,7 +53,7 @@ def _folder_finding(topic: str, path: Path, need_write: bool = True) -> Finding:
 def checkup(settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
     try:
-        from pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
+        from hushdrop.pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
 
         try:
             info = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
@@ -66,7 +66,7 @@ def checkup(settings: Settings) -> list[Finding]:
             ))
     except ImportError:
         pass
-    from pipeline.models import list_models
+    from hushdrop.pipeline.models import list_models
 
     for status in list_models():
         if status.engine == "whisper":

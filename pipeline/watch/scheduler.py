@@ -13,9 +13,9 @@ from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pipeline.config import OUTPUT_FORMATS, Settings
-from pipeline.ledger import CLAIMED, FAILED, SEEN, Ledger, LedgerCorrupt
-from pipeline.logs import job_log, log
+from hushdrop.pipeline.config import OUTPUT_FORMATS, Settings
+from hushdrop.pipeline.watch.ledger import CLAIMED, FAILED, SEEN, Ledger, LedgerCorrupt
+from hushdrop.pipeline.logs import job_log, log
 
 
 def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
@@ -30,7 +30,7 @@ def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
 
 def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60.0) -> int:
     """A claim that stopped halfway without a crash (an I/O error after the rename)."""
-    from pipeline.intake import finish_seen
+    from hushdrop.pipeline.watch.intake import finish_seen
 
     cutoff = time.time() - older_than
     stale = [row for row in ledger.in_state(SEEN) if row.updated_at < cutoff]

@@ -32,11 +32,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from pipeline.config import Profile, Settings
-from pipeline.containers import is_incomplete
-from pipeline.fsutil import random_name
-from pipeline.intake import InboxUnsafe, classify, file_identity, opened_profile_folder, profile_folder
-from pipeline.logs import log
+from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.containers import is_incomplete
+from hushdrop.pipeline.fsutil import random_name
+from hushdrop.pipeline.watch.intake import InboxUnsafe, classify, file_identity, opened_profile_folder, profile_folder
+from hushdrop.pipeline.logs import log
 
 # Filesystems on which inotify does not see changes made by other machines.
 NO_EVENT_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "drvfs", "v9fs", "ceph", "glusterfs", "afs", "lustre", "davfs")

@@ -15,16 +15,16 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.config import Profile, Settings
-from pipeline.executor import Executor
-from pipeline.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
-from pipeline.errors import EnvironmentFault
-from pipeline.fsutil import private_dir
-from pipeline.ledger import QUARANTINED, Ledger, LedgerCorrupt
-from pipeline.logs import log
-from pipeline.recovery import recover
-from pipeline.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
-from pipeline.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAKEN, Watcher
+from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.watch.executor import Executor
+from hushdrop.pipeline.watch.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
+from hushdrop.pipeline.errors import EnvironmentFault
+from hushdrop.pipeline.fsutil import private_dir
+from hushdrop.pipeline.watch.ledger import QUARANTINED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.logs import log
+from hushdrop.pipeline.watch.recovery import recover
+from hushdrop.pipeline.watch.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
+from hushdrop.pipeline.watch.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAKEN, Watcher
 
 
 class AlreadyRunning(RuntimeError):
@@ -122,7 +122,7 @@ class Service:
         if problem:
             log().error("%s", problem)
             return 2
-        from pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
+        from hushdrop.pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
 
         try:
             tool = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
@@ -206,8 +206,8 @@ class Service:
 
 def start_web(settings: Settings):
     """The web page in a thread of this service; without it (logged) the folder still works."""
-    from pipeline.errors import ConfigError
-    from pipeline.web.server import WebError, WebThread
+    from hushdrop.pipeline.errors import ConfigError
+    from hushdrop.pipeline.web.server import WebError, WebThread
 
     try:
         return WebThread(settings).start()
@@ -217,7 +217,7 @@ def start_web(settings: Settings):
 
 
 def watch(settings: Settings, once: bool = False) -> int:
-    from pipeline import logs
+    from hushdrop.pipeline import logs
 
     logs.setup(settings.log_format)
     service = Service(settings, once=once)
