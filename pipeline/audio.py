@@ -47,7 +47,6 @@ from typing import Protocol
 import numpy as np
 
 from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, RejectedInput, StageError
-from hushdrop.pipeline.job import AudioFacts
 
 _STAGE = "decode"
 
@@ -121,6 +120,21 @@ _INDIRECT_FORMATS = {"concat", "hls", "applehttp", "dash", "imf", "sdp", "rtsp",
 
 # ---------------------------------------------------------------------------
 # probing
+
+
+@dataclass
+class AudioFacts:
+    """What the original recording is, as probed before any processing."""
+
+    path: str
+    size_bytes: int
+    container: str
+    codec: str
+    duration_s: float
+    sample_rate: int
+    channels: int
+    has_video: bool = False
+    decoded_s: float | None = None  # what could actually be decoded; less than duration_s if truncated
 
 
 def probe(path: Path) -> AudioFacts:

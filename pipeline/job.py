@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from hushdrop.pipeline.audio import Audio
+from hushdrop.pipeline.audio import Audio, AudioFacts
 
 
 @dataclass
@@ -60,21 +59,6 @@ class Transcript:
 
 
 @dataclass
-class AudioFacts:
-    """What the original recording is, as probed before any processing."""
-
-    path: str
-    size_bytes: int
-    container: str
-    codec: str
-    duration_s: float
-    sample_rate: int
-    channels: int
-    has_video: bool = False
-    decoded_s: float | None = None  # what could actually be decoded; less than duration_s if truncated
-
-
-@dataclass
 class StageRecord:
     name: str
     options: dict[str, Any]
@@ -85,7 +69,7 @@ class StageRecord:
 ProgressCallback = Callable[[str, float], None]
 
 
-def _no_progress(stage: str, fraction: float) -> None:
+def no_progress(stage: str, fraction: float) -> None:
     return None
 
 
@@ -106,7 +90,7 @@ class Job:
     received_at: float | None = None  # when hushdrop took the recording (Unix time)
     finished_at: float | None = None  # when its outputs were written (Unix time)
     waveform: dict[str, Any] | None = None  # peaks of the decoded audio (pipeline.peaks), for the web page
-    progress: ProgressCallback = field(default=_no_progress, repr=False)
+    progress: ProgressCallback = field(default=no_progress, repr=False)
 
     def note(self, message: str) -> None:
         self.notes.append(message)

@@ -18,7 +18,7 @@ from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
 from hushdrop.pipeline.containers import declared_size
 from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
 from hushdrop.pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
-from hushdrop.pipeline.job import Job, ProgressCallback, _no_progress
+from hushdrop.pipeline.job import Job, ProgressCallback, no_progress
 from hushdrop.pipeline.outputs import commit_outputs
 from hushdrop.pipeline.peaks import waveform_of
 from hushdrop.pipeline.retention import RetentionError, apply_policy
@@ -52,7 +52,7 @@ class Processor:
         self._chains.clear()
 
     def transcribe(
-        self, path: Path, profile: Profile, progress: ProgressCallback = _no_progress, language: str | None = None
+        self, path: Path, profile: Profile, progress: ProgressCallback = no_progress, language: str | None = None
     ) -> Job:
         """Run the chain on ``path``; the file itself is only read, never changed.
 
@@ -129,7 +129,7 @@ class Processor:
         self,
         path: Path,
         profile: Profile,
-        progress: ProgressCallback = _no_progress,
+        progress: ProgressCallback = no_progress,
         originals: OriginalsPolicy | None = None,
     ) -> Outcome:
         """Transcribe ``path`` and commit its outputs; then apply ``originals`` (None: keep it).

@@ -105,7 +105,7 @@ def _load_default_chain(settings: Settings, processor) -> dict[str, Any]:
 
 
 def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]) -> None:
-    from hushdrop.pipeline.job import _no_progress
+    from hushdrop.pipeline.job import no_progress
 
     conn.send(("ready", info))
     while True:
@@ -145,7 +145,7 @@ def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]
             logger.exception("failed outside the chain")
             conn.send(("error", job_id, "worker", f"{type(exc).__name__}: {exc}", TRANSIENT))
             continue
-        job.progress = _no_progress
+        job.progress = no_progress
         job.audio = None
         logger.info("transcribed in %.1f s", time.perf_counter() - started)
         conn.send(("result", job_id, job))

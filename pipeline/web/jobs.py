@@ -29,7 +29,8 @@ from typing import Any
 
 from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.fsutil import fsync_dir, write_temp
-from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, Transcript, Word
+from hushdrop.pipeline.audio import AudioFacts
+from hushdrop.pipeline.job import Event, Job, Segment, Transcript, Word
 from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, JobRow, Ledger
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.names import display_name

@@ -18,7 +18,8 @@ import yaml
 from hushdrop.pipeline.config import parse_config
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.watch.finish import commit_job
-from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.audio import AudioFacts
+from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
 from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, PROCESSING, Ledger
 from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, subtitle_language
 from hushdrop.pipeline.process import Processor

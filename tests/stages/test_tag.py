@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hushdrop.pipeline.job import AudioFacts, Job, Segment, Transcript
+from hushdrop.pipeline.audio import AudioFacts
+from hushdrop.pipeline.job import Job, Segment, Transcript
 from hushdrop.stages.tag import EVENT_VOCABULARY, Tag, TagOptions, split_tags
 
 

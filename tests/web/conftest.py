@@ -17,7 +17,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from hushdrop.pipeline.config import Settings, parse_config
-from hushdrop.pipeline.job import AudioFacts, Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.audio import AudioFacts
+from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
 from hushdrop.pipeline.watch.ledger import COMMITTED, DONE, Ledger
 from hushdrop.pipeline.outputs import commit_outputs
 from tests.harness import REPO, WatchRun, base_config, cheap_wav, wait_for  # noqa: F401 (re-exported for these tests)
