@@ -2,7 +2,8 @@
 
 Used by the ``transcribe`` stage (windows of speech found by VAD, at most an engine's
 ``max_window_s`` long) and by engines with their own limits (the qwen3-asr aligner
-takes at most 300 s).
+takes at most 300 s). :func:`frame_energies` is also the loudness measure of the
+``denoise`` stage and of qwen3-asr's estimated sentence times.
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "km", "my", "bo"}
 def join_words(words: list[str], language: str | None) -> str:
     """Words (as the engine spelled them, stripped) back into text."""
     return ("" if language in UNSPACED_LANGUAGES else " ").join(words).strip()
+
+
+def frame_energies(samples: np.ndarray, frame: int, dtype: type = np.float64) -> np.ndarray:
+    """Mean square of each whole frame of ``frame`` (>= 1) samples; a partial last frame is left out.
+
+    Computed a million samples at a time, in ``dtype``, so a two-hour recording needs no
+    second full-length copy. Frames are independent, so the block size never changes a value.
+    """
+    n = len(samples) // frame
+    energies = np.empty(n, dtype=dtype)
+    step = max(1, (1 << 20) // frame)
+    for i in range(0, n, step):
+        block = np.asarray(samples[i * frame : min(n, i + step) * frame], dtype=dtype)
+        energies[i : i + len(block) // frame] = np.square(block.reshape(-1, frame)).mean(axis=1)
+    return energies
 
 
 def split_at_quiet_points(
@@ -49,12 +65,10 @@ def split_at_quiet_points(
     while total - start > max_len:
         window_lo = start + max_len - search
         window_hi = start + max_len
-        region = np.asarray(audio[window_lo:window_hi], dtype=np.float32)
-        n_frames = len(region) // frame
-        if n_frames == 0:
+        energy = frame_energies(audio[window_lo:window_hi], frame, np.float32)
+        if len(energy) == 0:
             cut = window_hi
         else:
-            energy = np.square(region[: n_frames * frame].reshape(n_frames, frame)).mean(axis=1)
             cut = window_lo + int(np.argmin(energy)) * frame + frame // 2
         ranges.append((start, cut))
         start = cut

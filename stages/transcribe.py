@@ -12,20 +12,21 @@ across a join between two regions is split there, so no segment spans a gap.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from hushdrop.pipeline.chunking import pack_regions
-from hushdrop.pipeline.engines import SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, load_engine
+from hushdrop.pipeline.engines import ENGINE_NAMES, SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, engine_for, load_engine
 from hushdrop.pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
 from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.text import option_error_text
 from hushdrop.stages.base import Stage, StageOptions
 
 
 class TranscribeOptions(StageOptions):
-    engine: Literal["whisper", "qwen3-asr"] = "whisper"
+    engine: Literal[ENGINE_NAMES] = "whisper"  # type: ignore[valid-type]  # the registry's names
     model: str = Field("base", description="'base' (bundled) or a model directory / checkpoint name")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
@@ -46,24 +47,32 @@ class TranscribeOptions(StageOptions):
     )
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
 
-    @model_validator(mode="after")
-    def _engine_options_known(self) -> "TranscribeOptions":
-        if self.engine == "qwen3-asr":
-            from hushdrop.pipeline.engines.qwen3 import check_options
+    @field_validator("engine_options")
+    @classmethod
+    def _engine_options_known(cls, value: dict, info: ValidationInfo) -> dict:
+        """Checked against the engine's own ``Options`` now, so a typo fails at config load."""
+        engine = info.data.get("engine")  # absent when the engine name itself was wrong
+        if engine is None:
+            return value
+        options = engine_for(engine).Options
+        try:
+            options.model_validate(value)
+        except ValidationError as exc:
+            # the same errors, their text worded against the engine's options (this model
+            # cannot tell which keys an engine_options dict may hold)
+            raise ValidationError.from_exception_data(
+                exc.title,
+                [
+                    {"type": "value_error", "loc": err["loc"], "input": err["input"],
+                     "ctx": {"error": option_error_text(err, options)}}
+                    for err in exc.errors()
+                ],
+            ) from None
+        return value
 
-            try:
-                check_options(self.engine_options)
-            except ConfigError as exc:
-                raise ValueError("; ".join(exc.problems)) from None
-        return self
-
-    def supported_languages(self) -> frozenset[str] | None:
-        """Languages the engine can be forced to, known without loading it (None: any)."""
-        if self.engine == "qwen3-asr":
-            from hushdrop.pipeline.engines.qwen3 import LANGUAGES
-
-            return frozenset(LANGUAGES)
-        return None
+    def supported_languages(self) -> frozenset[str]:
+        """Languages the engine can be forced to, known without loading it."""
+        return engine_for(self.engine).languages
 
 
 class Transcribe(Stage):
@@ -92,6 +101,21 @@ class Transcribe(Stage):
         except ModelError as exc:
             raise StageError(self.name, str(exc)) from exc
 
+    def engine_info(self) -> dict[str, Any] | None:
+        """The loaded engine's ``describe()`` (engine, model, device, precision); None before ``open``."""
+        return self.engine.describe() if self.engine is not None else None
+
+    def request(self, job: Job) -> DecodeRequest:
+        """What this job asks of the engine: the profile's language and glossary, these options."""
+        return DecodeRequest(
+            language=None if job.language == "auto" else job.language,
+            glossary=tuple(job.glossary),
+            word_timestamps=self.options.word_timestamps,
+            beam_size=self.options.beam_size,
+            batch_size=self.options.batch_size,
+            options=dict(self.options.engine_options),
+        )
+
     def run(self, job: Job) -> None:
         if self.engine is None:
             self.open()
@@ -118,15 +142,8 @@ class Transcribe(Stage):
         def progress(index: int, seconds: float) -> None:
             job.progress(self.name, min(1.0, (done_before[index] + seconds) / max(speech_total, 1e-9)))
 
-        request = DecodeRequest(
-            language=None if job.language == "auto" else job.language,
-            glossary=tuple(job.glossary),
-            word_timestamps=self.options.word_timestamps,
-            beam_size=self.options.beam_size,
-            options=self._engine_options(),
-        )
         try:
-            results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress)
+            results = self.engine.transcribe([w.gather(samples) for w in windows], self.request(job), progress)
         except ConfigError as exc:  # a request this engine cannot honour: retrying will not help
             raise RejectedInput(self.name, str(exc)) from exc
         languages: Counter[str] = Counter()
@@ -144,12 +161,6 @@ class Transcribe(Stage):
         if not transcript.segments:
             transcript.no_speech = True
             job.note("transcribe: the engine heard no words in the speech regions")
-
-    def _engine_options(self) -> dict:
-        options = dict(self.options.engine_options)
-        if self.options.engine == "whisper" and self.options.batch_size > 1:
-            options.setdefault("batch_size", self.options.batch_size)
-        return options
 
     def _speech_regions(self, samples: np.ndarray) -> list[tuple[int, int]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps

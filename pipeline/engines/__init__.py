@@ -1,53 +1,46 @@
-"""ASR engines, loaded once per worker process and reused for every job."""
+"""ASR engines: the registry, and each process's loaded engines (one per spec, reused for every job).
+
+``ENGINES`` maps an engine's name to its :class:`EngineEntry`: its ``engine_options``
+model, its languages, how to load it and which models it has. Adding an engine means
+adding its entry here; the config loader, the ``transcribe`` stage and ``hushdrop
+models`` ask the entry and never name an engine themselves.
+"""
 
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from pathlib import Path
 
-from hushdrop.pipeline.engines.base import (
-    SAMPLE_RATE,
-    DecodeRequest,
-    Engine,
-    EngineCapabilities,
-    EngineResult,
-    EngineSpec,
-)
+from hushdrop.pipeline.engines import qwen3, whisper
+from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, Engine, EngineEntry, EngineSpec
 from hushdrop.pipeline.errors import ModelError
 
+# the contract (pipeline/engines/base.py) is imported from there; these are what a caller needs
 __all__ = [
     "SAMPLE_RATE",
     "DecodeRequest",
     "Engine",
-    "EngineCapabilities",
-    "EngineResult",
     "EngineSpec",
+    "ENGINES",
     "ENGINE_NAMES",
+    "engine_for",
     "load_engine",
-    "loaded_engines",
+    "pull_model",
 ]
 
-
-def _load_whisper(spec: EngineSpec) -> Engine:
-    from hushdrop.pipeline.engines.whisper import WhisperEngine
-
-    return WhisperEngine(spec)
-
-
-def _load_qwen3(spec: EngineSpec) -> Engine:
-    from hushdrop.pipeline.engines.qwen3 import Qwen3AsrEngine
-
-    return Qwen3AsrEngine(spec)
-
-
-_LOADERS: dict[str, Callable[[EngineSpec], Engine]] = {
-    "whisper": _load_whisper,
-    "qwen3-asr": _load_qwen3,
-}
-ENGINE_NAMES = tuple(_LOADERS)
+ENGINES: dict[str, EngineEntry] = {entry.name: entry for entry in (whisper.ENTRY, qwen3.ENTRY)}
+ENGINE_NAMES = tuple(ENGINES)
 
 _cache: dict[EngineSpec, Engine] = {}
 _lock = threading.Lock()
+
+
+def engine_for(name: str) -> EngineEntry:
+    """The registry entry of engine ``name``, or ModelError naming the engines there are."""
+    entry = ENGINES.get(name)
+    if entry is None:
+        raise ModelError(f"unknown engine {name!r}; choose one of: {', '.join(ENGINE_NAMES)}")
+    return entry
 
 
 def load_engine(spec: EngineSpec) -> Engine:
@@ -55,16 +48,16 @@ def load_engine(spec: EngineSpec) -> Engine:
     with _lock:
         engine = _cache.get(spec)
         if engine is None:
-            loader = _LOADERS.get(spec.engine)
-            if loader is None:
-                raise ModelError(
-                    f"unknown engine {spec.engine!r}; choose one of: {', '.join(ENGINE_NAMES)}"
-                )
-            engine = loader(spec)
+            engine = engine_for(spec.engine).load(spec)
             _cache[spec] = engine
         return engine
 
 
-def loaded_engines() -> list[Engine]:
-    with _lock:
-        return list(_cache.values())
+def pull_model(name: str) -> Path:
+    """Download model ``name`` once for the engine that pulls its models by name (`hushdrop models pull`).
+
+    Only qwen3-asr does (whisper's base model is bundled; another whisper model is a path),
+    so the one engine with a ``pull`` gets the name and says if it does not know it.
+    """
+    (pull,) = [entry.pull for entry in ENGINES.values() if entry.pull is not None]
+    return pull(name)

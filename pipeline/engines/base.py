@@ -1,21 +1,31 @@
-"""The engine interface every ASR backend implements.
+"""The engine contract every ASR backend implements, and its registry entry.
 
 An engine is loaded once per worker process (see ``pipeline.engines.load_engine``)
 and turns a batch of 16 kHz mono float32 arrays into segments with word times and
 a language. It never sees files, profiles or the ledger: the ``transcribe`` stage
 does voice-activity detection, cuts the audio into windows no longer than
 ``capabilities.max_window_s`` and maps times back to the recording.
+
+Each engine also has an :class:`EngineEntry` in the registry (``ENGINES``): what can be
+known about it without loading a model — its ``engine_options`` model, the languages it
+can be forced to, how to load it and which models it has on this machine. The config
+loader and the ``transcribe`` stage ask the entry; neither knows any engine by name.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Self, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.job import Segment
+from hushdrop.pipeline.models import ModelStatus
+from hushdrop.pipeline.text import option_error_text
 
 SAMPLE_RATE = 16000
 
@@ -34,11 +44,61 @@ class EngineSpec:
 
 @dataclass(frozen=True)
 class EngineCapabilities:
-    languages: frozenset[str] | None  # None = any language the model knows
-    word_timestamps: bool
-    batching: bool
-    devices: tuple[str, ...]
-    max_window_s: float
+    """What a loaded engine tells the ``transcribe`` stage about the audio it accepts."""
+
+    max_window_s: float  # the longest window one call may hold
+
+
+class EngineOptions(BaseModel):
+    """An engine's ``engine_options``: every key known, unknown keys rejected.
+
+    The same model checks a profile when config.yaml is loaded (through the registry
+    entry) and a job's options when the engine runs, so a typo fails ``config check``,
+    not every job.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    engine: ClassVar[str]
+
+    @classmethod
+    def problems(cls, exc: ValidationError) -> list[str]:
+        """One line per error, with "did you mean" for a misspelled key."""
+        return [
+            f"{'.'.join(str(p) for p in err['loc']) or 'engine_options'}: {option_error_text(err, cls)}"
+            for err in exc.errors()
+        ]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Self:
+        """``raw`` validated, or ConfigError naming each bad key."""
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise ConfigError(f"{cls.engine} engine_options", cls.problems(exc)) from None
+
+    def updated(self, overrides: Mapping[str, Any]) -> Self:
+        """These options with a job's ``overrides`` on top (ConfigError for a bad one)."""
+        return self.parse({**self.model_dump(exclude_unset=True), **overrides}) if overrides else self
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """An engine as the registry knows it, before (and without) loading a model."""
+
+    name: str
+    Options: type[EngineOptions]
+    languages: frozenset[str]  # codes a profile may force (its ``language``)
+    load: Callable[[EngineSpec], Engine]  # imports the engine's libraries only when called
+    model_statuses: Callable[[], list[ModelStatus]]  # the models it has, or could have, here
+    pull: Callable[[str], Path] | None = None  # downloads a model by name (`hushdrop models pull`)
+
+    def check_language(self, code: str) -> None:
+        """ValueError unless a profile may force this engine to ``code``."""
+        if code not in self.languages:
+            raise ValueError(
+                f"language {code!r} is not one the {self.name} engine can be forced to; "
+                f"use 'auto' or one of: {', '.join(sorted(self.languages))}"
+            )
 
 
 @dataclass
@@ -48,8 +108,9 @@ class DecodeRequest:
     language: str | None = None  # None = detect
     glossary: Sequence[str] = ()
     word_timestamps: bool = True
-    beam_size: int = 5
-    options: dict[str, Any] = field(default_factory=dict)  # engine-specific extras
+    beam_size: int = 5  # an engine that decodes greedily ignores it
+    batch_size: int = 1  # pieces of one window per model call, for an engine that can; 1 = one by one
+    options: dict[str, Any] = field(default_factory=dict)  # engine_options: checked by the engine's Options
 
 
 @dataclass

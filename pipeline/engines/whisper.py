@@ -1,25 +1,92 @@
-"""The ``whisper`` engine: faster-whisper (CTranslate2) on CPU (int8) or CUDA (float16)."""
+"""The ``whisper`` engine: faster-whisper (CTranslate2) on CPU (int8) or CUDA (float16).
+
+Importing this module loads neither faster-whisper nor CTranslate2: the registry entry
+(options, languages, models) is read when config.yaml is checked, the model only when a
+worker opens its chain.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from hushdrop.pipeline.engines.base import (
     SAMPLE_RATE,
     DecodeRequest,
     Engine,
     EngineCapabilities,
+    EngineEntry,
+    EngineOptions,
     EngineResult,
     EngineSpec,
     WindowProgress,
 )
 from hushdrop.pipeline.errors import ModelError
-from hushdrop.pipeline.job import Segment, Word
 from hushdrop.pipeline.fsutil import sha256_file
-from hushdrop.pipeline.models import WHISPER_BASE_SHA256, bundled_whisper_base
+from hushdrop.pipeline.job import Segment, Word
+from hushdrop.pipeline.models import WHISPER_BASE_SHA256, ModelStatus, bundled_whisper_base
+
+ENGINE_NAME = "whisper"
+
+# The codes faster-whisper's tokenizer knows. faster-whisper publishes them only as the
+# private ``faster_whisper.tokenizer._LANGUAGE_CODES`` or through a loaded model
+# (``WhisperModel.supported_languages``), and the config is checked without loading one;
+# so this is a copy, and tests/engines/test_whisper.py checks it against the model's list.
+LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he "
+    "hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl "
+    "nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz "
+    "vi yi yo zh yue".split()
+)
+
+
+class WhisperOptions(EngineOptions):
+    """``engine_options`` for whisper: faster-whisper's ``transcribe`` arguments, and ``batch_size``.
+
+    A key left out keeps the engine's setting (see ``WhisperEngine._transcribe_one``) or
+    faster-whisper's default; a key given replaces it, as written.
+    """
+
+    engine = ENGINE_NAME
+
+    batch_size: int | None = Field(None, ge=1, description="pieces per call through the batched pipeline; the stage's batch_size by default")
+    language: str | None = None
+    task: Literal["transcribe", "translate"] | None = None
+    log_progress: bool | None = None
+    beam_size: int | None = Field(None, ge=1)
+    best_of: int | None = Field(None, ge=1)
+    patience: float | None = None
+    length_penalty: float | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = Field(None, ge=0)
+    temperature: float | list[float] | None = None
+    compression_ratio_threshold: float | None = None
+    log_prob_threshold: float | None = None
+    no_speech_threshold: float | None = None
+    condition_on_previous_text: bool | None = None
+    prompt_reset_on_temperature: float | None = None
+    initial_prompt: str | list[int] | None = None
+    prefix: str | None = None
+    suppress_blank: bool | None = None
+    suppress_tokens: list[int] | None = None
+    without_timestamps: bool | None = None
+    max_initial_timestamp: float | None = None
+    word_timestamps: bool | None = None
+    prepend_punctuations: str | None = None
+    append_punctuations: str | None = None
+    multilingual: bool | None = None
+    vad_filter: bool | None = None
+    vad_parameters: dict[str, Any] | None = None
+    max_new_tokens: int | None = None
+    chunk_length: int | None = None
+    clip_timestamps: str | list[float] | list[dict[str, Any]] | None = None
+    hallucination_silence_threshold: float | None = None
+    hotwords: str | None = None
+    language_detection_threshold: float | None = None
+    language_detection_segments: int | None = None
 
 
 def cuda_available() -> bool:
@@ -44,8 +111,18 @@ def _resolve_model(name: str) -> tuple[Path, str | None]:
     )
 
 
+def model_statuses() -> list[ModelStatus]:
+    """The bundled base model (reassembled and verified here on first use); a user's own
+    CTranslate2 directory is named by path in the profile, so it is not listed."""
+    try:
+        path = bundled_whisper_base()
+    except ModelError as exc:
+        return [ModelStatus(ENGINE_NAME, "base", False, "-", str(exc))]
+    return [ModelStatus(ENGINE_NAME, "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified")]
+
+
 class WhisperEngine(Engine):
-    name = "whisper"
+    name = ENGINE_NAME
 
     def __init__(self, spec: EngineSpec):
         from faster_whisper import WhisperModel
@@ -71,13 +148,7 @@ class WhisperEngine(Engine):
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
         self._pipeline = None  # BatchedInferencePipeline, made on first use
-        self.capabilities = EngineCapabilities(
-            languages=None,
-            word_timestamps=True,
-            batching=False,
-            devices=("cpu", "cuda"),
-            max_window_s=600.0,
-        )
+        self.capabilities = EngineCapabilities(max_window_s=600.0)
 
     def _batched(self):
         if self._pipeline is None:
@@ -104,10 +175,16 @@ class WhisperEngine(Engine):
         request: DecodeRequest,
         progress: WindowProgress | None = None,
     ) -> list[EngineResult]:
-        return [self._transcribe_one(i, w, request, progress) for i, w in enumerate(windows)]
+        extras = WhisperOptions.parse(request.options).model_dump(exclude_unset=True)
+        return [self._transcribe_one(i, w, request, extras, progress) for i, w in enumerate(windows)]
 
     def _transcribe_one(
-        self, index: int, audio: np.ndarray, request: DecodeRequest, progress: WindowProgress | None
+        self,
+        index: int,
+        audio: np.ndarray,
+        request: DecodeRequest,
+        extras: dict[str, Any],
+        progress: WindowProgress | None,
     ) -> EngineResult:
         glossary = ", ".join(request.glossary) if request.glossary else None
         options = dict(
@@ -117,30 +194,25 @@ class WhisperEngine(Engine):
             vad_filter=False,  # the transcribe stage has already cut out non-speech
             condition_on_previous_text=False,  # stops one bad window from poisoning the next
             hotwords=glossary,
-            # language auto: detect it on every 30 s piece, not once per window. A recording
-            # that changes language (a meeting, an interview, joined voice memos) was decoded
-            # under the first piece's language; Whisper then fails its checks on the other
-            # pieces and re-decodes each at up to five temperatures: the multilingual slowdown
-            # (10-min mixed file: 1.20x bare's CPU time before, 0.70x with this; docs/benchmarks.md).
-            # The held-out clips, one language each, come out word for word the same.
+            # language auto: detect it on every 30 s piece, not once per window. Decoded under
+            # the first piece's language, a recording that changes language (a meeting, an
+            # interview, joined voice memos) fails Whisper's checks on the other pieces, and
+            # each is decoded again at up to five temperatures (docs/benchmarks.md).
             multilingual=request.language is None,
         )
         # no ``hallucination_silence_threshold``: it skips a silent gap of more than 2 s before
         # a suspected hallucination, and the VAD has already cut every such gap out of the
         # window. What it still did was re-decode real speech that merely looked unlikely
-        # (another language, a mumble) from one second further on: measured at 2x the engine's
-        # time on a mixed-language file once, at nothing another time; the held-out set gives
-        # the same words without it (docs/benchmarks.md)
-        options.update(request.options)
-        batch_size = int(options.pop("batch_size", 1) or 1)
+        # (another language, a mumble) from one second further on (docs/benchmarks.md).
+        options.update(extras)
+        batch_size = int(options.pop("batch_size", request.batch_size) or 1)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if batch_size > 1:
             # faster-whisper's batched pipeline: Silero VAD cuts the window into pieces of at
             # most 30 s at its pauses and the model decodes ``batch_size`` pieces per call.
             # Each piece is decoded on its own (never conditioned on the one before, at the
-            # first temperature only), so these two options do not apply. Not the default: on a
-            # 2-core CPU it was 1.75x faster than bare but lost whole sentences (60-min English:
-            # WER 9.2 % against 3.5 % bare and 4.2 % sequential).
+            # first temperature only), so these two options do not apply. Not the default: it
+            # is faster but loses whole sentences (docs/benchmarks.md).
             options.pop("condition_on_previous_text", None)
             options.pop("hallucination_silence_threshold", None)
             options["vad_filter"] = True
@@ -177,4 +249,12 @@ class WhisperEngine(Engine):
         )
 
 
-__all__ = ["WhisperEngine", "cuda_available", "SAMPLE_RATE"]
+ENTRY = EngineEntry(
+    name=ENGINE_NAME,
+    Options=WhisperOptions,
+    languages=LANGUAGES,
+    load=WhisperEngine,
+    model_statuses=model_statuses,
+)
+
+__all__ = ["ENTRY", "LANGUAGES", "WhisperEngine", "WhisperOptions", "cuda_available", "SAMPLE_RATE"]

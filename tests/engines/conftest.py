@@ -163,10 +163,7 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 def make_engine(path: Path, aligner: Path | None = None, **options) -> Qwen3AsrEngine:
     spec = EngineSpec(engine="qwen3-asr", model=str(path), device="cpu", aligner=str(aligner) if aligner else None)
-    # The engine sets HF_HUB_OFFLINE for its process; keep that from leaking into other tests.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("HF_HUB_OFFLINE", raising=False)
-        return Qwen3AsrEngine(spec, Qwen3Options(**options))
+    return Qwen3AsrEngine(spec, Qwen3Options(**options))
 
 
 # Tiny generation budgets keep the tests fast: the random model rarely stops on its own.

@@ -7,8 +7,11 @@ import sys
 import types
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from hushdrop.pipeline.chunking import split_at_quiet_points
 from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, EngineSpec
@@ -17,15 +20,15 @@ from hushdrop.pipeline.engines.qwen3 import (
     LANGUAGES,
     Qwen3AsrEngine,
     Qwen3Options,
-    RepeatGuard,
     interpolate_segments,
     language_code,
-    model_statuses,
     parse_output,
     pull_model,
     split_sentences,
 )
+from hushdrop.pipeline.engines.qwen3.checkpoints import model_statuses
 from hushdrop.pipeline.errors import ConfigError, ModelError
+from hushdrop.pipeline.text import RepeatGuard
 
 from .conftest import FAST, make_engine, speechlike
 
@@ -55,11 +58,9 @@ def texts(result) -> list[str]:
 
 
 def test_loads_tiny_checkpoint_through_the_user_path(engine: Qwen3AsrEngine, tiny_checkpoints):
-    caps = engine.capabilities
-    assert caps.batching is True
-    assert caps.max_window_s == 1200.0
-    assert caps.word_timestamps is False  # no aligner configured
-    assert caps.languages is not None and {"en", "zh", "yue", "de"} <= caps.languages
+    assert engine.capabilities.max_window_s == 1200.0
+    assert engine.aligner is None  # no aligner configured
+    assert {"en", "zh", "yue", "de"} <= qwen3.ENTRY.languages
     info = engine.describe()
     assert info["engine"] == "qwen3-asr"
     assert info["model_path"] == str(tiny_checkpoints["asr"])
@@ -72,13 +73,30 @@ def test_loads_tiny_checkpoint_through_the_user_path(engine: Qwen3AsrEngine, tin
 def test_chunk_length_option_sets_max_window(tiny_checkpoints):
     eng = make_engine(tiny_checkpoints["asr"], chunk_length_s=300.0)
     assert eng.capabilities.max_window_s == 300.0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ValidationError, match="chunk_length_s"):
         Qwen3Options(chunk_length_s=5000)
 
 
 def test_unknown_option_is_rejected(engine):
-    with pytest.raises(ConfigError, match="batchsize"):
+    with pytest.raises(ConfigError, match="batchsize.*did you mean 'batch_size'"):
         engine.transcribe([speechlike(1.0)], DecodeRequest(options={"batchsize": 2}))
+
+
+def test_job_options_override_the_engines_own_and_are_converted():
+    base = Qwen3Options(batch_size=2, token_margin=4)
+    merged = base.updated({"batch_size": "3", "tokens_per_second": 1})
+    assert (merged.batch_size, merged.token_margin, merged.tokens_per_second) == (3, 4, 1.0)
+    assert base.updated({}) is base
+    with pytest.raises(ConfigError, match="batch_size: Input should be greater than or equal to 1"):
+        base.updated({"batch_size": 0})
+
+
+def test_making_an_engine_leaves_the_environment_alone(tiny_checkpoints, monkeypatch):
+    """Offline mode is the CLI's to set at process start, not a side effect of loading a model."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = dict(os.environ)
+    make_engine(tiny_checkpoints["asr"], **FAST)
+    assert dict(os.environ) == before
 
 
 # --------------------------------------------------------------------------- batching
@@ -324,7 +342,7 @@ def test_split_sentences():
 
 def test_aligner_gives_word_times_within_300s_pieces(tiny_checkpoints, monkeypatch):
     eng = make_engine(tiny_checkpoints["asr"], aligner=tiny_checkpoints["aligner"], **FAST)
-    assert eng.capabilities.word_timestamps is True
+    assert eng.aligner is not None
     assert eng.describe()["aligner_path"] == str(tiny_checkpoints["aligner"])
     aligner_calls = Spy(eng.aligner_processor, "prepare_forced_aligner_inputs", monkeypatch)
     audio = speechlike(400, seed=7)
@@ -463,7 +481,11 @@ def test_pull_then_load_by_alias_and_status(tiny_checkpoints, tmp_path, monkeypa
 
 
 def test_engine_is_registered_under_its_name():
-    from hushdrop.pipeline.engines import ENGINE_NAMES
+    from hushdrop.pipeline.engines import engine_for, pull_model as pull_any
 
-    assert "qwen3-asr" in ENGINE_NAMES
-    assert qwen3.Qwen3AsrEngine.name == "qwen3-asr"
+    entry = engine_for("qwen3-asr")
+    assert entry is qwen3.ENTRY and entry.load is qwen3.Qwen3AsrEngine
+    assert qwen3.Qwen3AsrEngine.name == "qwen3-asr" and entry.Options is Qwen3Options
+    assert entry.languages == frozenset(LANGUAGES)
+    with pytest.raises(ModelError, match="unknown qwen3-asr checkpoint"):
+        pull_any("whisper-large")  # `hushdrop models pull` reaches qwen3-asr through the registry

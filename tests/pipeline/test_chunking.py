@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hushdrop.pipeline.chunking import pack_regions, split_at_quiet_points
+from hushdrop.pipeline.chunking import frame_energies, pack_regions, split_at_quiet_points
 from hushdrop.pipeline.job import Segment, Word
 
 
@@ -15,6 +15,16 @@ def test_split_cuts_at_the_quiet_point_and_never_exceeds_limit():
     assert all(b - a <= 60 * rate for a, b in ranges)
     assert all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1))
     assert 55 * rate <= ranges[0][1] <= 56 * rate
+
+
+def test_frame_energies_are_mean_squares_of_whole_frames():
+    samples = np.array([1, -1, 2, 2, 3, 0, 9], dtype=np.float32)
+    assert frame_energies(samples, 2).tolist() == [1.0, 4.0, 4.5]  # the odd 7th sample is left out
+    assert frame_energies(samples, 8).size == 0
+    assert frame_energies(samples, 2, np.float32).dtype == np.float32
+    long = np.random.default_rng(0).standard_normal(3_000_001).astype(np.float32)
+    direct = np.square(long[: 3_000_000].astype(np.float64).reshape(-1, 480)).mean(axis=1)
+    assert np.array_equal(frame_energies(long, 480), direct), "computing in blocks changes no value"
 
 
 def test_25_minutes_split_into_engine_windows():

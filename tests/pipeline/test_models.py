@@ -22,8 +22,13 @@ def test_bundled_model_is_verified_and_listed():
     path = bundled_whisper_base()
     assert sha256_file(path / "model.bin") == WHISPER_BASE_SHA256
     assert {p.name for p in path.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
-    whisper = [m for m in list_models() if m.engine == "whisper"]
-    assert whisper[0].ready and whisper[0].name == "base"
+    listed = list_models()
+    whisper = [m for m in listed if m.engine == "whisper"]
+    assert len(whisper) == 1 and whisper[0].ready and whisper[0].name == "base" and not whisper[0].optional
+    assert whisper[0].where == str(path)
+    # every engine in the registry lists its own models; qwen3-asr's are pulled on demand
+    qwen3 = [m for m in listed if m.engine == "qwen3-asr"]
+    assert qwen3 and all(m.optional for m in qwen3)
 
 
 def test_corrupt_part_is_refused_with_a_clear_message(tmp_path):

@@ -12,7 +12,7 @@ from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, wer, words, write_wav
 
 def test_english_clip_transcribed_with_word_times(processor_session):
     settings = processor_session.settings
-    job = processor_session.transcribe(SPEECH_EN, settings.profile("default"))
+    job = processor_session.run_chain(SPEECH_EN, settings.profile("default"))
     t = job.transcript
     assert wer(SPEECH_EN_TEXT, t.text) <= 0.15, t.text
     assert t.language == "en" and t.language_probability > 0.5
@@ -27,7 +27,7 @@ def test_english_clip_transcribed_with_word_times(processor_session):
 
 def test_silence_is_no_speech_never_text(processor_session, tmp_path):
     path = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 20, dtype=np.float32), 16000)
-    job = processor_session.transcribe(path, processor_session.settings.profile("default"))
+    job = processor_session.run_chain(path, processor_session.settings.profile("default"))
     assert job.transcript.no_speech
     assert job.transcript.segments == []
 
@@ -35,7 +35,7 @@ def test_silence_is_no_speech_never_text(processor_session, tmp_path):
 def test_low_noise_only_is_no_speech(processor_session, tmp_path):
     noise = np.random.default_rng(1).standard_normal(16000 * 15).astype(np.float32) * 0.003
     path = write_wav(tmp_path / "hiss.wav", noise, 16000)
-    job = processor_session.transcribe(path, processor_session.settings.profile("default"))
+    job = processor_session.run_chain(path, processor_session.settings.profile("default"))
     assert job.transcript.no_speech, job.transcript.text
 
 
@@ -49,7 +49,7 @@ def test_model_is_loaded_once_per_process():
 
 def test_forced_language_is_passed_to_engine(processor_session):
     profile = processor_session.settings.profile("default").model_copy(update={"language": "en", "name": "en-only"})
-    job = processor_session.transcribe(SPEECH_EN, profile)
+    job = processor_session.run_chain(SPEECH_EN, profile)
     assert job.transcript.language == "en" and job.transcript.language_probability == pytest.approx(1.0)
 
 
@@ -191,37 +191,34 @@ def _check_far_apart_utterances(tmp_path, options) -> None:
     assert starts == sorted(starts)
 
 
-def _capture_engine_options(monkeypatch):
-    from types import SimpleNamespace
+def test_request_carries_the_profile_and_the_stage_options():
+    from pathlib import Path
 
-    engine = load_engine(EngineSpec())
-    seen: list[dict] = []
-
-    def fake(audio, **options):
-        seen.append(options)
-        return iter([]), SimpleNamespace(language="en", language_probability=1.0)
-
-    monkeypatch.setattr(engine.model, "transcribe", fake)
-    return engine, seen
-
-
-def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
-    """Language auto: Whisper detects it on every 30 s piece (a recording that changes
-    language is not decoded under the first piece's); a forced language stays forced."""
-    from hushdrop.pipeline.engines import DecodeRequest
-
-    engine, seen = _capture_engine_options(monkeypatch)
-    window = [np.zeros(16000, dtype=np.float32)]
-    engine.transcribe(window, DecodeRequest(language=None))
-    engine.transcribe(window, DecodeRequest(language="zh"))
-    assert seen[0]["multilingual"] is True and seen[0]["language"] is None
-    assert seen[1]["multilingual"] is False and seen[1]["language"] == "zh"
-
-
-def test_batch_size_reaches_the_engine_only_for_whisper_batching():
+    from hushdrop.pipeline.job import Job
     from hushdrop.stages.transcribe import TranscribeOptions
 
-    assert "batch_size" not in Transcribe(TranscribeOptions())._engine_options()
-    assert Transcribe(TranscribeOptions(batch_size=8))._engine_options()["batch_size"] == 8
+    job = Job(source=Path("x.wav"), language="de", glossary=["Acme"])
+    options = TranscribeOptions(batch_size=8, beam_size=3, word_timestamps=False, engine_options={"best_of": 2})
+    request = Transcribe(options).request(job)
+    assert (request.language, tuple(request.glossary), request.beam_size, request.batch_size) == ("de", ("Acme",), 3, 8)
+    assert request.word_timestamps is False and request.options == {"best_of": 2}
+    assert Transcribe().request(Job(source=Path("x.wav"))).batch_size == 1
     with pytest.raises(ValueError):
         TranscribeOptions(batch_size=0)
+
+
+def test_chain_reports_its_engine_once_opened():
+    from hushdrop.pipeline.chain import Chain
+    from hushdrop.stages.resample import Resample
+
+    chain = Chain([Resample(), Transcribe()])
+    assert chain.engine_info() is None  # not opened: no engine loaded yet
+    chain.open()
+    try:
+        info = chain.engine_info()
+        described = chain.stages[1].engine.describe()
+        assert info == {key: described[key] for key in ("engine", "model", "device", "compute_type")}
+        assert info["engine"] == "whisper" and info["model"] == "base" and info["device"] in ("cpu", "cuda")
+    finally:
+        chain.close()
+    assert Chain([Resample()]).engine_info() is None

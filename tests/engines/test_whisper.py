@@ -1,0 +1,95 @@
+"""The whisper engine's registry entry: options, languages and models, checked against faster-whisper."""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from pydantic import ValidationError
+
+from hushdrop.pipeline.engines import ENGINES, DecodeRequest, EngineSpec, engine_for, load_engine
+from hushdrop.pipeline.engines.base import EngineOptions
+from hushdrop.pipeline.engines.whisper import LANGUAGES, WhisperOptions
+from hushdrop.pipeline.errors import ConfigError, ModelError
+
+
+def test_language_copy_matches_the_models_public_list():
+    """The registry's copy is what a loaded faster-whisper model says it supports."""
+    engine = load_engine(EngineSpec())
+    assert LANGUAGES == frozenset(engine.model.supported_languages)
+    assert engine_for("whisper").languages is LANGUAGES
+
+
+def test_options_are_faster_whispers_transcribe_arguments():
+    """Every argument of faster-whisper's transcribe can be given, and nothing else."""
+    arguments = set(inspect.signature(WhisperModel.transcribe).parameters) - {"self", "audio"}
+    batched = set(inspect.signature(BatchedInferencePipeline.transcribe).parameters) - {"self", "audio"}
+    assert set(WhisperOptions.model_fields) == arguments | batched
+
+
+def test_unknown_option_is_rejected_with_a_suggestion():
+    with pytest.raises(ConfigError) as info:
+        WhisperOptions.parse({"bogus_option": 1, "beam_sise": 3})
+    assert info.value.source == "whisper engine_options"
+    assert "bogus_option: unknown key 'bogus_option'; known keys: batch_size," in info.value.problems[0]
+    assert info.value.problems[1] == "beam_sise: unknown key 'beam_sise'; did you mean 'beam_size'?"
+
+
+def test_every_engines_options_forbid_unknown_keys():
+    assert set(ENGINES) == {"whisper", "qwen3-asr"}
+    for entry in ENGINES.values():
+        assert issubclass(entry.Options, EngineOptions) and entry.Options.engine == entry.name
+        entry.Options()  # every key has a default
+        with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs"):
+            entry.Options.model_validate({"no_such_option": 1})
+        with pytest.raises(ValueError, match=f"not one the {entry.name} engine can be forced to"):
+            entry.check_language("xx")
+    with pytest.raises(ModelError, match="unknown engine 'nope'; choose one of: whisper, qwen3-asr"):
+        engine_for("nope")
+
+
+def test_bad_option_in_a_job_is_a_config_error_before_decoding(monkeypatch):
+    engine = load_engine(EngineSpec())
+    monkeypatch.setattr(engine.model, "transcribe", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(ConfigError, match="bogus_option"):
+        engine.transcribe([np.zeros(16000, dtype=np.float32)], DecodeRequest(options={"bogus_option": 1}))
+
+
+def _capture_calls(monkeypatch):
+    """The options each window is decoded with, sequential or batched; nothing is decoded."""
+    engine = load_engine(EngineSpec())
+    calls: list[dict] = []
+
+    def decode(audio, **options):
+        calls.append(options)
+        return iter([]), SimpleNamespace(language="en", language_probability=1.0)
+
+    monkeypatch.setattr(engine, "_batched", lambda: SimpleNamespace(transcribe=decode))
+    monkeypatch.setattr(engine.model, "transcribe", decode)
+    return engine, calls
+
+
+def test_batch_size_from_the_request_chooses_the_batched_pipeline(monkeypatch):
+    engine, calls = _capture_calls(monkeypatch)
+    window = [np.zeros(16000, dtype=np.float32)]
+    engine.transcribe(window, DecodeRequest())
+    engine.transcribe(window, DecodeRequest(batch_size=8))
+    engine.transcribe(window, DecodeRequest(batch_size=8, options={"batch_size": 2}))  # engine_options win
+    assert "batch_size" not in calls[0] and calls[0]["vad_filter"] is False
+    assert calls[1]["batch_size"] == 8 and calls[1]["vad_filter"] is True
+    assert "condition_on_previous_text" not in calls[1]
+    assert calls[2]["batch_size"] == 2
+
+
+def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
+    """Language auto: Whisper detects it on every 30 s piece (a recording that changes
+    language is not decoded under the first piece's); a forced language stays forced."""
+    engine, calls = _capture_calls(monkeypatch)
+    window = [np.zeros(16000, dtype=np.float32)]
+    engine.transcribe(window, DecodeRequest(language=None))
+    engine.transcribe(window, DecodeRequest(language="zh"))
+    assert calls[0]["multilingual"] is True and calls[0]["language"] is None
+    assert calls[1]["multilingual"] is False and calls[1]["language"] == "zh"
