@@ -8,11 +8,12 @@ is a pure job: (job) -> job, no folders, no ledger.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from hushdrop.pipeline.errors import HushdropError, StageError
 from hushdrop.pipeline.job import Job, StageRecord
 from hushdrop.stages import FilterStage, Stage
+from hushdrop.stages.transcribe import Transcribe
 
 
 class Chain:
@@ -28,6 +29,19 @@ class Chain:
     def close(self) -> None:
         while self._opened:
             self._opened.pop().close()
+
+    def engine_info(self) -> dict[str, Any] | None:
+        """The ASR engine this chain runs: engine, model, device and compute_type.
+
+        None without a transcribe stage, or before ``open`` has loaded its engine.
+        """
+        for stage in self.stages:
+            if isinstance(stage, Transcribe):
+                described = stage.engine_info()
+                if described is None:
+                    return None
+                return {key: described.get(key) for key in ("engine", "model", "device", "compute_type")}
+        return None
 
     def run(self, job: Job) -> Job:
         for stage in self.stages:

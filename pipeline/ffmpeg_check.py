@@ -149,7 +149,7 @@ def _write_test_wav(path: Path, seconds: float = 2.0, rate: int = 48000) -> None
 def _render_problem(path: str) -> str | None:
     """Render a real file through normalize, highpass and resample as a job does; what went wrong, or None."""
     from hushdrop.pipeline.job import Job
-    from hushdrop.pipeline.runner import Chain
+    from hushdrop.pipeline.chain import Chain
     from hushdrop.stages.highpass import Highpass
     from hushdrop.stages.normalize import Normalize, NormalizeOptions
     from hushdrop.stages.resample import Resample

@@ -11,7 +11,7 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 _CHUNK = 1 << 20
 
@@ -100,24 +100,107 @@ def sha256_file(path: Path, follow_symlinks: bool = False) -> str:
     """SHA-256 of a file's content; a symlink is refused unless ``follow_symlinks``."""
     flags = os.O_RDONLY | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     fd = os.open(path, flags)
+    try:
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_fd(fd: int) -> str:
+    """SHA-256 of open file ``fd``'s content, read with ``pread`` (its offset is left alone)."""
     digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
+    for chunk in fd_chunks(fd):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
-def free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``folder/name (2)``, ``(3)`` … — the first that is free, with its ``.error.txt`` too.
+# "name", "name (2)" … "name (99999)": then a folder is full of one name and something is wrong
+NAME_ATTEMPTS = 100_000
+
+
+def candidate_stems(stem: str) -> Iterator[str]:
+    """``stem``, ``stem (2)``, ``stem (3)`` … — the names hushdrop tries, in order, up to one bound."""
+    yield stem
+    for n in range(2, NAME_ATTEMPTS):
+        yield f"{stem} ({n})"
+
+
+def free_stem(folder: Path, stem: str, suffixes: Iterable[str]) -> str:
+    """The first of :func:`candidate_stems` for which no ``folder/<candidate><suffix>`` exists,
+    for every suffix — a dangling link counts as taken (``lexists``).
+
+    The one "first free name" rule: outputs (one suffix per format), quarantine (the file and
+    its ``.error.txt``) and moved originals all use it.
+    """
+    suffixes = list(suffixes)
+    for candidate in candidate_stems(stem):
+        if not any(os.path.lexists(folder / f"{candidate}{suffix}") for suffix in suffixes):
+            return candidate
+    raise OSError(f"no free name for {stem} in {folder}")
+
+
+def free_name(folder: Path, name: str, companions: Iterable[str] = (".error.txt",)) -> Path:
+    """``folder/name``, or ``folder/name (2)``, ``(3)`` … — the first that is free, together with
+    ``name + companion`` for each of ``companions`` (by default its ``.error.txt``).
 
     ``name`` should already be a safe name (:func:`pipeline.names.safe_name`), so the counter fits.
     """
     stem, suffix = os.path.splitext(name)
-    for n in range(1, 100_000):
-        candidate = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
-        if not os.path.lexists(candidate) and not os.path.lexists(f"{candidate}.error.txt"):
-            return candidate
-    raise OSError(f"no free name for {name} in {folder}")
+    return folder / f"{free_stem(folder, stem, [suffix, *(suffix + c for c in companions)])}{suffix}"
+
+
+def write_hashed(dest: Path, chunks: Iterable[bytes]) -> str:
+    """Write ``chunks`` to the new file ``dest`` (it must not exist), hashing them on the way,
+    and fsync it; returns the SHA-256 of what was written. ``dest`` is removed on failure."""
+    digest = hashlib.sha256()
+    try:
+        with open(dest, "xb") as writer:
+            for chunk in chunks:
+                digest.update(chunk)
+                writer.write(chunk)
+            writer.flush()
+            os.fsync(writer.fileno())
+    except BaseException:
+        if os.path.lexists(dest):
+            dest.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def fd_chunks(fd: int) -> Iterator[bytes]:
+    """The content of open file ``fd`` from its start, by ``pread`` (its offset is left alone)."""
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        yield chunk
+        offset += len(chunk)
+
+
+class CopyMismatch(OSError):
+    """A copy that read back differently from what was written (a disk or network error)."""
+
+
+def copy_verified(src_fd: int, dest: Path, before_rename: Callable[[], None] | None = None) -> str:
+    """Copy open file ``src_fd`` to ``dest`` durably; returns the content's SHA-256.
+
+    The one copy → fsync → hash → rename routine: the bytes go to a hidden
+    ``.hushdrop-<random>.partial`` beside ``dest`` while being hashed, are fsynced, read back
+    and compared; ``before_rename`` (e.g. "the source did not change meanwhile") may raise to
+    give up; then the copy is renamed to ``dest`` and the folder fsynced. On any failure the
+    partial copy is removed and ``dest`` never appears.
+    """
+    partial = dest.with_name(f".hushdrop-{random_name()}.partial")
+    try:
+        expected = write_hashed(partial, fd_chunks(src_fd))
+        if sha256_file(partial) != expected:
+            raise CopyMismatch(f"the copy of {dest.name} in {dest.parent} does not match what was read (disk or network error)")
+        if before_rename is not None:
+            before_rename()
+        os.rename(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
+    return expected
 
 
 def can_change_folder(folder: Path | int) -> bool:
@@ -220,16 +303,11 @@ def move_file(src: Path, dest: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
-        partial = dest.with_name(f".hushdrop-{random_name()}.partial")
-        with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW), "rb") as reader, open(partial, "xb") as writer:
-            while chunk := reader.read(_CHUNK):
-                writer.write(chunk)
-            writer.flush()
-            os.fsync(writer.fileno())
-        if sha256_file(partial) != sha256_file(src):
-            partial.unlink()
-            raise OSError(f"copy of {src.name} to {dest.parent} does not match; nothing moved")
-        os.rename(partial, dest)
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            copy_verified(fd, dest)
+        finally:
+            os.close(fd)
     fsync_dir(dest.parent)
     os.unlink(src)
     fsync_dir(src.parent)

@@ -7,7 +7,7 @@ nothing about folders, the ledger or where it runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,3 +102,48 @@ class Job:
     @property
     def warnings(self) -> list[str]:
         return [n.removeprefix("warning: ") for n in self.notes if n.startswith("warning: ")]
+
+    # -- the transcript document, as plain data ------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything a run of the chain found, as plain JSON-able data: facts, transcript,
+        stage records, notes, engine info, times, waveform. Not the working audio (it is gone
+        once the chain ends) and not the progress callback (it belongs to the process that
+        runs the chain). :meth:`from_dict` gives back a job that renders the same outputs."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DOCUMENT}
+        data["source"] = str(self.source)
+        data["glossary"] = list(self.glossary)
+        data["facts"] = asdict(self.facts) if self.facts is not None else None
+        data["transcript"] = asdict(self.transcript)
+        data["transcript"]["speech_regions"] = [list(r) for r in self.transcript.speech_regions]
+        data["stages"] = [asdict(s) for s in self.stages]
+        data["notes"] = list(self.notes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        """The job :meth:`to_dict` described (no audio; progress goes nowhere)."""
+        data = dict(data)
+        t = dict(data.pop("transcript"))
+        transcript = Transcript(
+            language=t.get("language"),
+            language_probability=t.get("language_probability"),
+            segments=[
+                Segment(**{**seg, "words": [Word(**w) for w in seg.get("words", [])]}) for seg in t.get("segments", [])
+            ],
+            events=[Event(**e) for e in t.get("events", [])],
+            speech_regions=[(float(a), float(b)) for a, b in t.get("speech_regions", [])],
+            no_speech=bool(t.get("no_speech", False)),
+        )
+        facts = data.pop("facts", None)
+        return cls(
+            **{k: v for k, v in data.items() if k in _DOCUMENT_FIELDS},
+            source=Path(data["source"]),
+            facts=AudioFacts(**facts) if facts is not None else None,
+            transcript=transcript,
+            stages=[StageRecord(**s) for s in data.get("stages", [])],
+        )
+
+
+_NOT_IN_DOCUMENT = frozenset({"audio", "progress"})
+_DOCUMENT_FIELDS = frozenset(f.name for f in fields(Job)) - _NOT_IN_DOCUMENT - {"source", "facts", "transcript", "stages"}

@@ -21,13 +21,14 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from hushdrop.pipeline.fsutil import fsync_dir, link_no_clobber
+from hushdrop.pipeline import fsutil
+from hushdrop.pipeline.fsutil import candidate_stems, fsync_dir, link_no_clobber
 from hushdrop.pipeline.job import Job, Segment
 from hushdrop.pipeline.names import display_name, is_lossless_text, safe_stem
 from hushdrop.pipeline.subtitles import Cue, build_cues
@@ -179,12 +180,6 @@ RENDERERS: dict[str, Callable[[Job], str]] = {
 }
 
 
-def _candidate_stems(stem: str) -> Iterator[str]:
-    yield stem
-    for n in range(2, 100_000):
-        yield f"{stem} ({n})"
-
-
 def subtitle_language(job: Job, subtitle_names: str = "plain") -> str | None:
     """The language code that goes into subtitle names (``name.en.srt``), or None for plain names."""
     language = (job.transcript.language or "").lower()
@@ -203,11 +198,7 @@ def output_suffixes(formats: list[str], subtitle_language: str | None = None) ->
 
 def free_stem(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> str:
     """The first stem ("talk", "talk (2)", …) none of whose output names is taken in ``folder``."""
-    suffixes = output_suffixes(formats, subtitle_language)
-    for candidate in _candidate_stems(stem):
-        if not any(os.path.lexists(folder / f"{candidate}{suffixes[fmt]}") for fmt in formats):
-            return candidate
-    raise OSError(f"no free output name for {stem} in {folder}")
+    return fsutil.free_stem(folder, stem, output_suffixes(formats, subtitle_language).values())
 
 
 def planned_outputs(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> list[Path]:
@@ -255,26 +246,32 @@ def commit_outputs(
     formats: list[str],
     stem: str | None = None,
     *,
+    name: str | None = None,
     subtitle_names: str = "plain",
     mode: int = DEFAULT_MODE,
     group: str | None = None,
 ) -> list[Path]:
     """Write every requested format for ``job`` into ``folder``; returns the final paths.
 
-    ``stem`` must be a safe name (:func:`pipeline.names.safe_stem`); by default the recording's.
+    ``name``: the recording's name as dropped, which the outputs show (by default
+    ``job.source.name``; watch mode passes the name from the ledger, since the job ran on its
+    spool copy). ``stem`` must be a safe name (:func:`pipeline.names.safe_stem`); by default
+    made from ``name``.
     ``subtitle_names``: ``plain`` or ``language`` (``name.<lang>.srt``); ``mode`` and ``group``:
     the files' permission bits and group (settings ``output_mode``, ``output_group``).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    stem = stem or safe_stem(job.source.name)
+    name = name or job.source.name
+    stem = stem or safe_stem(name)
     gid = group_id(group)
     job.finished_at = time.time()
+    shown = job if name == job.source.name else replace(job, source=Path(name))  # the caller's job is left as it is
     suffixes = output_suffixes(formats, subtitle_language(job, subtitle_names))
     temps: dict[str, Path] = {}
     try:
         for fmt in formats:
-            temps[fmt] = _write_output(folder, RENDERERS[fmt](job).encode("utf-8"), mode, gid)
-        for candidate in _candidate_stems(stem):
+            temps[fmt] = _write_output(folder, RENDERERS[fmt](shown).encode("utf-8"), mode, gid)
+        for candidate in candidate_stems(stem):
             finals = {fmt: folder / f"{candidate}{suffixes[fmt]}" for fmt in formats}
             if any(os.path.lexists(p) for p in finals.values()):
                 continue

@@ -1,4 +1,4 @@
-"""One recording, start to finish: open it, run the profile's chain, commit outputs, retire the original.
+"""One recording, start to finish: open it, run the profile's chain, commit outputs, dispose of the original.
 
 ``Processor`` is what one worker holds: a chain per profile, built and opened on
 first use, so the model is loaded once per process and reused for every file.
@@ -22,7 +22,7 @@ from hushdrop.pipeline.job import Job, ProgressCallback, no_progress
 from hushdrop.pipeline.outputs import commit_outputs
 from hushdrop.pipeline.peaks import waveform_of
 from hushdrop.pipeline.retention import RetentionError, apply_policy
-from hushdrop.pipeline.runner import Chain
+from hushdrop.pipeline.chain import Chain
 
 
 @dataclass
@@ -46,15 +46,23 @@ class Processor:
             self._chains[profile.name] = chain
         return chain
 
+    def drop_chain(self, name: str) -> None:
+        """Close profile ``name``'s chain; the next job of that profile builds it anew."""
+        chain = self._chains.pop(name, None)
+        if chain is not None:
+            chain.close()
+
     def close(self) -> None:
         for chain in self._chains.values():
             chain.close()
         self._chains.clear()
 
-    def transcribe(
+    def run_chain(
         self, path: Path, profile: Profile, progress: ProgressCallback = no_progress, language: str | None = None
     ) -> Job:
-        """Run the chain on ``path``; the file itself is only read, never changed.
+        """Run ``profile``'s whole chain on ``path`` and return the job; the file itself is only
+        read, never changed, and nothing is written (outputs are the caller's: :meth:`process`,
+        or watch mode's coordinator).
 
         ``language``: this job's override of the profile's language (an upload's choice), or None.
         """
@@ -142,7 +150,7 @@ class Processor:
         started = time.perf_counter()
         received = time.time()
         identity = check_can_retire(path, originals)
-        job = self.transcribe(path, profile, progress)
+        job = self.run_chain(path, profile, progress)
         job.received_at = received
         apply_script(job, profile.script)
         outputs = commit_outputs(

@@ -2,7 +2,7 @@
 
 A stage is a small class with a ``name``, a pydantic ``Options`` model (unknown
 fields rejected, every field with a default), ``open()``/``close()`` for heavy
-resources and ``run(job)``. The runner opens stages in chain order, closes them
+resources and ``run(job)``. The chain (pipeline/chain.py) opens stages in chain order, closes them
 in reverse, and records each stage's seconds and options; a stage fails by
 raising ``StageError`` (or ``RejectedInput``) with a message a person can act on.
 """

@@ -111,7 +111,7 @@ def run_chain(path: Path, rate: int, stages, tmp_path: Path):
     """Run ``stages`` on ``path`` with real ffmpeg; returns (samples, rate, job)."""
     from hushdrop.pipeline.audio import Audio
     from hushdrop.pipeline.job import Job
-    from hushdrop.pipeline.runner import Chain
+    from hushdrop.pipeline.chain import Chain
 
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)

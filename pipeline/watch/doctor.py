@@ -23,7 +23,7 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.errors import EnvironmentFault
 from hushdrop.pipeline.fsutil import can_change_folder, identity_of, sha256_file
 from hushdrop.pipeline.watch.intake import InboxUnsafe, inbox_link_problem, opened_profile_folder, profile_folder
-from hushdrop.pipeline.watch.ledger import CLAIMED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 
 MIN_FREE_GB = 1.0
 
@@ -136,8 +136,8 @@ def rebuild_ledger(settings: Settings) -> str:
                         continue
                     device, inode = identity_of(st)
                     ledger.add(
-                        profile=profile_dir.name, name=original.name, inbox_path=settings.inbox / original.name,
-                        spool_path=original, size=st.st_size, mtime_ns=st.st_mtime_ns, state=CLAIMED,
+                        profile=profile_dir.name, name=original.name, inbox_path=profile_folder(settings, profile_dir.name) / original.name,
+                        spool_path=original, size=st.st_size, mtime_ns=st.st_mtime_ns, state=State.CLAIMED,
                         content_hash=sha256_file(original), device=device, inode=inode, claimed_at=time.time(),
                     )
                     jobs += 1

@@ -1,4 +1,4 @@
-"""The durable end of a job: commit outputs, retire the original, or quarantine it.
+"""The durable end of a job: commit outputs, dispose of the original, or quarantine it.
 
 Each step writes the ledger *before* it changes files in a way that cannot be
 undone, so recovery after a crash can roll it forward (or back) from the row:
@@ -7,7 +7,8 @@ undone, so recovery after a crash can roll it forward (or back) from the row:
   the files are written (temp name, fsync, link, fsync dir), then ``committed``.
   A restart that finds ``processing`` with a planned set looks at the disk: every
   file there → committed; some → remove them and run the job again; none → run again.
-- retire: only from ``committed``; shred / delete / move the spool copy, then ``done``.
+- dispose of the original: only from ``committed``; shred / delete / move the spool copy
+  (the profile's ``originals``), then ``done``.
   Repeating it after a crash is harmless (the outputs are already safe).
 - quarantine: the row becomes ``quarantined`` with its target path, then the
   original moves there and gets its ``.error.txt``; recovery finishes the move.
@@ -34,28 +35,19 @@ import time
 from pathlib import Path
 
 from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
-from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
 from hushdrop.pipeline.fsutil import free_name, move_file
 from hushdrop.pipeline.names import display_name, safe_name, safe_stem
 from hushdrop.pipeline.watch.intake import clean_spool_dir, profile_folder, write_error_note
 from hushdrop.pipeline.job import Job
-from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, JobRow, Ledger
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
+from hushdrop.pipeline.watch.protocol import Fault
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.outputs import commit_outputs, planned_outputs
 from hushdrop.pipeline.retention import apply_policy
 
-
-RECORDING = "recording"
-TRANSIENT = "transient"
-ENVIRONMENT = "environment"
-
 # interruptions (watcher restarts mid-job) before a job is set aside: a file that
 # takes the whole service down every time must not do so forever
 MAX_INTERRUPTIONS = 10
-
-def fault_of_os_error(exc: OSError) -> str:
-    """Disk full, read-only, permission, I/O errors: the environment. Anything else: transient."""
-    return ENVIRONMENT if exc.errno in ENVIRONMENT_ERRNOS else TRANSIENT
 
 
 def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_attempt: bool = False) -> JobRow:
@@ -70,16 +62,16 @@ def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_a
     present = [p for p in row.outputs if os.path.lexists(p)]
     if row.outputs and len(present) == len(row.outputs):
         logger.info("its outputs were complete; marking committed")
-        return ledger.transition(row.id, COMMITTED, expect=PROCESSING, stage="committed", progress=1.0, worker=None)
+        return ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, stage="committed", progress=1.0, worker=None)
     for path in present:
         path.unlink()
         logger.info("removed %s, part of an interrupted commit", path)
     if count_attempt and row.attempts >= settings.max_attempts:
-        return quarantine_job(settings, ledger, row, row.stage or "worker", "the worker was lost during every attempt", TRANSIENT)
+        return quarantine_job(settings, ledger, row, row.stage or "worker", "the worker was lost during every attempt", Fault.TRANSIENT)
     if row.interruptions + 1 >= MAX_INTERRUPTIONS:
         return quarantine_job(
             settings, ledger, row, row.stage or "worker",
-            f"hushdrop was stopped or crashed while working on it {row.interruptions + 1} times", TRANSIENT,
+            f"hushdrop was stopped or crashed while working on it {row.interruptions + 1} times", Fault.TRANSIENT,
         )
     logger.info("it will run again")
     return ledger.release(row.id, count_attempt=count_attempt, interruptions=row.interruptions + (not count_attempt))
@@ -97,7 +89,6 @@ def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> Job
     profile = settings.profile(row.profile)
     folder = output_folder(settings, profile.name)
     folder.mkdir(parents=True, exist_ok=True)
-    job.source = Path(row.name)  # outputs name the recording, not its spool path
     job.received_at = row.created_at  # when the settled file was taken, not when a worker got it
     apply_script(job, profile.script)
     language = subtitle_language(job, profile.subtitle_names)
@@ -105,10 +96,10 @@ def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> Job
     planned = planned_outputs(folder, stem, profile.outputs, language)
     ledger.plan_outputs(row.id, planned)
     written = commit_outputs(
-        job, folder, profile.outputs, stem=stem, subtitle_names=profile.subtitle_names,
+        job, folder, profile.outputs, stem=stem, name=row.name, subtitle_names=profile.subtitle_names,
         mode=settings.output_mode_bits, group=settings.output_group,
     )
-    row = ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=written, stage="committed", progress=1.0)
+    row = ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=written, stage="committed", progress=1.0)
     job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
     return row
 
@@ -120,7 +111,7 @@ def skip_duplicate(ledger: Ledger, row: JobRow, original: JobRow) -> JobRow:
         original.id, original.name, ", ".join(str(p) for p in original.outputs),
     )
     return ledger.transition(
-        row.id, COMMITTED, expect=CLAIMED, outputs=original.outputs, duplicate_of=original.id,
+        row.id, State.COMMITTED, expect=State.CLAIMED, outputs=original.outputs, duplicate_of=original.id,
         stage="duplicate", progress=1.0,
     )
 
@@ -132,7 +123,7 @@ def retention_policy(settings: Settings, profile: Profile) -> OriginalsPolicy:
     return profile.originals
 
 
-def retire_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
+def dispose_of_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
     """committed → done: apply the profile's originals policy to the spool copy. Safe to repeat."""
     profile = settings.profiles.get(row.profile)
     policy = retention_policy(settings, profile) if profile else OriginalsPolicy(action="move", move_to=settings.workdir / "kept" / row.profile)
@@ -150,22 +141,21 @@ def retire_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
         what = f"moved to {policy.move_to}"
     else:
         what = apply_policy(path, policy, expect=row.identity)
-    row = ledger.transition(row.id, DONE, expect=COMMITTED, retention=what, stage="done")
+    row = ledger.transition(row.id, State.DONE, expect=State.COMMITTED, retention=what, stage="done")
     clean_spool_dir(path.parent)
     job_log(row.id).info("done: original %s", what)
     return row
 
 
-def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: str, settings: Settings) -> str:
-    profile = settings.profiles.get(row.profile)
-    folder = profile_folder(settings, profile) if profile else settings.inbox
-    if fault == ENVIRONMENT:
+def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: Fault, settings: Settings) -> str:
+    folder = profile_folder(settings, row.profile)
+    if fault == Fault.ENVIRONMENT:
         advice = (
             f"The recording itself is probably fine: the machine kept failing for {settings.environment_retry_hours:g} h\n"
             f"(disk full, a folder without permission, a broken tool). Fix that (see `hushdrop doctor`),\n"
             f"then move the file back into {folder}."
         )
-    elif fault == TRANSIENT:
+    elif fault == Fault.TRANSIENT:
         advice = (
             f"It failed {attempts} time(s). This may be a passing problem (disk full, out of memory):\n"
             f"check `hushdrop status` and the log lines with job={row.id}, then move the file back into\n"
@@ -190,7 +180,7 @@ def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: str,
 
 
 def quarantine_job(
-    settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str
+    settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: Fault
 ) -> JobRow:
     """→ quarantined: record where the original goes, then move it there beside its ``.error.txt``."""
     folder = settings.quarantine / row.profile
@@ -198,7 +188,7 @@ def quarantine_job(
     target = free_name(folder, safe_name(row.name))
     note = error_note(row, stage, message, row.attempts, fault, settings)
     row = ledger.transition(
-        row.id, QUARANTINED, expect=(CLAIMED, PROCESSING, FAILED), quarantine_path=target,
+        row.id, State.QUARANTINED, expect=(State.CLAIMED, State.PROCESSING, State.FAILED), quarantine_path=target,
         error_stage=stage, error=message, worker=None, outputs=[],
     )
     finish_quarantine(row, note)
@@ -219,9 +209,9 @@ def finish_quarantine(row: JobRow, note: str | None = None) -> None:
     clean_spool_dir(row.spool_path.parent)
 
 
-def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str) -> JobRow:
+def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: Fault) -> JobRow:
     now = time.time()
-    if fault == ENVIRONMENT:
+    if fault == Fault.ENVIRONMENT:
         failures = row.env_failures + 1
         delay = min(600.0, max(1.0, settings.retry_backoff_seconds) * (2 ** (failures - 1)))
         extra = {"env_failures": failures, "env_since": row.env_since or now, "attempts": max(0, row.attempts - 1)}
@@ -229,11 +219,11 @@ def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, 
         delay = settings.retry_backoff_seconds * (2 ** max(0, row.attempts - 1))
         extra = {}
     row = ledger.transition(
-        row.id, FAILED, expect=PROCESSING, error_stage=stage, error=message, worker=None,
+        row.id, State.FAILED, expect=State.PROCESSING, error_stage=stage, error=message, worker=None,
         next_attempt_at=now + delay, outputs=[], **extra,
     )
     logger = job_log(row.id)
-    if fault == ENVIRONMENT:
+    if fault == Fault.ENVIRONMENT:
         logger.error(
             "environment problem in %s: %s — the recording is not blamed; trying again in %.0f s "
             "(failure %d; it is set aside after %g h)", stage, message, delay, row.env_failures, settings.environment_retry_hours,
@@ -245,12 +235,12 @@ def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, 
     return row
 
 
-def fail_job(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: str) -> JobRow:
+def fail_job(settings: Settings, ledger: Ledger, row: JobRow, stage: str, message: str, fault: Fault) -> JobRow:
     """Retry or quarantine, by the kind of fault (see the module docstring)."""
-    if fault == ENVIRONMENT:
+    if fault == Fault.ENVIRONMENT:
         since = row.env_since or time.time()
         if time.time() - since < settings.environment_retry_hours * 3600:
             return schedule_retry(settings, ledger, row, stage, message, fault)
-    elif fault == TRANSIENT and row.attempts < settings.max_attempts:
+    elif fault == Fault.TRANSIENT and row.attempts < settings.max_attempts:
         return schedule_retry(settings, ledger, row, stage, message, fault)
     return quarantine_job(settings, ledger, row, stage, message, fault)

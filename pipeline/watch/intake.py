@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
 import os
 import stat
 from contextlib import contextmanager
@@ -35,8 +34,11 @@ from typing import Iterator
 from hushdrop.pipeline.config import Profile, Settings
 from hushdrop.pipeline.containers import is_incomplete
 from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
-from hushdrop.pipeline.fsutil import NotOurs, can_change_folder, check_sole_regular_file, fsync_dir, identity_of, private_dir, random_name, sha256_file, write_temp
-from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, SEEN, Ledger, JobRow
+from hushdrop.pipeline.fsutil import (
+    CopyMismatch, NotOurs, can_change_folder, check_sole_regular_file, copy_verified, fsync_dir, identity_of, private_dir,
+    random_name, sha256_fd, sha256_file, write_temp,
+)
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.names import display_name, safe_name
 
@@ -62,14 +64,19 @@ BUILTIN_IGNORE = (
     "*.error.txt",
 )
 
-_CHUNK = 1 << 20
-
 
 def is_ignored(name: str, extra: list[str] | tuple[str, ...] = ()) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*BUILTIN_IGNORE, *extra))
 
 
-def profile_folder(settings: Settings, profile: Profile) -> Path:
+def profile_folder(settings: Settings, profile: Profile | str) -> Path:
+    """A profile's inbox folder (the one place it is computed). ``profile`` may be a name; a name
+    no longer in the config gives the inbox itself."""
+    if isinstance(profile, str):
+        found = settings.profiles.get(profile)
+        if found is None:
+            return settings.inbox
+        profile = found
     return settings.inbox / profile.folder if profile.folder else settings.inbox
 
 
@@ -268,7 +275,7 @@ def _claim_open_file(
                 raise
             copied_hash = _copy_across(fd, folder_fd, name, spool, settled)
     except (ClaimLost, OSError) as exc:  # nothing was moved: the file stays in the inbox
-        ledger.transition(job_id, ABANDONED, expect=SEEN, error=str(exc))
+        ledger.transition(job_id, State.ABANDONED, expect=State.SEEN, error=str(exc))
         _remove_empty(spool.parent)
         if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
             raise ClaimRefused("it is a mount point (something is mounted on it), not a file hushdrop may take") from exc
@@ -283,13 +290,13 @@ def _claim_open_file(
     if copied_hash is None and identity_of(landed) != identity_of(st):
         # replaced between the check and the rename: put it back, untouched
         os.rename(spool, name, dst_dir_fd=folder_fd)
-        ledger.transition(job_id, ABANDONED, expect=SEEN, error="replaced while it was claimed")
+        ledger.transition(job_id, State.ABANDONED, expect=State.SEEN, error="replaced while it was claimed")
         _remove_empty(spool.parent)
         raise ClaimLost(f"{display_name(name)} was replaced while it was being claimed")
-    content_hash = copied_hash or _sha256_fd(fd)
+    content_hash = copied_hash or sha256_fd(fd)
     incomplete = is_incomplete(fd) if copied_hash is None else False
     row = ledger.transition(
-        job_id, CLAIMED, expect=SEEN, content_hash=content_hash,
+        job_id, State.CLAIMED, expect=State.SEEN, content_hash=content_hash,
         size=landed.st_size, mtime_ns=landed.st_mtime_ns, device=landed.st_dev, inode=landed.st_ino,
     )
     ledger.forget_upload(path)
@@ -308,42 +315,24 @@ def _check_writable(folder_fd: int, folder: Path) -> None:
         )
 
 
-def _sha256_fd(fd: int) -> str:
-    digest = hashlib.sha256()
-    offset = 0
-    while chunk := os.pread(fd, _CHUNK, offset):
-        digest.update(chunk)
-        offset += len(chunk)
-    return digest.hexdigest()
-
-
 def _copy_across(fd: int, folder_fd: int, name: str, dest: Path, settled: os.stat_result) -> str:
     """Copy open file ``fd`` (``name`` in ``folder_fd``) to ``dest`` on another filesystem, verify,
     then remove the inbox name — only if it still is that same file; returns the hash."""
-    partial = dest.with_name(f".hushdrop-{random_name()}.partial")
-    digest = hashlib.sha256()
-    try:
-        with open(partial, "xb") as writer:
-            offset = 0
-            while chunk := os.pread(fd, _CHUNK, offset):
-                digest.update(chunk)
-                writer.write(chunk)
-                offset += len(chunk)
-            writer.flush()
-            os.fsync(writer.fileno())
+
+    def unchanged() -> None:
         if file_identity(os.fstat(fd)) != file_identity(settled):
             raise ClaimLost(f"{display_name(name)} changed while it was being copied")
-        expected = digest.hexdigest()
-        if sha256_file(partial) != expected:
-            raise ClaimLost(f"the spool copy of {display_name(name)} does not match the original (disk or network error)")
-        os.rename(partial, dest)
-        fsync_dir(dest.parent)
+
+    try:
+        try:
+            expected = copy_verified(fd, dest, before_rename=unchanged)
+        except CopyMismatch:
+            raise ClaimLost(f"the spool copy of {display_name(name)} does not match the original (disk or network error)") from None
         if file_identity(os.stat(name, dir_fd=folder_fd, follow_symlinks=False)) != file_identity(settled):
             raise ClaimLost(f"{display_name(name)} changed while it was being copied")
         os.unlink(name, dir_fd=folder_fd)
         return expected
     except BaseException:
-        partial.unlink(missing_ok=True)
         try:
             os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
             still_there = True
@@ -365,11 +354,11 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
     except FileNotFoundError:
         _remove_empty(spool.parent)
         logger.info("claim of %s did not happen before the restart; it stays in the inbox", job.inbox_path)
-        return ledger.transition(job.id, ABANDONED, expect=SEEN, error="claim interrupted; file left in the inbox")
+        return ledger.transition(job.id, State.ABANDONED, expect=State.SEEN, error="claim interrupted; file left in the inbox")
     if not stat.S_ISREG(landed.st_mode):
         os.rename(spool, job.inbox_path)
         _remove_empty(spool.parent)
-        return ledger.transition(job.id, ABANDONED, expect=SEEN, error="not a regular file")
+        return ledger.transition(job.id, State.ABANDONED, expect=State.SEEN, error="not a regular file")
     content_hash = sha256_file(spool)
     try:
         # the cross-filesystem copy finished but the inbox original was not removed yet:
@@ -387,7 +376,7 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
         pass
     logger.info("claim of %s completed after the restart", job.inbox_path)
     return ledger.transition(
-        job.id, CLAIMED, expect=SEEN, content_hash=content_hash, size=landed.st_size, mtime_ns=landed.st_mtime_ns,
+        job.id, State.CLAIMED, expect=State.SEEN, content_hash=content_hash, size=landed.st_size, mtime_ns=landed.st_mtime_ns,
         device=landed.st_dev, inode=landed.st_ino,
     )
 

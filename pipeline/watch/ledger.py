@@ -24,7 +24,8 @@ that is not valid UTF-8 is kept exactly. ``device`` and ``inode`` identify the
 claimed original, so nothing but that very file is ever shredded.
 
 Every change of state is one transaction through :meth:`Ledger.transition`, which
-refuses a move the table below does not allow. Rows are never deleted: a claim is
+refuses a move the table below does not allow; :meth:`Ledger.update` changes fields
+without changing the state. Rows are never deleted: a claim is
 an UPDATE, so a crash can never lose a job (rq's registry, not huey's DELETE).
 The database runs in WAL mode so ``hushdrop status`` can read while the watcher writes.
 """
@@ -37,35 +38,43 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
 from hushdrop.pipeline.errors import HushdropError
 
-SEEN = "seen"
-CLAIMED = "claimed"
-PROCESSING = "processing"
-COMMITTED = "committed"
-DONE = "done"
-FAILED = "failed"
-QUARANTINED = "quarantined"
-ABANDONED = "abandoned"
+class State(StrEnum):
+    """A job's state; the values are what the ledger stores."""
 
-STATES = (SEEN, CLAIMED, PROCESSING, COMMITTED, DONE, FAILED, QUARANTINED, ABANDONED)
-TERMINAL = frozenset({DONE, QUARANTINED, ABANDONED})
-ACTIVE = frozenset(STATES) - TERMINAL  # the original is (or may be) in the spool or inbox
-WAITING = frozenset({CLAIMED, FAILED})  # queued: not on a worker yet
+    SEEN = "seen"
+    CLAIMED = "claimed"
+    PROCESSING = "processing"
+    COMMITTED = "committed"
+    DONE = "done"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    ABANDONED = "abandoned"
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    SEEN: frozenset({CLAIMED, ABANDONED}),
-    CLAIMED: frozenset({PROCESSING, COMMITTED, QUARANTINED, ABANDONED}),  # committed: a skipped duplicate
-    PROCESSING: frozenset({COMMITTED, FAILED, QUARANTINED, CLAIMED}),  # claimed: released / redo
-    FAILED: frozenset({CLAIMED, QUARANTINED}),
-    COMMITTED: frozenset({DONE}),
-    DONE: frozenset(),
-    QUARANTINED: frozenset(),
-    ABANDONED: frozenset(),
+
+TERMINAL = frozenset({State.DONE, State.QUARANTINED, State.ABANDONED})
+ACTIVE = frozenset(State) - TERMINAL  # the original is (or may be) in the spool or inbox
+WAITING = frozenset({State.CLAIMED, State.FAILED})  # queued: not on a worker yet
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.SEEN: frozenset({State.CLAIMED, State.ABANDONED}),
+    # committed: a skipped duplicate
+    State.CLAIMED: frozenset({State.PROCESSING, State.COMMITTED, State.QUARANTINED, State.ABANDONED}),
+    # claimed: released / redo
+    State.PROCESSING: frozenset({State.COMMITTED, State.FAILED, State.QUARANTINED, State.CLAIMED}),
+    State.FAILED: frozenset({State.CLAIMED, State.QUARANTINED}),
+    State.COMMITTED: frozenset({State.DONE}),
+    State.DONE: frozenset(),
+    State.QUARANTINED: frozenset(),
+    State.ABANDONED: frozenset(),
 }
+
+STATES = tuple(State)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -159,7 +168,7 @@ def is_corruption(exc: sqlite3.DatabaseError) -> bool:
 @dataclass(frozen=True)
 class JobRow:
     id: int
-    state: str
+    state: State
     profile: str
     name: str
     inbox_path: Path
@@ -199,6 +208,7 @@ class JobRow:
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> "JobRow":
         data = dict(row)
+        data["state"] = State(data["state"])
         data["name"] = _text(data["name"])
         data["inbox_path"] = Path(_text(data["inbox_path"]))
         data["spool_path"] = Path(_text(data["spool_path"]))
@@ -276,7 +286,7 @@ class Ledger:
 
     def add(
         self, *, profile: str, name: str, inbox_path: Path, spool_path: Path, size: int, mtime_ns: int,
-        state: str = SEEN, **fields: Any,
+        state: State = State.SEEN, **fields: Any,
     ) -> int:
         """Record a settled file about to be claimed (or, rebuilding, one already claimed); returns the job id."""
         now = time.time()
@@ -291,12 +301,24 @@ class Ledger:
             )
             return int(cur.lastrowid)
 
-    def transition(self, job_id: int, to: str, *, expect: str | tuple[str, ...] | None = None, **fields: Any) -> JobRow:
+    def transition(
+        self, job_id: int, to: State, *, expect: State | tuple[State, ...] | None = None, **fields: Any
+    ) -> JobRow:
         """Move job ``job_id`` to state ``to`` and set ``fields``, in one transaction.
 
         ``expect`` (a state or states) guards against acting on a stale view: the
-        change happens only if the row is in one of them right now.
+        change happens only if the row is in one of them right now. A field change
+        that keeps the state is :meth:`update`, not a transition.
         """
+        return self._write(job_id, to, expect, fields)
+
+    def update(self, job_id: int, *, expect: State | tuple[State, ...] | None = None, **fields: Any) -> JobRow:
+        """Change fields of a job without changing its state (optionally only in the ``expect`` state)."""
+        return self._write(job_id, None, expect, fields)
+
+    def _write(
+        self, job_id: int, to: State | None, expect: State | tuple[State, ...] | None, fields: dict[str, Any]
+    ) -> JobRow:
         unknown = set(fields) - _COLUMNS
         if unknown:
             raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
@@ -305,22 +327,24 @@ class Ledger:
             row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise TransitionError(f"no job {job_id}")
-            current = row["state"]
+            current = State(row["state"])
             if expect is not None and current not in ((expect,) if isinstance(expect, str) else expect):
                 raise TransitionError(f"job {job_id} is {current!r}, expected {expect!r}")
-            if to != current and to not in TRANSITIONS[current]:
-                raise TransitionError(f"job {job_id}: {current} → {to} is not allowed")
             fields.setdefault("updated_at", now)
-            if to == CLAIMED and current == SEEN:
-                fields.setdefault("claimed_at", now)
-            if to == PROCESSING:
-                fields.setdefault("started_at", now)
-            if to in TERMINAL:
-                fields.setdefault("finished_at", now)
+            if to is not None:
+                if to not in TRANSITIONS[current]:
+                    raise TransitionError(f"job {job_id}: {current} → {to} is not allowed")
+                if to == State.CLAIMED and current == State.SEEN:
+                    fields.setdefault("claimed_at", now)
+                if to == State.PROCESSING:
+                    fields.setdefault("started_at", now)
+                if to in TERMINAL:
+                    fields.setdefault("finished_at", now)
+                fields["state"] = to
             names = ", ".join(f"{k} = ?" for k in fields)
             db.execute(
-                f"UPDATE jobs SET state = ?, {names} WHERE id = ?",
-                (to, *(_encode(k, v) for k, v in fields.items()), job_id),
+                f"UPDATE jobs SET {names} WHERE id = ?",
+                (*(_encode(k, v) for k, v in fields.items()), job_id),
             )
             return JobRow.from_sql(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
@@ -329,7 +353,7 @@ class Ledger:
         with self._tx():
             job = self.get(job_id)
             return self.transition(
-                job_id, PROCESSING, expect=CLAIMED, worker=worker, attempts=job.attempts + 1,
+                job_id, State.PROCESSING, expect=State.CLAIMED, worker=worker, attempts=job.attempts + 1,
                 stage=None, progress=0.0, outputs=[], next_attempt_at=None,
             )
 
@@ -339,7 +363,7 @@ class Ledger:
             job = self.get(job_id)
             attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
             return self.transition(
-                job_id, CLAIMED, expect=PROCESSING, worker=None, stage=None, progress=None,
+                job_id, State.CLAIMED, expect=State.PROCESSING, worker=None, stage=None, progress=None,
                 outputs=[], attempts=attempts, **fields,
             )
 
@@ -348,7 +372,7 @@ class Ledger:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET stage = ?, progress = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (stage, fraction, time.time(), job_id, PROCESSING),
+                (stage, fraction, time.time(), job_id, State.PROCESSING),
             )
 
     def plan_outputs(self, job_id: int, outputs: list[Path]) -> None:
@@ -356,7 +380,7 @@ class Ledger:
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE jobs SET outputs = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (_encode("outputs", outputs), time.time(), job_id, PROCESSING),
+                (_encode("outputs", outputs), time.time(), job_id, State.PROCESSING),
             )
             if cur.rowcount != 1:
                 raise TransitionError(f"job {job_id} is not processing")
@@ -384,7 +408,7 @@ class Ledger:
     def _select(self, where: str, params: tuple = (), tail: str = "ORDER BY id") -> list[JobRow]:
         return [JobRow.from_sql(r) for r in self._read(f"SELECT * FROM jobs WHERE {where} {tail}", params)]
 
-    def in_state(self, *states: str, limit: int | None = None, newest_first: bool = False) -> list[JobRow]:
+    def in_state(self, *states: State, limit: int | None = None, newest_first: bool = False) -> list[JobRow]:
         marks = ", ".join("?" for _ in states)
         tail = "ORDER BY " + ("COALESCE(finished_at, updated_at) DESC, id DESC" if newest_first else "id")
         if limit is not None:
@@ -393,15 +417,10 @@ class Ledger:
 
     def runnable(self, limit: int) -> list[JobRow]:
         """Claimed jobs in arrival order: what the executor may start next."""
-        return self._select("state = ?", (CLAIMED,), f"ORDER BY id LIMIT {int(limit)}")
+        return self._select("state = ?", (State.CLAIMED,), f"ORDER BY id LIMIT {int(limit)}")
 
     def retries_due(self, now: float) -> list[JobRow]:
-        return self._select("state = ? AND COALESCE(next_attempt_at, 0) <= ?", (FAILED, now))
-
-    def set(self, job_id: int, **fields: Any) -> JobRow:
-        """Change fields of a job without changing its state."""
-        row = self.get(job_id)
-        return self.transition(job_id, row.state, expect=row.state, **fields)
+        return self._select("state = ? AND COALESCE(next_attempt_at, 0) <= ?", (State.FAILED, now))
 
     def same_content(self, job: JobRow) -> list[JobRow]:
         """Other jobs of the same profile with the same content hash, oldest first."""

@@ -26,27 +26,34 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.fsutil import empty_folder
 from hushdrop.pipeline.retention import RetentionError
 from hushdrop.pipeline.watch.watcher import remove_probe_markers
-from hushdrop.pipeline.watch.finish import finish_quarantine, output_folder, resolve_interrupted, retire_original
+from hushdrop.pipeline.watch.finish import dispose_of_original, finish_quarantine, output_folder, resolve_interrupted
 from hushdrop.pipeline.watch.intake import clean_spool_dir, finish_seen
-from hushdrop.pipeline.watch.ledger import ACTIVE, COMMITTED, PROCESSING, QUARANTINED, SEEN, Ledger
+from hushdrop.pipeline.watch.ledger import ACTIVE, Ledger, State
 from hushdrop.pipeline.logs import log
 
 
-def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:
+def recover(settings: Settings, ledger: Ledger, keep_remote: bool = False) -> dict[str, int]:
+    """Bring every unfinished job to a consistent state (see the module docstring).
+
+    ``keep_remote``: leave ``processing`` jobs whose row names a Celery task alone; they may
+    still run on a remote worker, and the Celery executor adopts them (docs/scale-out.md).
+    """
     counts = {"claims": 0, "rerun": 0, "committed": 0, "retired": 0, "quarantined": 0, "strays": 0}
-    for row in ledger.in_state(SEEN):
+    for row in ledger.in_state(State.SEEN):
         finish_seen(settings, ledger, row)
         counts["claims"] += 1
-    for row in ledger.in_state(PROCESSING):
+    for row in ledger.in_state(State.PROCESSING):
+        if keep_remote and row.worker and row.worker.startswith("celery:"):
+            continue  # still out on a remote worker: the Celery executor adopts it
         row = resolve_interrupted(settings, ledger, row)
-        counts["committed" if row.state == COMMITTED else "rerun"] += 1
-    for row in ledger.in_state(COMMITTED):
+        counts["committed" if row.state == State.COMMITTED else "rerun"] += 1
+    for row in ledger.in_state(State.COMMITTED):
         try:
-            retire_original(settings, ledger, row)
+            dispose_of_original(settings, ledger, row)
             counts["retired"] += 1
         except (OSError, RetentionError) as exc:  # the outputs are safe; it is tried again next start
             log().error("job %d: could not retire the original %s: %s", row.id, row.spool_path, exc)
-    for row in ledger.in_state(QUARANTINED):
+    for row in ledger.in_state(State.QUARANTINED):
         if os.path.lexists(row.spool_path) or (
             row.quarantine_path and not Path(f"{row.quarantine_path}.error.txt").exists()
         ):
@@ -59,6 +66,12 @@ def recover(settings: Settings, ledger: Ledger) -> dict[str, int]:
     if any(counts.values()):
         log().info("recovery: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     return counts
+
+
+def remove_temp_audio(settings: Settings) -> int:
+    """Empty ``tmp_root``, the workers' private temp audio folders; call it only when no worker
+    is running (at start-up, or after the last one stopped). Returns how many entries went."""
+    return empty_folder(settings.tmp_root)
 
 
 def remove_strays(settings: Settings, ledger: Ledger) -> int:
@@ -77,7 +90,7 @@ def remove_strays(settings: Settings, ledger: Ledger) -> int:
         for partial in folder.glob(".hushdrop-*.partial"):
             partial.unlink(missing_ok=True)
             removed += 1
-    removed += empty_folder(settings.tmp_root)
+    removed += remove_temp_audio(settings)
     # spool folders of jobs that are no longer active: leftovers of a shred or an interrupted copy
     active = {row.spool_path.parent for row in ledger.in_state(*ACTIVE)}
     if settings.spool_dir.is_dir():

@@ -14,14 +14,14 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from hushdrop.pipeline.config import OUTPUT_FORMATS, Settings
-from hushdrop.pipeline.watch.ledger import CLAIMED, FAILED, SEEN, Ledger, LedgerCorrupt
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 from hushdrop.pipeline.logs import job_log, log
 
 
 def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
     due = ledger.retries_due(time.time())
     for row in due:
-        ledger.transition(row.id, CLAIMED, expect=FAILED)
+        ledger.transition(row.id, State.CLAIMED, expect=State.FAILED)
         job_log(row.id).info("retry due (attempt %d was the last)", row.attempts)
     if due:
         wake()
@@ -33,7 +33,7 @@ def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60
     from hushdrop.pipeline.watch.intake import finish_seen
 
     cutoff = time.time() - older_than
-    stale = [row for row in ledger.in_state(SEEN) if row.updated_at < cutoff]
+    stale = [row for row in ledger.in_state(State.SEEN) if row.updated_at < cutoff]
     for row in stale:
         finish_seen(settings, ledger, row)
     return len(stale)

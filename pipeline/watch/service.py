@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from hushdrop.pipeline.config import Profile, Settings
-from hushdrop.pipeline.watch.executor import Executor
+from hushdrop.pipeline.watch.executor import Executor, LocalExecutor
 from hushdrop.pipeline.watch.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
 from hushdrop.pipeline.errors import EnvironmentFault
 from hushdrop.pipeline.fsutil import private_dir
-from hushdrop.pipeline.watch.ledger import QUARANTINED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 from hushdrop.pipeline.logs import log
 from hushdrop.pipeline.watch.recovery import recover
 from hushdrop.pipeline.watch.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
@@ -29,6 +29,15 @@ from hushdrop.pipeline.watch.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAK
 
 class AlreadyRunning(RuntimeError):
     pass
+
+
+def make_executor(settings: Settings, ledger: Ledger) -> Executor:
+    """The backend ``executor`` names: the local process pool, or Celery workers (docs/scale-out.md)."""
+    if settings.executor == "celery":
+        from hushdrop.pipeline.watch.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings, ledger)
+    return LocalExecutor(settings, ledger)
 
 
 def lock_workdir(settings: Settings) -> int:
@@ -139,8 +148,8 @@ class Service:
         for private in (settings.workdir, settings.spool_dir, settings.quarantine):
             private_dir(private)  # originals and transcripts-to-be: the owner's eyes only
         self.ledger = ledger = Ledger(settings.ledger_path)
-        recover(settings, ledger)
-        self.executor = Executor(settings, ledger)
+        self.executor = make_executor(settings, ledger)
+        recover(settings, ledger, keep_remote=settings.executor == "celery")
         self.executor.start()
         self.watcher = Watcher(settings, self._on_settled, once=self.once)
         self.watcher.start()
@@ -157,7 +166,8 @@ class Service:
             expire_outbox(settings)
             scheduler.every(3600.0, lambda: expire_outbox(settings), "outbox-expiry")
         scheduler.start()
-        log().info("hushdrop is watching (pid %d, %d worker(s)); Ctrl-C or SIGTERM stops it cleanly", os.getpid(), settings.workers)
+        workers = f"{settings.workers} worker(s)" if settings.executor == "local" else "remote workers through the broker"
+        log().info("hushdrop is watching (pid %d, %s); Ctrl-C or SIGTERM stops it cleanly", os.getpid(), workers)
         try:
             while not self.stopping.wait(0.5):
                 if ledger.broken is not None:
@@ -237,7 +247,7 @@ def ledger_quarantined_since(settings: Settings, since: float) -> int:
     """How many jobs this run quarantined (``watch --once`` exits non-zero when any)."""
     ledger = Ledger(settings.ledger_path)
     try:
-        return sum(1 for row in ledger.in_state(QUARANTINED) if (row.finished_at or 0) >= since)
+        return sum(1 for row in ledger.in_state(State.QUARANTINED) if (row.finished_at or 0) >= since)
     finally:
         ledger.close()
 

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from hushdrop.pipeline.config import Settings
-from hushdrop.pipeline.watch.ledger import FAILED, PROCESSING, QUARANTINED, WAITING, DONE, Ledger
+from hushdrop.pipeline.watch.ledger import WAITING, Ledger, State
 
 
 def gpu_memory() -> list[dict[str, Any]]:
@@ -49,27 +49,30 @@ def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
                 "job": r.id, "name": r.name, "profile": r.profile, "stage": r.stage, "progress": r.progress,
                 "worker": r.worker, "attempt": r.attempts, "seconds": round(now - (r.started_at or now), 1),
             }
-            for r in ledger.in_state(PROCESSING)
+            for r in ledger.in_state(State.PROCESSING)
         ]
         done = [
             {"job": r.id, "name": r.name, "profile": r.profile, "outputs": [str(p) for p in r.outputs],
              "duplicate_of": r.duplicate_of, "finished_at": r.finished_at, "original": r.retention}
-            for r in ledger.in_state(DONE, limit=recent, newest_first=True)
+            for r in ledger.in_state(State.DONE, limit=recent, newest_first=True)
         ]
         failed = [
             {"job": r.id, "name": r.name, "profile": r.profile, "state": r.state, "stage": r.error_stage,
              "error": r.error, "attempts": r.attempts, "quarantine": str(r.quarantine_path) if r.quarantine_path else None,
-             "next_attempt_at": r.next_attempt_at, "environment": bool(r.env_failures) and r.state == FAILED}
-            for r in ledger.in_state(FAILED, QUARANTINED, limit=recent, newest_first=True)
+             "next_attempt_at": r.next_attempt_at, "environment": bool(r.env_failures) and r.state == State.FAILED}
+            for r in ledger.in_state(State.FAILED, State.QUARANTINED, limit=recent, newest_first=True)
         ]
         waiting_on_environment = [
             {"job": r.id, "name": r.name, "stage": r.error_stage, "error": r.error, "failures": r.env_failures,
              "since": r.env_since, "next_attempt_at": r.next_attempt_at}
-            for r in ledger.in_state(FAILED) if r.env_failures
+            for r in ledger.in_state(State.FAILED) if r.env_failures
         ]
     finally:
         ledger.close()
     workers = service.get("workers") or []
+    for worker in workers:
+        if worker.get("remote") and worker.get("t"):
+            worker["heartbeat_age_s"] = round(now - worker["t"], 1)  # the worker's own presence beat
     devices = {w.get("device") for w in workers if w.get("device")}
     return {
         "running": running,
@@ -112,6 +115,13 @@ def render(status: dict[str, Any], console) -> None:
     )
     for worker in status["workers"]:
         model = f"{worker.get('engine', '?')} {worker.get('model', '?')} on {worker.get('device', '?')} ({worker.get('compute_type', '?')})"
+        if worker.get("remote"):
+            doing = f"job {worker['job']} ({worker.get('stage') or 'starting'})" if worker.get("job") else "idle"
+            console.print(
+                f"  {worker['name']} on {worker.get('host', '?')}, queues {','.join(worker.get('queues', []))}: {doing}; "
+                f"{model}; heartbeat {worker.get('heartbeat_age_s', '?')} s ago", markup=False,
+            )
+            continue
         console.print(f"  {worker['name']} pid {worker['pid']}: {model if worker.get('ready') else 'loading…'}")
     for gpu in status["gpu"]:
         console.print(f"  GPU {gpu['index']} {gpu['name']}: {gpu['used_mib']} / {gpu['total_mib']} MiB")

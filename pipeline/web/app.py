@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hushdrop.pipeline.config import Settings, known_languages
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.fsutil import private_dir
-from hushdrop.pipeline.watch.ledger import DONE, Ledger
+from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.names import display_name
 from hushdrop.pipeline.outputs import short_clock
 from hushdrop.pipeline.web import i18n, jobs as jobviews, uploads
@@ -370,9 +370,9 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
         row = job_or_404(job_id)
         if row is None:
             return not_found(request)
-        loaded = jobviews.load_result(settings, row) if row.state == DONE else None
+        loaded = jobviews.load_result(settings, row) if row.state == State.DONE else None
         record, sha = (loaded[1], loaded[2]) if loaded else ({}, "")
-        files = [p.name for p in row.outputs if jobviews.output_file(settings, row, p.name)] if row.state == DONE else []
+        files = [p.name for p in row.outputs if jobviews.output_file(settings, row, p.name)] if row.state == State.DONE else []
         waveform = record.get("waveform") if isinstance(record.get("waveform"), dict) else None
         segments = [
             {"index": i, "start": s.get("start"), "end": s.get("end")}
@@ -475,7 +475,7 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
         if row is None:
             return not_found(request)
         item = jobviews.queue_row(settings, row, web.tracker, time.time())
-        loaded = jobviews.load_result(settings, row) if row.state == DONE else None
+        loaded = jobviews.load_result(settings, row) if row.state == State.DONE else None
         if loaded:
             item.update(record=loaded[1], sha=loaded[2])
         return JSONResponse(item)
@@ -483,7 +483,7 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
     @app.put("/api/jobs/{job_id}/transcript")
     async def api_edit(request: Request, job_id: str) -> Response:
         row = job_or_404(job_id)
-        if row is None or row.state != DONE:
+        if row is None or row.state != State.DONE:
             return not_found(request)
         body = await _small_body(request, JSON_BODY_LIMIT)
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hushdrop.pipeline.watch.ledger import DONE, Ledger
+from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.names import display_name
 
 _SCHEMA = """
@@ -100,7 +100,7 @@ class Catalog:
         with self._lock:
             known = {r[0] for r in self._db.execute("SELECT id FROM jobs")}
         added = 0
-        for row in ledger.in_state(DONE):
+        for row in ledger.in_state(State.DONE):
             if row.id in known or row.duplicate_of is not None:
                 continue
             path = json_output(row.outputs)

@@ -31,7 +31,7 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.fsutil import fsync_dir, write_temp
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, Transcript, Word
-from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, JobRow, Ledger
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.names import display_name
 from hushdrop.pipeline.outputs import RENDERERS, group_id, utc_time
@@ -78,7 +78,7 @@ class ProgressTracker:
 
 
 def shown_state(row: JobRow) -> str:
-    if row.state == QUARANTINED and row.quarantine_path is None and row.retention:
+    if row.state == State.QUARANTINED and row.quarantine_path is None and row.retention:
         if row.retention.startswith(RETRIED):
             return "retried"
         if row.retention == DELETED:
@@ -88,7 +88,7 @@ def shown_state(row: JobRow) -> str:
 
 def error_note(row: JobRow) -> str | None:
     """The ``.error.txt`` beside a quarantined original, else the ledger's error line."""
-    if row.state == QUARANTINED and row.quarantine_path is not None:
+    if row.state == State.QUARANTINED and row.quarantine_path is not None:
         text = _read_small(Path(f"{row.quarantine_path}.error.txt"), NOTE_LIMIT)
         if text is not None:
             return text.decode("utf-8", "replace")
@@ -125,7 +125,7 @@ def queue_row(settings: Settings, row: JobRow, tracker: ProgressTracker, now: fl
         "stage": row.stage, "language": row.language, "created_at": row.created_at, "finished_at": row.finished_at,
         "attempts": row.attempts, "url": f"/jobs/{row.id}",
     }
-    if row.state == PROCESSING:
+    if row.state == State.PROCESSING:
         profile = settings.profiles.get(row.profile)
         names = [spec.name for spec in profile.chain] if profile else []
         overall = row.progress or 0.0
@@ -139,17 +139,17 @@ def queue_row(settings: Settings, row: JobRow, tracker: ProgressTracker, now: fl
             item["remaining_s"] = round(remaining, 1) if remaining is not None else None
     else:
         tracker.forget(row.id)
-        if row.state in (DONE, COMMITTED) and row.started_at and row.finished_at:
+        if row.state in (State.DONE, State.COMMITTED) and row.started_at and row.finished_at:
             item["elapsed_s"] = round(row.finished_at - row.started_at, 1)
-        elif row.state in (CLAIMED, SEEN, FAILED):
+        elif row.state in (State.CLAIMED, State.SEEN, State.FAILED):
             item["elapsed_s"] = round(now - row.created_at, 1)
-    if row.state in (FAILED, QUARANTINED) and state not in ("retried", "deleted"):
+    if row.state in (State.FAILED, State.QUARANTINED) and state not in ("retried", "deleted"):
         item["error"] = error_note(row)
         item["error_stage"] = row.error_stage
-    if row.state == FAILED:
+    if row.state == State.FAILED:
         item["next_attempt_at"] = row.next_attempt_at
-    item["can_retry"] = item["can_delete"] = state == QUARANTINED and row.quarantine_path is not None
-    item["done"] = row.state == DONE
+    item["can_retry"] = item["can_delete"] = state == State.QUARANTINED and row.quarantine_path is not None
+    item["done"] = row.state == State.DONE
     return item
 
 
@@ -195,7 +195,7 @@ def read_output(path: Path) -> bytes | None:
 
 def original_path(settings: Settings, row: JobRow) -> Path | None:
     """Where a done job's original was moved (``originals: keep`` or ``move``), if it is still there."""
-    if row.state != DONE or not row.retention or not row.retention.startswith("moved to "):
+    if row.state != State.DONE or not row.retention or not row.retention.startswith("moved to "):
         return None
     path = Path(row.retention.removeprefix("moved to "))
     allowed = [settings.workdir / "kept"] + [
@@ -359,7 +359,7 @@ def quarantined(ledger: Ledger, job_id: int) -> JobRow:
         row = ledger.get(job_id)
     except KeyError:
         raise JobActionError(404, "no such job") from None
-    if row.state != QUARANTINED or row.quarantine_path is None:
+    if row.state != State.QUARANTINED or row.quarantine_path is None:
         raise JobActionError(409, "only a quarantined recording can be sent again or deleted")
     return row
 
@@ -377,7 +377,7 @@ def delete_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> JobRo
     except (OSError, RetentionError) as exc:
         raise JobActionError(409, str(exc)) from exc
     job_log(row.id).info("quarantined original deleted (shredded) from the web page")
-    return ledger.set(row.id, quarantine_path=None, retention=DELETED)
+    return ledger.update(row.id, quarantine_path=None, retention=DELETED)
 
 
 __all__ = [

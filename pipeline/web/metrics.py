@@ -27,13 +27,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hushdrop.pipeline.config import Settings
-from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, Ledger
+from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.outputs import hushdrop_version
 from hushdrop.pipeline.web.catalog import Catalog
 
 JOB_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
-QUEUE_STATES = (SEEN, CLAIMED, PROCESSING, COMMITTED, FAILED)
+QUEUE_STATES = (State.SEEN, State.CLAIMED, State.PROCESSING, State.COMMITTED, State.FAILED)
 
 
 def watcher_running(settings: Settings, service: dict) -> bool:
@@ -53,18 +53,18 @@ class LedgerCollector(Collector):
         counts = ledger.counts()
 
         outcomes = CounterMetricFamily("hushdrop_jobs", "Finished jobs by outcome", labels=["outcome"])
-        duplicates = int(ledger._read("SELECT COUNT(*) FROM jobs WHERE state = ? AND duplicate_of IS NOT NULL", (DONE,))[0][0])
-        outcomes.add_metric(["done"], counts.get(DONE, 0) - duplicates)
+        duplicates = int(ledger._read("SELECT COUNT(*) FROM jobs WHERE state = ? AND duplicate_of IS NOT NULL", (State.DONE,))[0][0])
+        outcomes.add_metric(["done"], counts.get(State.DONE, 0) - duplicates)
         outcomes.add_metric(["duplicate"], duplicates)
-        outcomes.add_metric(["quarantined"], counts.get(QUARANTINED, 0))
-        outcomes.add_metric(["abandoned"], counts.get(ABANDONED, 0))
+        outcomes.add_metric(["quarantined"], counts.get(State.QUARANTINED, 0))
+        outcomes.add_metric(["abandoned"], counts.get(State.ABANDONED, 0))
         yield outcomes
 
         columns = ", ".join(f"SUM(d <= {b!r})" for b in JOB_BUCKETS)
         row = ledger._read(
             f"SELECT {columns}, COUNT(*), COALESCE(SUM(d), 0) FROM (SELECT finished_at - started_at AS d FROM jobs"
             " WHERE state = ? AND duplicate_of IS NULL AND started_at IS NOT NULL AND finished_at IS NOT NULL)",
-            (DONE,),
+            (State.DONE,),
         )[0]
         count, total = int(row[-2]), float(row[-1])
         buckets = [(str(b), int(v or 0)) for b, v in zip(JOB_BUCKETS, row[: len(JOB_BUCKETS)], strict=True)] + [("+Inf", count)]
@@ -90,7 +90,7 @@ class LedgerCollector(Collector):
             queue.add_metric([state], counts.get(state, 0))
         yield queue
 
-        oldest = ledger._read("SELECT MIN(created_at) FROM jobs WHERE state IN (?, ?)", (CLAIMED, FAILED))[0][0]
+        oldest = ledger._read("SELECT MIN(created_at) FROM jobs WHERE state IN (?, ?)", (State.CLAIMED, State.FAILED))[0][0]
         yield GaugeMetricFamily(
             "hushdrop_oldest_queued_job_age_seconds", "Age of the oldest job waiting for a worker, seconds",
             value=max(0.0, time.time() - oldest) if oldest else 0.0,

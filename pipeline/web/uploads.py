@@ -255,7 +255,7 @@ def retry_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> dict:
                 pass
             raise
     Path(f"{source}.error.txt").unlink(missing_ok=True)
-    ledger.set(row.id, quarantine_path=None, retention=RETRIED + final)
+    ledger.update(row.id, quarantine_path=None, retention=RETRIED + final)
     log().info("web: quarantined job %d sent again as %s", row.id, folder / final)
     return {"name": final, "profile": profile.name}
 

@@ -265,8 +265,8 @@ def test_kill9_while_transcribing_then_restart(watch_run):
     run = watch_run().start()
     data = SPEECH_EN.read_bytes()
     run.drop("talk.wav", data)
-    wait_for(lambda: [j["state"] for j in run.jobs()] == ["processing"], 60, "the job to start")
-    time.sleep(1.0)
+    wait_for(lambda: [(j["state"], j["stage"]) for j in run.jobs()] == [("processing", "transcribe")], 60,
+             "the job to reach the transcribe stage")
     run.kill9()  # also waits for the worker to die with it
     (spooled,) = run.spool_files()
     assert sha(spooled.read_bytes()) == sha(data)

@@ -17,10 +17,11 @@ import pytest
 from hushdrop.pipeline.config import parse_config
 from hushdrop.pipeline.containers import declared_size, is_incomplete
 from hushdrop.pipeline.errors import ConfigError
-from hushdrop.pipeline.watch.executor import Executor
-from hushdrop.pipeline.watch.finish import ENVIRONMENT, RECORDING, TRANSIENT, fail_job
+from hushdrop.pipeline.watch.dispatch import MAX_CHANGES_AFTER_CLAIM, SpoolWatch, prepare_for_run
+from hushdrop.pipeline.watch.finish import fail_job
 from hushdrop.pipeline.watch.intake import ClaimRefused, InboxBlocked, InboxUnsafe, claim, classify, inbox_link_problem
-from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, FAILED, PROCESSING, QUARANTINED, Ledger, LedgerCorrupt
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
+from hushdrop.pipeline.watch.protocol import Fault
 from hushdrop.pipeline.names import NAME_MAX, display_name, safe_name, safe_stem
 from hushdrop.pipeline.watch.recovery import remove_strays
 from hushdrop.pipeline.watch.watcher import BLOCKED, REFUSED, TAKEN, Watcher
@@ -179,10 +180,10 @@ def test_6_the_settle_check_waits_for_a_file_its_header_says_is_incomplete(tmp_p
     watcher = Watcher(settings, lambda p, profile, st: taken.append(time.monotonic()) or TAKEN)
     started = time.monotonic()
     watcher.rescan()
-    watcher._settle_once()
-    time.sleep(1.0)
-    watcher._settle_once()
-    assert taken == [], "taken while its header still declares 10 KB more"
+    while time.monotonic() - started < 1.0:  # settle ticks well past settle_seconds, inside the grace
+        watcher._settle_once()
+        assert taken == [], "taken while its header still declares 10 KB more"
+        time.sleep(0.05)
     wait_for(lambda: watcher._settle_once() or taken, 10, "the grace period to end")
     assert taken[0] - started >= 3.0
 
@@ -320,11 +321,11 @@ def test_14_a_claimed_job_whose_original_vanished_is_abandoned_not_held_forever(
         row = _claimed(settings, ledger, "talk.wav", seed=8)
         assert oct(os.stat(settings.spool_dir / "default").st_mode & 0o777) == "0o700"
         row.spool_path.unlink()
-        executor = Executor(settings, ledger)
+        spool = SpoolWatch()
         for _ in range(3):
-            executor._hold.clear()
-            assert executor._ready_to_run(ledger.get(row.id)) is False
-        assert ledger.get(row.id).state == ABANDONED
+            spool.hold.clear()  # skip the 10 s wait between checks
+            assert prepare_for_run(settings, ledger, ledger.get(row.id), spool) is False
+        assert ledger.get(row.id).state == State.ABANDONED
         assert "removed from the spool" in ledger.get(row.id).error
     finally:
         ledger.close()
@@ -342,13 +343,13 @@ def test_16_an_environment_fault_is_retried_without_using_attempts_then_set_asid
     ledger = Ledger(settings.ledger_path)
     try:
         row = _processing(settings, ledger)
-        row = fail_job(settings, ledger, row, "decode", "No space left on device", ENVIRONMENT)
-        assert row.state == FAILED and row.attempts == 0 and row.env_failures == 1
-        ledger.transition(row.id, CLAIMED, expect=FAILED)
+        row = fail_job(settings, ledger, row, "decode", "No space left on device", Fault.ENVIRONMENT)
+        assert row.state == State.FAILED and row.attempts == 0 and row.env_failures == 1
+        ledger.transition(row.id, State.CLAIMED, expect=State.FAILED)
         row = ledger.start(row.id, "worker-1:1")
-        ledger.set(row.id, env_since=time.time() - 10)  # longer ago than environment_retry_hours
-        row = fail_job(settings, ledger, ledger.get(row.id), "decode", "No space left on device", ENVIRONMENT)
-        assert row.state == QUARANTINED
+        ledger.update(row.id, env_since=time.time() - 10)  # longer ago than environment_retry_hours
+        row = fail_job(settings, ledger, ledger.get(row.id), "decode", "No space left on device", Fault.ENVIRONMENT)
+        assert row.state == State.QUARANTINED
         note = Path(f"{row.quarantine_path}.error.txt").read_text()
         assert "recording itself is probably fine" in note and "No space left" in note
     finally:
@@ -359,18 +360,18 @@ def test_16_a_recording_fault_quarantines_at_once_and_a_transient_one_is_bounded
     settings = make(tmp_path, max_attempts=2)
     ledger = Ledger(settings.ledger_path)
     try:
-        bad = fail_job(settings, ledger, _processing(settings, ledger, "a.wav"), "decode", "not audio", RECORDING)
-        assert bad.state == QUARANTINED and "Trying again will not help" in Path(f"{bad.quarantine_path}.error.txt").read_text()
+        bad = fail_job(settings, ledger, _processing(settings, ledger, "a.wav"), "decode", "not audio", Fault.RECORDING)
+        assert bad.state == State.QUARANTINED and "Trying again will not help" in Path(f"{bad.quarantine_path}.error.txt").read_text()
         row = _processing(settings, ledger, "b.wav")
         states = []
         for _ in range(5):
-            row = fail_job(settings, ledger, row, "worker", "crashed", TRANSIENT)
+            row = fail_job(settings, ledger, row, "worker", "crashed", Fault.TRANSIENT)
             states.append(row.state)
-            if row.state == QUARANTINED:
+            if row.state == State.QUARANTINED:
                 break
-            ledger.transition(row.id, CLAIMED, expect=FAILED)
+            ledger.transition(row.id, State.CLAIMED, expect=State.FAILED)
             row = ledger.start(row.id, "worker-1:1")
-        assert states == [FAILED, QUARANTINED]
+        assert states == [State.FAILED, State.QUARANTINED]
     finally:
         ledger.close()
 
@@ -386,11 +387,11 @@ def test_a_job_interrupted_by_every_restart_is_set_aside(tmp_path):
         for _ in range(MAX_INTERRUPTIONS):
             recover(settings, ledger)
             row = ledger.get(row.id)
-            if row.state != CLAIMED:
+            if row.state != State.CLAIMED:
                 break
             row = ledger.start(row.id, "worker-1:1")
-        assert row.state == QUARANTINED and "stopped or crashed" in row.error
-        assert row.state != PROCESSING
+        assert row.state == State.QUARANTINED and "stopped or crashed" in row.error
+        assert row.state != State.PROCESSING
     finally:
         ledger.close()
 
@@ -399,7 +400,7 @@ def test_6_a_file_shorter_than_its_header_is_always_called_truncated(tmp_path, p
     body = cheap_wav(10, seconds=0.35)[44:]  # 11 KB of samples declared …
     path = tmp_path / "cut.wav"
     path.write_bytes(_wav_header(len(body)) + body[:1000])  # … 1 KB present
-    job = processor_session.transcribe(path, processor_session.settings.profiles["default"])
+    job = processor_session.run_chain(path, processor_session.settings.profiles["default"])
     assert any("truncated" in w and f"1044 of {44 + len(body)} bytes" in w for w in job.warnings), job.notes
 
 
@@ -434,18 +435,17 @@ def test_a_move_target_that_is_a_link_to_the_inbox_is_rejected(tmp_path):
 
 
 def test_recovery_survives_an_original_that_cannot_be_retired(tmp_path):
-    from hushdrop.pipeline.watch.finish import COMMITTED
     from hushdrop.pipeline.watch.recovery import recover
 
     settings = make(tmp_path)
     ledger = Ledger(settings.ledger_path)
     try:
         row = _processing(settings, ledger)
-        ledger.transition(row.id, COMMITTED, expect=PROCESSING, outputs=[])
+        ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=[])
         spool = row.spool_path
         os.link(spool, spool.with_name("second-name"))  # shredding it now would be refused
         recover(settings, ledger)  # must not raise: the outputs are safe, the original waits
-        assert ledger.get(row.id).state == COMMITTED and spool.exists()
+        assert ledger.get(row.id).state == State.COMMITTED and spool.exists()
     finally:
         ledger.close()
 
@@ -478,19 +478,17 @@ def test_cleanup_never_reaches_through_a_linked_outbox_folder(tmp_path):
 
 
 def test_a_claimed_file_that_keeps_changing_is_set_aside_not_held_forever(tmp_path):
-    from hushdrop.pipeline.watch.executor import MAX_CHANGES_AFTER_CLAIM
-
     settings = make(tmp_path)
     ledger = Ledger(settings.ledger_path)
     try:
         row = _claimed(settings, ledger, "growing.wav", seed=61)
-        executor = Executor(settings, ledger)
+        spool = SpoolWatch()
         for i in range(MAX_CHANGES_AFTER_CLAIM + 1):
             with open(row.spool_path, "ab") as writer:  # the writer still has it open
                 writer.write(b"\0" * 32)
-            executor._hold.clear()
-            assert executor._ready_to_run(ledger.get(row.id)) is False
+            spool.hold.clear()
+            assert prepare_for_run(settings, ledger, ledger.get(row.id), spool) is False
         final = ledger.get(row.id)
-        assert final.state == QUARANTINED and "kept changing" in final.error
+        assert final.state == State.QUARANTINED and "kept changing" in final.error
     finally:
         ledger.close()

@@ -13,7 +13,7 @@ from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.outputs import planned_outputs
 from hushdrop.pipeline.fsutil import move_file
 from hushdrop.pipeline.watch.intake import ClaimLost, claim, classify, finish_seen, is_ignored
-from hushdrop.pipeline.watch.ledger import ABANDONED, CLAIMED, COMMITTED, DONE, PROCESSING, QUARANTINED, SEEN, Ledger  # noqa: F401
+from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.watch.recovery import recover
 
 
@@ -78,7 +78,7 @@ def test_claim_moves_atomically_and_records_the_hash(settings: Settings, ledger:
     path.write_bytes(b"RIFF" + os.urandom(1000))
     digest = sha(path)
     row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
-    assert row.state == CLAIMED and row.content_hash == digest
+    assert row.state == State.CLAIMED and row.content_hash == digest
     assert not path.exists() and sha(row.spool_path) == digest
     assert row.spool_path.is_relative_to(settings.spool_dir / "default")
 
@@ -102,7 +102,7 @@ def test_claim_of_a_vanished_file_abandons_the_row(settings: Settings, ledger: L
     os.unlink(path)
     with pytest.raises(ClaimLost):
         claim(settings, ledger, path, settings.profiles["default"], settled)
-    assert all(r.state == ABANDONED for r in ledger.all())
+    assert all(r.state == State.ABANDONED for r in ledger.all())
 
 
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (tmpfs at /dev/shm)")
@@ -117,7 +117,7 @@ def test_claim_across_filesystems_copies_verifies_then_removes(tmp_path: Path):
         path.write_bytes(os.urandom(3 << 20))
         digest = sha(path)
         row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
-        assert row.state == CLAIMED and row.content_hash == digest and sha(row.spool_path) == digest
+        assert row.state == State.CLAIMED and row.content_hash == digest and sha(row.spool_path) == digest
         assert not path.exists()
         assert not list(row.spool_path.parent.glob(".*"))  # no partial copy left
         ledger.close()
@@ -150,33 +150,33 @@ def test_finish_seen_leaves_a_new_file_with_the_same_name_and_content_alone(sett
         row = finish_seen(settings, ledger, ledger.get(job))
     finally:
         os.close(held)
-    assert row.state == CLAIMED and inbox_path.read_bytes() == b"audio" and spool.exists()
+    assert row.state == State.CLAIMED and inbox_path.read_bytes() == b"audio" and spool.exists()
 
 
 def test_finish_seen_after_a_crash_before_the_rename(settings: Settings, ledger: Ledger):
     job, inbox_path, spool = seen_row(settings, ledger)
     row = finish_seen(settings, ledger, ledger.get(job))
-    assert row.state == ABANDONED and inbox_path.exists()
+    assert row.state == State.ABANDONED and inbox_path.exists()
 
 
 def test_finish_seen_after_a_crash_after_the_rename(settings: Settings, ledger: Ledger):
     job, inbox_path, spool = seen_row(settings, ledger)
     os.rename(inbox_path, spool)
     row = finish_seen(settings, ledger, ledger.get(job))
-    assert row.state == CLAIMED and row.content_hash == sha(spool)
+    assert row.state == State.CLAIMED and row.content_hash == sha(spool)
 
 
 def test_finish_seen_after_a_crash_mid_cross_filesystem_copy(settings: Settings, ledger: Ledger):
     job, inbox_path, spool = seen_row(settings, ledger)
     spool.write_bytes(inbox_path.read_bytes())  # copy finished and renamed; the inbox original not yet removed
     row = finish_seen(settings, ledger, ledger.get(job))
-    assert row.state == CLAIMED and not inbox_path.exists() and spool.exists()
+    assert row.state == State.CLAIMED and not inbox_path.exists() and spool.exists()
 
 
 def processing_row(settings: Settings, ledger: Ledger, name: str = "talk.wav") -> tuple[int, Path, list[Path]]:
     job, inbox_path, spool = seen_row(settings, ledger, name, os.urandom(100))
     os.rename(inbox_path, spool)
-    ledger.transition(job, CLAIMED, content_hash=sha(spool))
+    ledger.transition(job, State.CLAIMED, content_hash=sha(spool))
     ledger.start(job, "worker-1:123")
     folder = settings.outbox / "default"
     folder.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def test_recovery_removes_a_partial_output_set_and_runs_the_job_again(settings: 
     (planned[0].parent / ".hushdrop-abc.tmp").write_text("temp")
     recover(settings, ledger)
     row = ledger.get(job)
-    assert row.state == CLAIMED and row.attempts == 0 and row.outputs == []
+    assert row.state == State.CLAIMED and row.attempts == 0 and row.outputs == []
     assert not any(p.exists() for p in planned)
     assert list(planned[0].parent.iterdir()) == []  # temp file gone too
     assert spool.exists()
@@ -204,7 +204,7 @@ def test_recovery_keeps_a_complete_output_set_and_shreds_the_original(settings: 
         path.write_text("complete")
     recover(settings, ledger)
     row = ledger.get(job)
-    assert row.state == DONE and row.outputs == planned
+    assert row.state == State.DONE and row.outputs == planned
     assert all(p.read_text() == "complete" for p in planned)
     assert not spool.exists() and not spool.parent.exists()
 
@@ -213,16 +213,16 @@ def test_recovery_shreds_a_committed_but_unshredded_original(settings: Settings,
     job, spool, planned = processing_row(settings, ledger)
     for path in planned:
         path.write_text("complete")
-    ledger.transition(job, COMMITTED, outputs=planned)
+    ledger.transition(job, State.COMMITTED, outputs=planned)
     recover(settings, ledger)
-    assert ledger.get(job).state == DONE and not spool.exists()
+    assert ledger.get(job).state == State.DONE and not spool.exists()
 
 
 def test_recovery_finishes_an_interrupted_quarantine(settings: Settings, ledger: Ledger):
     job, spool, _ = processing_row(settings, ledger)
     original = spool.read_bytes()
     target = settings.quarantine / "default" / "talk.wav"
-    ledger.transition(job, QUARANTINED, quarantine_path=target, error_stage="decode", error="not audio", outputs=[])
+    ledger.transition(job, State.QUARANTINED, quarantine_path=target, error_stage="decode", error="not audio", outputs=[])
     recover(settings, ledger)
     assert target.read_bytes() == original and not spool.exists()
     assert "not audio" in Path(f"{target}.error.txt").read_text()
@@ -236,10 +236,24 @@ def test_recovery_removes_stray_temp_audio(settings: Settings, ledger: Ledger):
     assert list(settings.tmp_root.iterdir()) == []
 
 
-def test_recovery_leaves_seen_jobs_resolved(settings: Settings, ledger: Ledger):
+def test_recovery_abandons_a_seen_job_whose_file_never_left_the_inbox(settings: Settings, ledger: Ledger):
     job, inbox_path, spool = seen_row(settings, ledger)
+    before = inbox_path.read_bytes()
     recover(settings, ledger)
-    assert ledger.get(job).state not in (SEEN, PROCESSING)
+    row = ledger.get(job)
+    assert row.state == State.ABANDONED and "claim interrupted" in row.error
+    assert inbox_path.read_bytes() == before  # the file is seen again, untouched
+    assert not spool.exists() and not spool.parent.exists()
+
+
+def test_recovery_completes_the_claim_of_a_seen_job_whose_file_reached_the_spool(settings: Settings, ledger: Ledger):
+    job, inbox_path, spool = seen_row(settings, ledger)
+    os.rename(inbox_path, spool)
+    recover(settings, ledger)
+    row = ledger.get(job)
+    assert row.state == State.CLAIMED and row.content_hash == sha(spool) and row.claimed_at is not None
+    assert (row.device, row.inode) == (os.stat(spool).st_dev, os.stat(spool).st_ino)
+    assert not inbox_path.exists()
 
 
 def test_move_file_is_safe_to_repeat(tmp_path: Path):

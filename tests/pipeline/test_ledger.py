@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hushdrop.pipeline.watch.ledger import (
-    ABANDONED, CLAIMED, COMMITTED, DONE, FAILED, PROCESSING, QUARANTINED, SEEN, TRANSITIONS, Ledger, TransitionError,
-)
+from hushdrop.pipeline.watch.ledger import TRANSITIONS, Ledger, State, TransitionError
 
 
 @pytest.fixture
@@ -29,14 +27,14 @@ def add(ledger: Ledger, name: str = "talk.wav") -> int:
 
 def test_happy_path_keeps_one_row_through_every_state(ledger: Ledger):
     job = add(ledger)
-    assert ledger.get(job).state == SEEN
-    ledger.transition(job, CLAIMED, expect=SEEN, content_hash="abc")
+    assert ledger.get(job).state == State.SEEN
+    ledger.transition(job, State.CLAIMED, expect=State.SEEN, content_hash="abc")
     row = ledger.start(job, "worker-1:1")
-    assert (row.state, row.attempts, row.worker) == (PROCESSING, 1, "worker-1:1")
+    assert (row.state, row.attempts, row.worker) == (State.PROCESSING, 1, "worker-1:1")
     ledger.plan_outputs(job, [Path("/out/talk.txt")])
     assert ledger.get(job).outputs == [Path("/out/talk.txt")]
-    ledger.transition(job, COMMITTED, expect=PROCESSING)
-    row = ledger.transition(job, DONE, expect=COMMITTED)
+    ledger.transition(job, State.COMMITTED, expect=State.PROCESSING)
+    row = ledger.transition(job, State.DONE, expect=State.COMMITTED)
     assert row.finished_at is not None and row.claimed_at is not None and row.started_at is not None
     assert [r.id for r in ledger.all()] == [job]  # nothing is ever deleted
 
@@ -44,33 +42,33 @@ def test_happy_path_keeps_one_row_through_every_state(ledger: Ledger):
 def test_forbidden_transitions_are_refused_and_change_nothing(ledger: Ledger):
     job = add(ledger)
     with pytest.raises(TransitionError):
-        ledger.transition(job, DONE)  # seen → done would skip the commit
-    assert ledger.get(job).state == SEEN
-    ledger.transition(job, CLAIMED)
+        ledger.transition(job, State.DONE)  # seen → done would skip the commit
+    assert ledger.get(job).state == State.SEEN
+    ledger.transition(job, State.CLAIMED)
     with pytest.raises(TransitionError):
-        ledger.transition(job, DONE)
+        ledger.transition(job, State.DONE)
     with pytest.raises(TransitionError):
-        ledger.transition(job, PROCESSING, expect=FAILED)  # stale view of the row
-    for terminal in (DONE, QUARANTINED, ABANDONED):
+        ledger.transition(job, State.PROCESSING, expect=State.FAILED)  # stale view of the row
+    for terminal in (State.DONE, State.QUARANTINED, State.ABANDONED):
         assert TRANSITIONS[terminal] == frozenset()
 
 
 def test_release_does_not_count_a_crash_as_an_attempt(ledger: Ledger):
     job = add(ledger)
-    ledger.transition(job, CLAIMED)
+    ledger.transition(job, State.CLAIMED)
     ledger.start(job, "w")
     ledger.plan_outputs(job, [Path("/out/a.txt")])
     row = ledger.release(job)
-    assert (row.state, row.attempts, row.outputs, row.worker) == (CLAIMED, 0, [], None)
+    assert (row.state, row.attempts, row.outputs, row.worker) == (State.CLAIMED, 0, [], None)
     ledger.start(job, "w")
     assert ledger.release(job, count_attempt=True).attempts == 1
 
 
 def test_retries_become_due_by_time(ledger: Ledger):
     job = add(ledger)
-    ledger.transition(job, CLAIMED)
+    ledger.transition(job, State.CLAIMED)
     ledger.start(job, "w")
-    ledger.transition(job, FAILED, next_attempt_at=time.time() + 60, error="boom")
+    ledger.transition(job, State.FAILED, next_attempt_at=time.time() + 60, error="boom")
     assert ledger.retries_due(time.time()) == []
     assert [r.id for r in ledger.retries_due(time.time() + 61)] == [job]
 
@@ -78,8 +76,8 @@ def test_retries_become_due_by_time(ledger: Ledger):
 def test_a_failed_transaction_rolls_back(ledger: Ledger):
     job = add(ledger)
     with pytest.raises(ValueError):
-        ledger.transition(job, CLAIMED, no_such_field=1)
-    assert ledger.get(job).state == SEEN
+        ledger.transition(job, State.CLAIMED, no_such_field=1)
+    assert ledger.get(job).state == State.SEEN
 
 
 def test_wal_mode_and_a_concurrent_reader(ledger: Ledger, tmp_path: Path):
@@ -87,9 +85,9 @@ def test_wal_mode_and_a_concurrent_reader(ledger: Ledger, tmp_path: Path):
     job = add(ledger)
     reader = Ledger(tmp_path / "ledger.sqlite3", readonly=True)
     try:
-        assert reader.get(job).state == SEEN
-        ledger.transition(job, CLAIMED)
-        assert reader.get(job).state == CLAIMED
+        assert reader.get(job).state == State.SEEN
+        ledger.transition(job, State.CLAIMED)
+        assert reader.get(job).state == State.CLAIMED
         with pytest.raises(sqlite3.OperationalError):
             reader._db.execute("UPDATE jobs SET state = 'done'")
     finally:
@@ -99,18 +97,18 @@ def test_wal_mode_and_a_concurrent_reader(ledger: Ledger, tmp_path: Path):
 def test_state_survives_reopening(tmp_path: Path):
     ledger = Ledger(tmp_path / "l.sqlite3")
     job = add(ledger)
-    ledger.transition(job, CLAIMED, content_hash="h")
+    ledger.transition(job, State.CLAIMED, content_hash="h")
     ledger.close()
     again = Ledger(tmp_path / "l.sqlite3")
-    assert again.get(job).state == CLAIMED and again.get(job).content_hash == "h"
+    assert again.get(job).state == State.CLAIMED and again.get(job).content_hash == "h"
     again.close()
 
 
 def test_same_content_matches_hash_and_profile(ledger: Ledger):
     a, b, c = add(ledger, "a.wav"), add(ledger, "b.wav"), add(ledger, "c.wav")
-    ledger.transition(a, CLAIMED, content_hash="h1")
-    ledger.transition(b, CLAIMED, content_hash="h1")
-    ledger.transition(c, CLAIMED, content_hash="h2")
+    ledger.transition(a, State.CLAIMED, content_hash="h1")
+    ledger.transition(b, State.CLAIMED, content_hash="h1")
+    ledger.transition(c, State.CLAIMED, content_hash="h2")
     assert [r.id for r in ledger.same_content(ledger.get(b))] == [a]
     assert ledger.count_active() == 3
-    assert ledger.counts() == {CLAIMED: 3}
+    assert ledger.counts() == {State.CLAIMED: 3}

@@ -20,8 +20,8 @@ from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.watch.finish import commit_job
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
-from hushdrop.pipeline.watch.ledger import CLAIMED, COMMITTED, PROCESSING, Ledger
-from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, subtitle_language
+from hushdrop.pipeline.watch.ledger import Ledger, State
+from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, render_txt, subtitle_language
 from hushdrop.pipeline.process import Processor
 from hushdrop.stages.grammar import apply_script
 
@@ -81,10 +81,37 @@ def test_no_speech_is_said_not_invented(tmp_path):
     assert NO_SPEECH in paths["vtt"].read_text() and NO_SPEECH in paths["md"].read_text()
 
 
-def test_outputs_are_hard_linked_from_fsynced_temp_files(tmp_path):
-    # the commit publishes complete files only: each final name has one link left
-    for path in commit_outputs(sample_job(), tmp_path, ["txt", "json"]):
-        assert os.stat(path).st_nlink == 1 and path.stat().st_size > 0
+def test_outputs_are_hard_linked_from_fsynced_temp_files(tmp_path, monkeypatch):
+    # record, in order, what the commit fsyncs and links (the calls still happen for real)
+    events: list[tuple] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync-dir" if stat.S_ISDIR(st.st_mode) else "fsync", st.st_ino, st.st_size))
+        return real_fsync(fd)
+
+    def link(src, dst, *args, **kwargs):
+        events.append(("link", Path(src).name, Path(dst).name, os.lstat(src).st_ino))
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    job = sample_job()
+    paths = commit_outputs(job, tmp_path, ["txt", "json"])
+    monkeypatch.undo()
+
+    links = [e for e in events if e[0] == "link"]
+    assert [e[2] for e in links] == ["Team call 03.txt", "Team call 03.json"]
+    for (_, temp, final, inode), path in zip(links, paths):
+        assert temp.startswith(".hushdrop-") and temp.endswith(".tmp")  # published from a hidden temp name
+        st = os.stat(path)
+        assert st.st_ino == inode and st.st_nlink == 1  # the same inode, its temp name gone
+        synced = [e for e in events[: events.index(links[0])] if e[0] == "fsync" and e[1] == inode]
+        assert synced and synced[-1][2] == st.st_size  # fsynced whole before any name was published
+    assert any(e[0] == "fsync-dir" for e in events[events.index(links[-1]):])  # then the folder
+    assert paths[0].read_text() == render_txt(job) and json.loads(paths[1].read_text())["text"] == job.transcript.text
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # ---------------------------------------------------------------- subtitles people can use
@@ -280,13 +307,13 @@ def test_watch_mode_commit_uses_the_ledger_time_mode_group_and_names(tmp_path):
     try:
         job_id = ledger.add(profile="default", name="Team call 03.m4a", inbox_path=settings.inbox / "Team call 03.m4a",
                             spool_path=settings.workdir / "spool" / "x", size=1, mtime_ns=1)
-        ledger.transition(job_id, CLAIMED)
-        row = ledger.transition(job_id, PROCESSING)
+        ledger.transition(job_id, State.CLAIMED)
+        row = ledger.transition(job_id, State.PROCESSING)
         job = sample_job()
         job.transcript.language = "zh"
         job.transcript.segments[0].text = "这是一个测试"
         row = commit_job(settings, ledger, row, job)
-        assert row.state == COMMITTED
+        assert row.state == State.COMMITTED
         names = [p.name for p in row.outputs]
         assert names == [f"Team call 03{s}" for s in (".txt", ".zh.srt", ".zh.vtt", ".json", ".md")]
         for path in row.outputs:

@@ -34,7 +34,7 @@ def test_peaks_survive_their_encoding_to_a_byte_each():
 def test_a_job_gets_the_peaks_of_its_decoded_audio_and_its_own_language(processor_session, tmp_path):
     settings = make_settings(tmp_path)
     profile = settings.profile("default")  # language: auto
-    job = processor_session.transcribe(SPEECH_EN, profile, language="en")
+    job = processor_session.run_chain(SPEECH_EN, profile, language="en")
     assert job.language == "en" and job.transcript.language == "en"
     wave = job.waveform
     assert wave["count"] == PEAK_COUNT and wave["seconds"] == pytest.approx(31.92, abs=0.05)
@@ -44,4 +44,4 @@ def test_a_job_gets_the_peaks_of_its_decoded_audio_and_its_own_language(processo
     assert 0.02 < quiet < 0.6  # pauses between the sentences are there, and so is the speech
     record = json.loads(render_json(job))
     assert record["waveform"] == wave
-    assert processor_session.transcribe(SPEECH_EN, profile).language == "auto"  # no override: the profile's
+    assert processor_session.run_chain(SPEECH_EN, profile).language == "auto"  # no override: the profile's

@@ -20,7 +20,7 @@ from hushdrop.pipeline.config import parse_config
 from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
 from hushdrop.pipeline.job import Job
 from hushdrop.pipeline.process import Processor
-from hushdrop.pipeline.runner import Chain
+from hushdrop.pipeline.chain import Chain
 from hushdrop.stages.normalize import Normalize, NormalizeOptions
 from hushdrop.stages.resample import Resample
 from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, run_chain, tone, write_wav
@@ -113,7 +113,7 @@ def test_processor_refuses_a_recording_that_decodes_past_max_duration_hours(tmp_
     processor = Processor(settings)
     try:
         with pytest.raises(RejectedInput) as caught:
-            processor.transcribe(path, settings.profiles["default"])
+            processor.run_chain(path, settings.profiles["default"])
     finally:
         processor.close()
     assert "max_duration_hours" in caught.value.message

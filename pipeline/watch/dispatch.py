@@ -1,0 +1,220 @@
+"""The coordinator's decisions around a job run, whatever backend runs it.
+
+Before a claimed job is sent to a worker, :func:`prepare_for_run` settles what can be
+settled without the chain: a profile that left the config, a spool file that vanished or
+is still being written, the content hash, a duplicate of earlier content. After a worker
+answers, :func:`accept_result` / :func:`accept_failure` / :func:`accept_lost_worker` turn
+the answer into ledger states and files (``pipeline.watch.finish``).
+
+These functions run in the coordinator only: it alone writes the ledger, the outbox and
+the spool. A backend (the local pool in ``pipeline.watch.executor``, or a Celery one)
+moves :mod:`pipeline.watch.protocol` messages and calls these; it decides nothing itself.
+The first answer for a (job, attempt) wins: an answer for a job that is no longer
+``processing``, or for an earlier attempt, is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.fsutil import sha256_file
+from hushdrop.pipeline.logs import job_log
+from hushdrop.pipeline.retention import RetentionError
+from hushdrop.pipeline.watch.finish import commit_job, dispose_of_original, fail_job, quarantine_job, skip_duplicate
+from hushdrop.pipeline.watch.ledger import ACTIVE, JobRow, Ledger, State
+from hushdrop.pipeline.watch.protocol import Failed, Fault, Finished, RunJob, fault_of_os_error
+
+# a claimed original still being written this many settle periods later is set aside
+MAX_CHANGES_AFTER_CLAIM = 20
+# times a claimed original is found missing from the spool (10 s apart) before the job is abandoned
+MAX_MISSING_CHECKS = 3
+MISSING_RECHECK_SECONDS = 10.0
+
+
+@dataclass
+class SpoolWatch:
+    """What the coordinator remembers between dispatch rounds about claimed spool files (in memory:
+    a restart starts these counts afresh, which only delays a decision)."""
+
+    hold: dict[int, float] = field(default_factory=dict)  # job id → not before (monotonic)
+    missing: dict[int, int] = field(default_factory=dict)  # job id → times its spool file was missing
+    changed: dict[int, int] = field(default_factory=dict)  # job id → times it changed after the claim
+
+    def held(self, job_id: int, now: float | None = None) -> bool:
+        """True while the job waits out a hold; a hold that ended is forgotten."""
+        if self.hold.get(job_id, 0) > (time.monotonic() if now is None else now):
+            return True
+        self.hold.pop(job_id, None)
+        return False
+
+
+# ---------------------------------------------------------------------------
+# before a run
+
+
+def prepare_for_run(settings: Settings, ledger: Ledger, row: JobRow, spool: SpoolWatch) -> bool:
+    """True when claimed job ``row`` should run now. False when it was settled here (quarantined,
+    abandoned, skipped as a duplicate) or must wait (held, waiting for the same content)."""
+    profile = settings.profiles.get(row.profile)
+    if profile is None:
+        quarantine_job(settings, ledger, row, "config", f"profile {row.profile!r} is no longer in the config", Fault.RECORDING)
+        return False
+    if not spool_file_is_present(ledger, row, spool):
+        return False
+    if not spool_file_is_unchanged(settings, ledger, row, profile, spool):
+        return False
+    hashed = record_content_hash(settings, ledger, row)
+    if hashed is None:
+        return False
+    if profile.duplicates == "skip" and settle_duplicate(settings, ledger, hashed):
+        return False
+    return True
+
+
+def spool_file_is_present(ledger: Ledger, row: JobRow, spool: SpoolWatch) -> bool:
+    """False when the claimed original is missing from the spool: held for a recheck, and after
+    ``MAX_MISSING_CHECKS`` misses the job is abandoned (something else deleted it)."""
+    try:
+        os.lstat(row.spool_path)
+    except FileNotFoundError:
+        missing = spool.missing[row.id] = spool.missing.get(row.id, 0) + 1
+        if missing >= MAX_MISSING_CHECKS:
+            ledger.transition(
+                row.id, State.ABANDONED, expect=State.CLAIMED,
+                error=f"the claimed original {row.spool_path} was removed from the spool by something other than hushdrop",
+            )
+            job_log(row.id).error(
+                "the claimed original %s is gone from the spool (deleted outside hushdrop); the job is abandoned",
+                row.spool_path,
+            )
+            spool.missing.pop(row.id, None)
+            return False
+        job_log(row.id).error(
+            "the claimed original %s is missing from the spool; checking again in %.0f s", row.spool_path, MISSING_RECHECK_SECONDS
+        )
+        spool.hold[row.id] = time.monotonic() + MISSING_RECHECK_SECONDS
+        return False
+    spool.missing.pop(row.id, None)
+    return True
+
+
+def spool_file_is_unchanged(settings: Settings, ledger: Ledger, row: JobRow, profile: Profile, spool: SpoolWatch) -> bool:
+    """False when the spool file's size or mtime differ from the claim's (a writer that paused longer
+    than the settle period): the row takes the new size, the job waits a settle period, and after
+    ``MAX_CHANGES_AFTER_CLAIM`` changes it is quarantined."""
+    st = os.lstat(row.spool_path)
+    if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns):
+        return True
+    changes = spool.changed[row.id] = spool.changed.get(row.id, 0) + 1
+    if changes > MAX_CHANGES_AFTER_CLAIM:
+        spool.changed.pop(row.id, None)
+        quarantine_job(
+            settings, ledger, row, "intake",
+            f"it kept changing after it was taken ({changes} times): the program writing it still has it "
+            f"open. Let that program finish, then drop the file again", Fault.RECORDING,
+        )
+        return False
+    ledger.update(row.id, expect=State.CLAIMED, size=st.st_size, mtime_ns=st.st_mtime_ns, content_hash=None)
+    spool.hold[row.id] = time.monotonic() + profile.settle_seconds
+    job_log(row.id).warning("changed after it was claimed; waiting for it to settle")
+    return False
+
+
+def record_content_hash(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow | None:
+    """The row with its content hash (hashing the spool file if the row has none); None when the
+    file cannot be read, which fails the job by the kind of error."""
+    if row.content_hash is not None:
+        return row
+    try:
+        return ledger.update(row.id, expect=State.CLAIMED, content_hash=sha256_file(row.spool_path))
+    except OSError as exc:
+        row = ledger.start(row.id, "intake")
+        fail_job(settings, ledger, row, "hash", f"cannot read the claimed original: {exc.strerror}", fault_of_os_error(exc))
+        return None
+
+
+def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
+    """True when ``row``'s content was seen before in its profile: it waits while an earlier job
+    with that content is queued or running, or — that job done with its outputs on disk — it
+    is committed pointing at them and its original disposed of."""
+    same = ledger.same_content(row)
+    if any(other.id < row.id and other.state in ACTIVE - {State.SEEN} for other in same):
+        return True  # the same content is already queued or running: decide when it is done
+    for other in reversed(same):
+        if other.state == State.DONE and other.outputs and all(p.exists() for p in other.outputs):
+            dispose_or_log(settings, ledger, skip_duplicate(ledger, row, other))
+            return True
+    return False
+
+
+def run_message(row: JobRow) -> RunJob:
+    """What a worker is sent for processing job ``row``."""
+    return RunJob(row.id, row.attempts, str(row.spool_path), row.profile, row.language, row.content_hash)
+
+
+# ---------------------------------------------------------------------------
+# after a run
+
+
+def current_attempt(ledger: Ledger, job_id: int, attempt: int | None) -> JobRow | None:
+    """The job's row if an answer for ``attempt`` still counts: it is ``processing`` and (when the
+    answer names its attempt) on that attempt. The first answer per (job, attempt) wins."""
+    row = ledger.get(job_id)
+    if row.state != State.PROCESSING or (attempt is not None and attempt != row.attempts):
+        return None
+    return row
+
+
+def accept_result(settings: Settings, ledger: Ledger, result: Finished) -> JobRow | None:
+    """Commit a finished job's outputs, then dispose of its original; a commit that fails (disk
+    full, permissions) is undone and the job failed by the kind of error. None: the answer was stale."""
+    row = current_attempt(ledger, result.job_id, result.attempt)
+    if row is None:
+        return None
+    try:
+        row = commit_job(settings, ledger, row, result.job)
+    except Exception as exc:  # disk full, permissions: undo what was written, retry later
+        job_log(row.id).exception("could not commit the outputs")
+        row = ledger.get(row.id)
+        if row.state != State.PROCESSING:
+            return row
+        for path in row.outputs:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as cleanup:
+                job_log(row.id).error("cannot remove the partial output %s: %s", path, cleanup.strerror)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fault = fault_of_os_error(exc) if isinstance(exc, OSError) else Fault.TRANSIENT
+        return fail_job(settings, ledger, row, "outputs", f"cannot write the outputs in {settings.outbox}: {reason}", fault)
+    return dispose_or_log(settings, ledger, row)
+
+
+def accept_failure(settings: Settings, ledger: Ledger, failure: Failed) -> JobRow | None:
+    """Retry or quarantine a job whose chain failed. None: the answer was stale."""
+    row = current_attempt(ledger, failure.job_id, failure.attempt)
+    if row is None:
+        return None
+    return fail_job(settings, ledger, row, failure.stage, failure.message, failure.fault)
+
+
+def accept_lost_worker(settings: Settings, ledger: Ledger, job_id: int, exit_code: int | None) -> JobRow | None:
+    """The worker running ``job_id`` died without an answer: a transient failure (counted, so a file
+    that always kills its worker ends in quarantine)."""
+    row = ledger.get(job_id)
+    if row.state != State.PROCESSING:
+        return None
+    what = f"the worker process died (exit code {exit_code}); out of memory?" if exit_code else "the worker process exited"
+    return fail_job(settings, ledger, row, row.stage or "worker", what, Fault.TRANSIENT)
+
+
+def dispose_or_log(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
+    """Dispose of a committed job's original; if that fails the outputs are safe and the next
+    start tries again, so it is logged, not raised."""
+    try:
+        return dispose_of_original(settings, ledger, row)
+    except (OSError, RetentionError) as exc:
+        job_log(row.id).error("could not dispose of the original: %s", exc)
+        return row

@@ -1,0 +1,142 @@
+"""The messages between the coordinator (the watcher process) and a worker.
+
+A backend moves these; it adds nothing to them. The local pool sends the dataclasses
+themselves over a pipe; a backend that crosses machines (Celery) sends ``to_json()``
+and rebuilds them with :func:`from_json`. docs/watch.md ("Coordinator ↔ worker
+protocol") says who sends what, when, and the invariants.
+
+coordinator → worker: :class:`RunJob`, :class:`Stop`
+worker → coordinator: :class:`Ready` or :class:`CannotStart` (once, after loading),
+:class:`Progress` (any number), then one :class:`Finished` or :class:`Failed` per RunJob.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Union
+
+from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
+from hushdrop.pipeline.job import Job
+
+
+class Fault(StrEnum):
+    """Whose fault a failure is; it decides retry or quarantine (``pipeline.watch.finish``)."""
+
+    RECORDING = "recording"  # the file cannot be transcribed as it is: quarantine at once
+    TRANSIENT = "transient"  # may not happen again (a worker crash): retry, bounded by max_attempts
+    ENVIRONMENT = "environment"  # the machine (disk full, permissions, a broken tool): retry for hours
+
+
+def fault_of_os_error(exc: OSError) -> Fault:
+    """Disk full, read-only, permission, I/O errors: the environment. Anything else: transient."""
+    return Fault.ENVIRONMENT if exc.errno in ENVIRONMENT_ERRNOS else Fault.TRANSIENT
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Run the profile's chain on the claimed original at ``spool_path`` (only read, never changed)."""
+
+    kind: ClassVar[str] = "run-job"
+    job_id: int
+    attempt: int
+    spool_path: str
+    profile: str
+    language: str | None = None  # this job's language override (an upload's choice), None: the profile's
+    content_hash: str | None = None  # SHA-256 taken at the claim; a remote worker may check its copy
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Finish nothing more: close the chains and exit."""
+
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker loaded its model and takes jobs; ``info``: pid, engine, model, device, compute_type."""
+
+    kind: ClassVar[str] = "ready"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CannotStart:
+    """The worker could not load (its last word before it exits)."""
+
+    kind: ClassVar[str] = "cannot-start"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job is: ``fraction`` of the whole chain (0–1), now in ``stage``."""
+
+    kind: ClassVar[str] = "progress"
+    job_id: int
+    stage: str
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The chain ran: ``job`` is the transcript document (no audio). Nothing is written yet."""
+
+    kind: ClassVar[str] = "finished"
+    job_id: int
+    job: Job
+    attempt: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "job": self.job.to_dict(), "attempt": self.attempt}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Finished":
+        return cls(job_id=data["job_id"], job=Job.from_dict(data["job"]), attempt=data.get("attempt"))
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The chain (or the worker around it) failed in ``stage``; ``fault`` decides what happens next."""
+
+    kind: ClassVar[str] = "failed"
+    job_id: int
+    stage: str
+    message: str
+    fault: Fault
+    attempt: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Failed":
+        return cls(**{**data, "fault": Fault(data["fault"])})
+
+
+ToWorker = Union[RunJob, Stop]
+FromWorker = Union[Ready, CannotStart, Progress, Finished, Failed]
+Message = Union[ToWorker, FromWorker]
+
+MESSAGES: dict[str, type] = {cls.kind: cls for cls in (RunJob, Stop, Ready, CannotStart, Progress, Finished, Failed)}
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """``{"kind": …, **fields}``: plain data for JSON."""
+    custom = getattr(message, "to_dict", None)
+    return {"kind": message.kind, **(custom() if custom else asdict(message))}
+
+
+def from_dict(data: dict[str, Any]) -> Message:
+    data = dict(data)
+    cls = MESSAGES[data.pop("kind")]
+    custom = getattr(cls, "from_dict", None)
+    return custom(data) if custom else cls(**data)
+
+
+def to_json(message: Message) -> str:
+    # ensure_ascii: a name with undecodable bytes (a surrogate escape) survives as \\udcXX
+    return json.dumps(to_dict(message))
+
+
+def from_json(text: str) -> Message:
+    return from_dict(json.loads(text))

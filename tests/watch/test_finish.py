@@ -1,0 +1,134 @@
+"""The durable end of a job (pipeline.watch.finish), in process: commit, dispose, quarantine, retry."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hushdrop.pipeline.watch.finish import (
+    MAX_INTERRUPTIONS, commit_job, dispose_of_original, fail_job, quarantine_job, resolve_interrupted,
+)
+from hushdrop.pipeline.watch.ledger import State
+from hushdrop.pipeline.watch.protocol import Fault
+from tests.harness import cheap_wav
+from tests.watch.conftest import make, processing, transcript_job
+
+
+def test_commit_plans_then_writes_every_output_under_the_first_free_name(settings, ledger):
+    row = processing(settings, ledger, "talk.wav")
+    folder = settings.outbox / "default"
+    folder.mkdir(parents=True)
+    (folder / "talk.srt").write_text("someone else's")
+    os.symlink(folder / "nowhere", folder / "talk (2).txt")  # a dangling link is a taken name too
+    row = commit_job(settings, ledger, row, transcript_job())
+    assert row.state == State.COMMITTED and row.stage == "committed" and row.progress == 1.0
+    assert [p.name for p in row.outputs] == [f"talk (3).{f}" for f in settings.profiles["default"].outputs]
+    assert all(p.stat().st_size > 0 for p in row.outputs)
+    assert (folder / "talk.srt").read_text() == "someone else's"
+    assert row.spool_path.exists()  # committing never touches the original
+
+
+def test_dispose_of_original_shreds_it_and_is_safe_to_repeat(settings, ledger):
+    row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+    spool = row.spool_path
+    done = dispose_of_original(settings, ledger, row)
+    assert done.state == State.DONE and done.retention == f"shredded {spool}"
+    assert not spool.exists() and not spool.parent.exists()
+
+
+def test_dispose_after_a_crash_that_already_removed_the_original(settings, ledger):
+    row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+    row.spool_path.unlink()
+    done = dispose_of_original(settings, ledger, row)
+    assert done.state == State.DONE and done.retention == "already retired before a restart"
+
+
+def test_keep_in_watch_mode_moves_the_original_out_of_the_inbox(tmp_path):
+    from hushdrop.pipeline.config import parse_config
+    from hushdrop.pipeline.watch.ledger import Ledger
+
+    settings = parse_config({"profiles": {"default": {"settle_seconds": 0, "originals": "keep"}}}, tmp_path / "config.yaml")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+        done = dispose_of_original(settings, ledger, row)
+        kept = settings.workdir / "kept" / "default" / "talk.wav"
+        assert done.state == State.DONE and kept.read_bytes() == cheap_wav(1)
+        assert not row.spool_path.exists()
+    finally:
+        ledger.close()
+
+
+def test_quarantine_keeps_the_bytes_beside_a_note_under_a_free_name(settings, ledger):
+    row = processing(settings, ledger, "bad.wav")
+    folder = settings.quarantine / "default"
+    folder.mkdir(parents=True)
+    (folder / "bad.wav.error.txt").write_text("an older note")  # the name is taken by its note alone
+    row = quarantine_job(settings, ledger, row, "open", "not audio", Fault.RECORDING)
+    assert row.state == State.QUARANTINED and row.quarantine_path == folder / "bad (2).wav"
+    assert row.quarantine_path.read_bytes() == cheap_wav(1)
+    note = Path(f"{row.quarantine_path}.error.txt").read_text()
+    assert f"job:      {row.id}" in note and "stage:    open" in note and "Trying again will not help" in note
+    assert (folder / "bad.wav.error.txt").read_text() == "an older note"
+
+
+def test_a_transient_failure_backs_off_exponentially_then_quarantines(tmp_path):
+    from hushdrop.pipeline.watch.ledger import Ledger
+
+    settings = make(tmp_path, max_attempts=3, retry_backoff_seconds=30)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        row = processing(settings, ledger)
+        delays = []
+        for _ in range(3):
+            before = time.time()
+            row = fail_job(settings, ledger, row, "worker", "crashed", Fault.TRANSIENT)
+            if row.state == State.QUARANTINED:
+                break
+            assert row.state == State.FAILED
+            delays.append(round(row.next_attempt_at - before))
+            ledger.transition(row.id, State.CLAIMED, expect=State.FAILED)
+            row = ledger.start(row.id, "worker-1:1")
+        assert delays == [30, 60] and row.state == State.QUARANTINED and row.attempts == 3
+    finally:
+        ledger.close()
+
+
+def test_an_environment_fault_backs_off_to_a_cap_without_using_attempts(settings, ledger):
+    row = processing(settings, ledger)
+    row = ledger.update(row.id, env_failures=9)
+    before = time.time()
+    row = fail_job(settings, ledger, row, "decode", "No space left on device", Fault.ENVIRONMENT)
+    assert row.state == State.FAILED and row.attempts == 0 and row.env_failures == 10
+    assert round(row.next_attempt_at - before) == 600  # capped at 10 minutes
+
+
+@pytest.mark.parametrize("present", [0, 2, 5])
+def test_an_interrupted_job_is_rolled_forward_or_back_by_its_planned_outputs(settings, ledger, present):
+    row = processing(settings, ledger)
+    folder = settings.outbox / "default"
+    folder.mkdir(parents=True)
+    planned = [folder / f"talk.{f}" for f in settings.profiles["default"].outputs]
+    ledger.plan_outputs(row.id, planned)
+    for path in planned[:present]:
+        path.write_text("written")
+    after = resolve_interrupted(settings, ledger, ledger.get(row.id))
+    if present == len(planned):
+        assert after.state == State.COMMITTED and after.outputs == planned
+    else:
+        assert after.state == State.CLAIMED and after.outputs == [] and after.interruptions == 1
+        assert after.attempts == 0  # a restart is not the recording's fault
+        assert not any(p.exists() for p in planned)
+
+
+def test_a_job_interrupted_too_often_or_losing_every_worker_is_set_aside(settings, ledger):
+    row = processing(settings, ledger, "a.wav", seed=1)
+    row = ledger.update(row.id, interruptions=MAX_INTERRUPTIONS - 1)
+    assert resolve_interrupted(settings, ledger, row).state == State.QUARANTINED
+    lost = processing(settings, ledger, "b.wav", seed=2)
+    lost = ledger.update(lost.id, attempts=settings.max_attempts)
+    after = resolve_interrupted(settings, ledger, lost, count_attempt=True)
+    assert after.state == State.QUARANTINED and "lost during every attempt" in after.error

@@ -1,0 +1,100 @@
+"""The coordinator ↔ worker messages: plain JSON round trips, and the worker side's run_job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput, StageError
+from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.outputs import RENDERERS, commit_outputs
+from hushdrop.pipeline.watch import protocol
+from hushdrop.pipeline.watch.protocol import (
+    CannotStart, Failed, Fault, Finished, Progress, Ready, RunJob, Stop, from_json, to_json,
+)
+from hushdrop.pipeline.watch.worker import run_job
+from tests.conftest import SPEECH_EN
+from tests.watch.conftest import transcript_job
+
+
+@pytest.mark.parametrize("message", [
+    RunJob(7, 2, "/spool/default/ab12/talk.wav", "default", None, "e3b0" * 16),
+    RunJob(7, 1, "/spool/default/ab12/r\udcffsum\u00e9.wav", "meetings", "de"),  # a name that is not UTF-8
+    Stop(),
+    Ready({"pid": 12, "engine": "whisper", "model": "base", "device": "cpu", "compute_type": "int8"}),
+    CannotStart("ModelError: model.bin has the wrong sha256"),
+    Progress(7, "transcribe", 0.4286),
+    Failed(7, "open", "not a recording ffmpeg can read", Fault.RECORDING, 2),
+    Finished(7, transcript_job(), 2),
+])
+def test_every_message_survives_plain_json(message):
+    text = to_json(message)
+    assert json.loads(text)["kind"] == message.kind  # plain JSON, no pickles
+    back = from_json(text)
+    assert back == message and type(back) is type(message)
+    if isinstance(back, Failed):
+        assert isinstance(back.fault, Fault)
+
+
+def test_every_message_kind_is_known_once():
+    assert sorted(protocol.MESSAGES) == sorted({"run-job", "stop", "ready", "cannot-start", "progress", "finished", "failed"})
+
+
+@pytest.fixture(scope="module")
+def processed(processor_session) -> Job:
+    profile = processor_session.settings.profile("default")
+    job = processor_session.run_chain(SPEECH_EN, profile, language="en")
+    job.received_at, job.finished_at = 1_763_700_000.0, 1_763_700_042.5
+    return job
+
+
+def test_a_real_processed_job_survives_json_and_renders_byte_identical_outputs(processed, tmp_path):
+    assert processed.transcript.segments and processed.stages and processed.facts  # a real run, not an empty job
+    back = Job.from_dict(json.loads(json.dumps(processed.to_dict())))
+    assert back.to_dict() == processed.to_dict()
+    for fmt, render in RENDERERS.items():
+        assert render(back).encode() == render(processed).encode(), fmt
+    # and through the commit itself (which stamps its own finished_at: give both the same clock)
+    first = commit_outputs(processed, tmp_path / "a", list(RENDERERS))
+    back.finished_at = processed.finished_at
+    again = commit_outputs(back, tmp_path / "b", list(RENDERERS))
+    for one, two in zip(first, again):
+        a, b = one.read_bytes(), two.read_bytes()
+        if one.suffix == ".json":
+            a, b = (json.dumps({**json.loads(x), "finished_at": None}).encode() for x in (a, b))
+        assert a == b, one.name
+
+
+def test_run_job_answers_finished_with_a_document_and_reports_progress(processor_session):
+    sent = []
+    answer = run_job(processor_session, processor_session.settings, RunJob(3, 1, str(SPEECH_EN), "default", "en"), sent.append)
+    assert isinstance(answer, Finished) and answer.job_id == 3 and answer.attempt == 1
+    assert answer.job.audio is None and answer.job.transcript.segments
+    assert from_json(to_json(answer)).job.to_dict() == answer.job.to_dict()
+    assert sent and all(isinstance(p, Progress) and p.job_id == 3 for p in sent)
+    assert [p.fraction for p in sent] == sorted(p.fraction for p in sent) and sent[-1].fraction == 1.0
+
+
+class _Failing:
+    """A processor whose chain raises ``exc``: only the mapping to a Fault is under test."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def run_chain(self, *args, **kwargs):
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, stage, fault", [
+    (RejectedInput("open", "not audio"), "open", Fault.RECORDING),
+    (EnvironmentFault("decode", "ffmpeg lacks a filter"), "decode", Fault.ENVIRONMENT),
+    (StageError("transcribe", "ran out of memory"), "transcribe", None),
+    (OSError(28, "No space left on device"), "worker", Fault.ENVIRONMENT),
+    (ValueError("a bug"), "worker", Fault.TRANSIENT),
+])
+def test_run_job_turns_every_failure_into_a_failed_message(settings, exc, stage, fault):
+    answer = run_job(_Failing(exc), settings, RunJob(4, 2, "/nowhere.wav", "default"), lambda p: None)
+    assert isinstance(answer, Failed) and (answer.job_id, answer.attempt, answer.stage) == (4, 2, stage)
+    expected = fault or (Fault.TRANSIENT if exc.retryable else Fault.RECORDING)
+    assert answer.fault == expected

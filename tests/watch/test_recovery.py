@@ -1,0 +1,62 @@
+"""What a restart does (pipeline.watch.recovery), in process, on a real ledger and real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hushdrop.pipeline.watch.finish import commit_job
+from hushdrop.pipeline.watch.ledger import State
+from hushdrop.pipeline.watch.recovery import recover, remove_strays, remove_temp_audio
+from tests.harness import cheap_wav
+from tests.watch.conftest import claimed, processing, transcript_job
+
+
+def test_recovery_brings_every_unfinished_state_to_a_consistent_one(settings, ledger):
+    waiting = claimed(settings, ledger, "waiting.wav", seed=1)
+    running = processing(settings, ledger, "running.wav", seed=2)
+    committed = commit_job(settings, ledger, processing(settings, ledger, "committed.wav", seed=3), transcript_job())
+    counts = recover(settings, ledger)
+    assert ledger.get(waiting.id).state == State.CLAIMED  # nothing to do: it runs when workers start
+    assert ledger.get(running.id).state == State.CLAIMED and ledger.get(running.id).interruptions == 1
+    assert ledger.get(committed.id).state == State.DONE and not committed.spool_path.exists()
+    assert counts["rerun"] == 1 and counts["retired"] == 1
+    assert recover(settings, ledger)["retired"] == 0  # a second run finds nothing more to do
+
+
+def test_recovery_finishes_a_quarantine_whose_move_was_interrupted(settings, ledger):
+    row = processing(settings, ledger, "bad.wav")
+    target = settings.quarantine / "default" / "bad.wav"
+    ledger.transition(row.id, State.QUARANTINED, quarantine_path=target, error_stage="open", error="not audio", outputs=[])
+    recover(settings, ledger)
+    assert target.read_bytes() == cheap_wav(1) and not row.spool_path.exists()
+    assert "not audio" in Path(f"{target}.error.txt").read_text()
+
+
+def test_strays_are_only_hushdrops_own(settings, ledger):
+    out = settings.outbox / "default"
+    out.mkdir(parents=True)
+    (out / ".hushdrop-1.tmp").write_text("ours")
+    (out / "their.tmp").write_text("theirs")
+    (out / ".hushdrop-2.partial").write_text("ours")
+    temp = settings.tmp_root / "job-1"
+    temp.mkdir(parents=True)
+    (temp / "audio.f32").write_bytes(b"0")
+    active = claimed(settings, ledger)
+    empty_job_dir = settings.spool_dir / "default" / "finished-job"
+    empty_job_dir.mkdir(parents=True)
+    (empty_job_dir / ".hushdrop-3.partial").write_text("interrupted copy")
+    assert remove_strays(settings, ledger) == 4
+    assert sorted(p.name for p in out.iterdir()) == ["their.tmp"]
+    assert list(settings.tmp_root.iterdir()) == [] and not empty_job_dir.exists()
+    assert active.spool_path.exists()
+
+
+def test_remove_temp_audio_empties_only_the_temp_root(settings):
+    (settings.tmp_root / "job-1").mkdir(parents=True)
+    (settings.tmp_root / "stray.f32").write_bytes(b"0")
+    outside = settings.tmp_root.parent / "keep.txt"
+    outside.write_text("not temp audio")
+    os.symlink(outside, settings.tmp_root / "link")
+    assert remove_temp_audio(settings) == 3
+    assert list(settings.tmp_root.iterdir()) == [] and outside.read_text() == "not temp audio"
