@@ -1,7 +1,7 @@
 """Ablations: which part of the chain moves the error rate. Variants of the default chain, same data.
 
     python -m bench.ablate                                   # every variant, clean speech
-    python -m bench.ablate --variants no-filters,fw-vad --condition white+5dB
+    python -m bench.ablate --variants default,no-dehum,no-denoise --condition white+5dB
 
 A variant is the default profile's chain (from config.yaml) with some stages dropped
 or some options changed; results are cached like bench.accuracy's, and the table
@@ -77,7 +77,7 @@ VARIANTS = {
     "no-dehum": without("dehum"),
     "no-denoise": without("denoise"),
     "no-grammar": without("grammar", "tag"),
-    # what the default chain did before 2026-11-21, one change at a time
+    # earlier behaviours of the default chain, put back one at a time (docs/benchmarks.md)
     "with-highpass": with_stage_after("normalize", {"highpass": {"cutoff_hz": 80}}),
     "normalize-all": with_options("normalize", raise_below_lufs=0.0),
     "old-vad": with_options("transcribe", vad_min_silence_ms=500, vad_speech_pad_ms=300, join_pause_ms=1000),
@@ -85,7 +85,7 @@ VARIANTS = {
     "no-words": with_options("transcribe", word_timestamps=False),
     "no-halluc-skip": with_options("transcribe", engine_options={"hallucination_silence_threshold": None}),
     "cond-prev": with_options("transcribe", engine_options={"condition_on_previous_text": True}),
-    # language detected once per window (before 2026-11-22) instead of per 30 s piece
+    # the language detected once per window instead of per 30 s piece (the engine's earlier behaviour)
     "no-multilingual": with_options("transcribe", engine_options={"multilingual": False}),
     "batch8": with_options("transcribe", batch_size=8),
 }

@@ -3,7 +3,7 @@
 The two systems
 ---------------
 ``chain``  the default profile of the repository's ``config.yaml`` run through
-           ``pipeline.process.Processor.transcribe`` — the code ``hushdrop run`` runs
+           ``pipeline.process.Processor.run_chain`` — the code ``hushdrop run`` runs
            (normalize → resample → dehum → denoise → transcribe → grammar → tag),
            without writing outputs or touching the file.
 ``bare``   the same Whisper base model object (the process's cached engine, CPU int8)
@@ -242,7 +242,7 @@ class ChainSystem:
 
     def transcribe(self, path: Path) -> Hypothesis:
         started = time.perf_counter()
-        job = self.processor.transcribe(path, self.profile)
+        job = self.processor.run_chain(path, self.profile)
         seconds = time.perf_counter() - started
         stages: dict[str, float] = {}
         for record in job.stages:

@@ -122,7 +122,7 @@ def write_report(acc_args: list[str], speed_args: list[str]) -> None:
         "## What is compared",
         "",
         "- **chain**: the `default` profile of `config.yaml` (normalize → resample → dehum → denoise →",
-        "  transcribe → grammar → tag) through `pipeline.process.Processor.transcribe`, the code",
+        "  transcribe → grammar → tag) through `pipeline.process.Processor.run_chain`, the code",
         "  `hushdrop run` runs, minus writing outputs. Whisper base, CPU int8, beam 5, word timestamps,",
         "  Silero VAD windows (2 s pauses, 400 ms pads), `condition_on_previous_text=False`.",
         "- **bare**: the *same model object* (the process's cached engine) with nothing before or after it:",

@@ -6,7 +6,7 @@
 Every timed run happens in a fresh subprocess that loads the model, warms up on one
 short clip (so one-time costs are not charged to the file), runs only its workload
 and reports its wall time, per-stage seconds and peak resident memory
-(``getrusage(RUSAGE_SELF).ru_maxrss``; ffmpeg runs as a separate process, ~35-60 MB). Chain and
+(``getrusage(RUSAGE_SELF).ru_maxrss``; ffmpeg runs as a separate process, not counted). Chain and
 bare runs alternate (chain, bare, bare, chain, …) so a busy neighbour on the machine
 hits both alike; the report gives medians and the median of per-pair ratios.
 

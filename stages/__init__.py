@@ -20,10 +20,11 @@ REGISTRY: dict[str, type[Stage]] = {
     stage.name: stage for stage in (Normalize, Highpass, Dehum, Denoise, Resample, Transcribe, Grammar, Tag)
 }
 
-# Denoising at 16 kHz costs a third of doing it at 48 kHz and the engine hears
-# nothing above 8 kHz anyway, so the default chain resamples first. `highpass` is not in
-# it: Whisper hears through rumble, and the filter changed its words on clean speech
-# (docs/benchmarks.md); `dehum` removes mains hum, fundamental included, where there is some.
+# The default chain resamples to the engine's 16 kHz before the stages that work on samples:
+# the engine hears nothing above 8 kHz, and dehum and denoise then look at a third of the
+# samples of a 48 kHz recording. `highpass` is not in it: Whisper hears through rumble, and
+# the filter changed its words on clean speech (docs/benchmarks.md); `dehum` removes mains
+# hum, fundamental included, where there is some.
 DEFAULT_CHAIN = ("normalize", "resample", "dehum", "denoise", "transcribe", "grammar", "tag")
 
 __all__ = ["REGISTRY", "DEFAULT_CHAIN", "Stage", "FilterStage", "StageOptions"]

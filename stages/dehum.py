@@ -1,9 +1,10 @@
 """dehum: notches out mains hum (50 or 60 Hz and its harmonics), only when it is there.
 
 A ground loop, a phone charging next to the recorder or a cheap preamp adds a steady
-tone at the mains frequency and its multiples. The ``highpass`` stage takes out the
-50/60 Hz fundamental but not the harmonics (100, 120, 150, 180 Hz, ...), which sit in
-the voice's own range, where a high-pass cannot go.
+tone at the mains frequency and its multiples. A high-pass filter (the optional
+``highpass`` stage) can take out the 50/60 Hz fundamental but not the harmonics (100,
+120, 150, 180 Hz, ...), which sit in the voice's own range, where a high-pass cannot go;
+narrow notches can.
 
 Hum never stops and never changes pitch. So the recording is cut into half-second
 frames (2 Hz resolution; up to 600 of them, spread over a long file) and a harmonic of
@@ -162,10 +163,10 @@ def notch_sections(frequencies: tuple[float, ...], width_hz: float, rate: int) -
 def settled_state(sections: np.ndarray, samples: np.ndarray, rate: int) -> np.ndarray:
     """The notches' state as if they had been running on the hum before the recording began.
 
-    From rest, a notch 4 Hz wide lets a tone through for ~80 ms while it settles: on a
-    5 s clip that leaves hum 20 dB down instead of gone. One second holds a whole number
-    of 50 and 60 Hz periods, so the state reached after filtering the first second is
-    the one the hum has at the very start.
+    From rest, a notch lets a tone through while it settles (about 1/(π·width): ~80 ms
+    for 4 Hz), which leaves audible hum at the start of a short clip (measured in
+    docs/benchmarks.md). One second holds a whole number of 50 and 60 Hz periods, so the
+    state reached after filtering the first second is the one the hum has at the very start.
     """
     from scipy.signal import sosfilt
 

@@ -3,7 +3,11 @@
 Tests and benchmarks both import it from here (never from a conftest or from each other):
 ``WatchRun`` runs a real ``hushdrop watch`` subprocess on a temp config and reads its
 ledger and folders; ``hushdrop()`` runs any other command; ``wait_for`` polls a condition
-instead of sleeping a fixed time.
+instead of sleeping a fixed time. ``kill9_trials`` and ``watcher_rss`` are the long
+watch-mode checks, shared by tests/integration/test_watch_slow.py and the bench scripts
+that print their reports (bench/kill9_trials.py, bench/watch_rss.py).
+
+The direction is one-way: bench imports this module; nothing under tests/ imports bench.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -222,3 +227,248 @@ def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: fl
         env=env,
         cwd=REPO,
     )
+
+
+# -- long watch-mode trials: kill -9 at random moments, memory over many files -----------
+# tests/integration/test_watch_slow.py asserts on them; bench/kill9_trials.py and
+# bench/watch_rss.py are their command lines, so the notes and the tests share one code path.
+
+SPEECH = REPO / "tests" / "data" / "speech_en.wav"
+
+
+def speech_variant(seed: int) -> bytes:
+    """The English clip with one sample nudged: real speech, a unique hash."""
+    data = bytearray(SPEECH.read_bytes())
+    position = 44 + 2 * (1000 + seed)  # inside the PCM data
+    data[position] ^= 1
+    return bytes(data)
+
+
+def speech_clip(seed: int, seconds: float) -> bytes:
+    """The first ``seconds`` of the English clip with one sample nudged: real speech, a unique hash."""
+    samples, rate = soundfile.read(SPEECH, dtype="int16")
+    samples = samples[: int(seconds * rate)].copy()
+    samples[seed % len(samples)] ^= 1
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def bulky_wav(seed: int, junk_mib: int = 96) -> bytes:
+    """Half a second of quiet audio behind a large RIFF ``JUNK`` chunk (which decoders skip):
+    cheap to transcribe, but hashing it at the claim and shredding it take long enough
+    for a kill to land inside those steps."""
+    import struct
+
+    wav = cheap_wav(seed)
+    fmt_end = 12 + 8 + struct.unpack("<I", wav[16:20])[0]
+    junk = b"JUNK" + struct.pack("<I", junk_mib << 20) + os.urandom(16) + bytes((junk_mib << 20) - 16)
+    return wav[:4] + struct.pack("<I", len(wav) - 8 + len(junk)) + wav[8:fmt_end] + junk + wav[fmt_end:]
+
+
+@dataclass
+class TrialReport:
+    trials: int = 0
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+    kill_states: dict[str, int] = field(default_factory=dict)  # what the ledger said at each kill
+    caught: dict[str, int] = field(default_factory=dict)  # half-done work found right after kills
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "trials": self.trials, "files": self.files, "problems": self.problems,
+            "jobs_by_state_at_kills": self.kill_states, "found_after_kills": self.caught,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def check_nothing_lost(run: WatchRun, dropped: dict[str, bytes], strict: bool) -> list[str]:
+    """What breaks the kill -9 invariants; ``strict`` after recovery (no partial, no in-between states).
+
+    Every recording dropped is either still waiting (byte-identical, in the inbox or the
+    spool) or has a complete output set; no output set is doubled ("name (2)").
+    """
+    problems = []
+    sets = run.output_sets()
+    spool: dict[str, list[bytes]] = {}
+    for path in run.spool_files():
+        if not path.name.startswith("."):
+            spool.setdefault(path.name, []).append(path.read_bytes())
+    for stem, formats in sets.items():
+        if strict and formats != set(FORMATS):
+            problems.append(f"partial output set {stem}: {sorted(formats)}")
+        if " (" in stem:
+            problems.append(f"duplicate output set {stem}")
+    for name, data in dropped.items():
+        stem = Path(name).stem
+        waiting = (run.inbox / name).exists() and (run.inbox / name).read_bytes() == data
+        waiting |= data in spool.get(name, [])
+        complete = sets.get(stem) == set(FORMATS)
+        if not waiting and not complete:
+            problems.append(f"{name}: neither waiting nor complete outputs (LOST)")
+        if strict and complete and (waiting or name in spool):
+            problems.append(f"{name}: outputs complete but the original is still there after recovery")
+    if strict:
+        temps = run.temp_files()
+        if temps:
+            problems.append(f"temp files left: {[str(p) for p in temps]}")
+        states = {j["state"] for j in run.jobs()}
+        if states - {"claimed", "done", "abandoned", "failed"}:
+            problems.append(f"jobs in unexpected states after recovery: {states}")
+    return problems
+
+
+def recover_now(run: WatchRun) -> None:
+    """Exactly what ``hushdrop watch`` runs first on start, holding the same workdir lock."""
+    from hushdrop.pipeline.config import load_config
+    from hushdrop.pipeline.watch.ledger import Ledger
+    from hushdrop.pipeline.watch.recovery import recover
+    from hushdrop.pipeline.watch.service import lock_workdir
+
+    settings = load_config(run.config_path)
+    fd = lock_workdir(settings)
+    try:
+        ledger = Ledger(settings.ledger_path)
+        recover(settings, ledger)
+        ledger.close()
+    finally:
+        os.close(fd)
+
+
+def kill9_trials(trials: int, root: Path, seed: int = 1, per_trial: int = 10, log: Callable[[str], Any] = print) -> TrialReport:
+    """Start ``hushdrop watch``, drop recordings, SIGKILL it after a random delay, check, recover, check; repeat.
+
+    After the last trial a final run drains everything and stops with SIGTERM; then every
+    recording must have exactly one complete output set and no original may remain.
+    """
+    import random
+
+    rng = random.Random(seed)
+    run = WatchRun(root, base_config(queue_limit=8, profile={"settle_seconds": 0.5}))
+    report = TrialReport()
+    dropped: dict[str, bytes] = {}
+    serial = 0
+    started = time.monotonic()
+
+    def drop_some(count: int) -> None:
+        nonlocal serial
+        for _ in range(count):
+            serial += 1
+            name = f"rec-{serial:04d}.wav"
+            if serial % 20 == 0:
+                data = speech_variant(serial)  # a real transcription to interrupt
+            elif serial % 3 == 0:
+                data = bulky_wav(serial)  # long claim hash and long shred to interrupt
+            else:
+                data = cheap_wav(serial)
+            run.drop(name, data)
+            dropped[name] = data
+
+    for trial in range(1, trials + 1):
+        drop_some(per_trial // 2)
+        run.start(wait_ready=False)
+        # the kill lands wherever the watcher happens to be: a random moment is the point
+        delay = rng.uniform(1.0, 15.0)
+        time.sleep(delay / 2)
+        drop_some(per_trial - per_trial // 2)
+        time.sleep(delay / 2)
+        run.kill9()
+        states = [j["state"] for j in run.jobs()]
+        for state in states:
+            report.kill_states[state] = report.kill_states.get(state, 0) + 1
+        found = {
+            "partial_output_sets": sum(1 for f in run.output_sets().values() if f != set(FORMATS)),
+            "temp_files": len(run.temp_files()),
+            "interrupted_claims": states.count("seen"),
+            "committed_not_retired": states.count("committed"),
+            "running_jobs": states.count("processing"),
+        }
+        for key, value in found.items():
+            report.caught[key] = report.caught.get(key, 0) + value
+        problems = [f"trial {trial} after kill: {p}" for p in check_nothing_lost(run, dropped, strict=False)]
+        recover_now(run)
+        problems += [f"trial {trial} after recovery: {p}" for p in check_nothing_lost(run, dropped, strict=True)]
+        report.problems += problems
+        report.trials = trial
+        done = sum(1 for s in (j["state"] for j in run.jobs()) if s == "done")
+        log(f"trial {trial:2d}: killed after {delay:4.1f} s, {len(dropped)} dropped, {done} done, "
+            f"{'OK' if not problems else problems}")
+    # drain: everything must end processed exactly once
+    run.start()
+    wait_for(lambda: sum(1 for j in run.jobs() if j["state"] == "done") >= len(dropped), 900, "the backlog", interval=0.5)
+    run.stop()
+    final = check_nothing_lost(run, dropped, strict=True)
+    sets = run.output_sets()
+    for name in dropped:
+        if Path(name).stem not in sets:
+            final.append(f"{name}: no outputs after the final run")
+    done_names = [j["name"] for j in run.jobs() if j["state"] == "done"]
+    if sorted(done_names) != sorted(dropped):
+        final.append(f"done jobs {len(done_names)} != dropped {len(dropped)} (or some twice)")
+    leftovers = list(run.inbox.iterdir()) + run.spool_files()
+    if leftovers:
+        final.append(f"originals left after the final run: {leftovers}")
+    quarantined = [j["name"] for j in run.jobs() if j["state"] == "quarantined"]
+    if quarantined:
+        final.append(f"quarantined: {quarantined}")
+    report.problems += [f"final: {p}" for p in final]
+    report.files = len(dropped)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def rss_mib(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def worker_rss_mib(pid: int) -> float:
+    """The summed RSS of the watcher's worker processes (multiprocessing's spawn children)."""
+    import psutil
+
+    return sum(c.memory_info().rss for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())) / 2**20
+
+
+def watcher_rss(files: int, root: Path, warmup: int = 30, log: Callable[[str], Any] = print) -> dict:
+    """RSS of a real watcher process after ``warmup`` small files and again after ``files`` more."""
+    run = WatchRun(root, base_config(queue_limit=64, profile={"settle_seconds": 0.5}))
+    run.start()
+    pid = run.proc.pid
+
+    def idle(count: int) -> Callable[[], bool]:
+        # every file done (its original retired) and nothing left in the spool or temp folders
+        return lambda: len(run.done_names()) == count and not run.spool_files() and not run.temp_files()
+
+    for i in range(warmup):
+        run.drop(f"warm-{i:03d}.wav", cheap_wav(100_000 + i))
+    wait_for(idle(warmup), 300, "the warm-up files", interval=0.5)
+    before, worker_before = rss_mib(pid), worker_rss_mib(pid)
+    log(f"after {warmup} warm-up files: watcher {before:.1f} MiB, worker {worker_before:.1f} MiB")
+    started = time.monotonic()
+    for i in range(files):
+        run.drop(f"small-{i:04d}.wav", cheap_wav(i))
+    samples: list[float] = []
+    marks: dict[int, float] = {}
+
+    def finished() -> bool:
+        samples.append(rss_mib(pid))
+        done = len(run.done_names()) - warmup
+        marks.setdefault(done // 100 * 100, samples[-1])
+        return done == files
+
+    wait_for(finished, 3600, f"{files} files", interval=1.0)
+    seconds = time.monotonic() - started
+    wait_for(idle(warmup + files), 60, "the last originals to be retired", interval=0.5)
+    after, worker_after = rss_mib(pid), worker_rss_mib(pid)
+    log(f"after {files} more files ({seconds:.0f} s): watcher {after:.1f} MiB (peak {max(samples):.1f}), worker {worker_after:.1f} MiB")
+    run.stop()
+    return {
+        "files": files, "seconds": round(seconds, 1),
+        "watcher_rss_mib_before": round(before, 1), "watcher_rss_mib_after": round(after, 1),
+        "watcher_rss_mib_peak": round(max(samples), 1),
+        "worker_rss_mib_before": round(worker_before, 1), "worker_rss_mib_after": round(worker_after, 1),
+        "watcher_rss_mib_by_files_done": {k: round(v, 1) for k, v in sorted(marks.items())},
+        "done": len(run.done_names()),
+    }

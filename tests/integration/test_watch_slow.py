@@ -1,7 +1,8 @@
 """The long watch-mode checks: kill -9 at random moments, and memory over 500 files.
 
-Both run the bench scripts' code (bench/kill9_trials.py, bench/watch_rss.py) so the
-numbers in the notes and these assertions come from the same place.
+Both run the shared harness's code (tests/harness.py), which the bench scripts
+bench/kill9_trials.py and bench/watch_rss.py also run, so the numbers in the notes and
+these assertions come from the same place.
 """
 
 from __future__ import annotations
@@ -10,20 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.kill9_trials import run_trials
-from bench.watch_rss import measure
+from tests.harness import kill9_trials, watcher_rss
 
 
 @pytest.mark.slow
 def test_kill9_at_random_moments_twenty_times_loses_and_doubles_nothing(tmp_path: Path):
-    report = run_trials(20, tmp_path / "site", seed=7)
+    report = kill9_trials(20, tmp_path / "site", seed=7)
     assert report.trials == 20
     assert report.problems == [], "\n".join(report.problems)
 
 
 @pytest.mark.slow
 def test_watcher_memory_stays_flat_over_500_small_files(tmp_path: Path):
-    result = measure(500, tmp_path / "site")
+    result = watcher_rss(500, tmp_path / "site")
     assert result["done"] == 530
     # flat: no growth with the number of files beyond allocator noise
     assert result["watcher_rss_mib_after"] - result["watcher_rss_mib_before"] < 8, result

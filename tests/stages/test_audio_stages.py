@@ -76,8 +76,10 @@ def test_highpass_default_removes_50hz_hum_keeps_1khz(tmp_path):
 
 
 def test_highpass_order_sets_butterworth_sections():
-    assert len(butterworth_q_values(6)) == 3
     assert butterworth_q_values(2) == pytest.approx([2 ** -0.5])
+    assert butterworth_q_values(4) == pytest.approx([1.306563, 0.541196], abs=1e-6)  # the textbook 4th-order pair
+    assert butterworth_q_values(6) == pytest.approx([1.931852, 0.707107, 0.517638], abs=1e-6)
+    assert len(Highpass(HighpassOptions(order=8)).filters(None)) == 4  # one ffmpeg section per pole pair
     with pytest.raises(ValueError):
         HighpassOptions(order=5)
 

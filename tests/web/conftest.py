@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
-from hushdrop.pipeline.watch.ledger import COMMITTED, DONE, Ledger
+from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.outputs import commit_outputs
 from tests.harness import REPO, WatchRun, base_config, cheap_wav, wait_for  # noqa: F401 (re-exported for these tests)
 
@@ -93,8 +93,8 @@ def add_done_job(settings: Settings, ledger: Ledger, job: Job | None = None, *, 
     )
     ledger.start(job_id, "worker-test")
     outputs = commit_outputs(job, settings.outbox / "default", ["txt", "srt", "vtt", "json", "md"])
-    ledger.transition(job_id, COMMITTED, outputs=outputs, stage="committed", progress=1.0)
-    ledger.transition(job_id, DONE, retention=retention, stage="done")
+    ledger.transition(job_id, State.COMMITTED, outputs=outputs, stage="committed", progress=1.0)
+    ledger.transition(job_id, State.DONE, retention=retention, stage="done")
     return job_id
 
 

@@ -132,9 +132,11 @@ def test_a_file_put_where_an_upload_was_does_not_inherit_its_language(client, se
     token = csrf_of(client)
     assert upload(client, token, b"RIFF", name="a.wav", language="de").status_code == 201
     path = settings.inbox / "a.wav"
-    time.sleep(0.01)
+    uploaded = os.stat(path)
     path.unlink()
     path.write_bytes(b"RIFF")  # another file under the same name: same size, here even the same inode
+    # written later than the upload, as a real replacement is (set, not slept for: a coarse clock ticks slowly)
+    os.utime(path, ns=(uploaded.st_atime_ns, uploaded.st_mtime_ns + 10_000_000))
     row = claim(settings, ledger, path, settings.profile("default"), os.lstat(path))
     assert row.language is None
 
