@@ -2,6 +2,7 @@
 #   make run / make install   the runtime: the default whisper engine, no torch, no transformers
 #   make test                 + the test and qwen3 extras (CPU torch), then the whole suite
 #   make install-gpu          + the qwen3 extra with PyPI's CUDA build of torch
+#   make install-scaleout     + Celery and the Redis client: executor: celery, `hushdrop worker`
 # Every pip install is held to the exact versions in constraints.txt (`make lock` rewrites it).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,9 +20,10 @@ TORCH_GPU ?= torch===2.13.0
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP    := $(VENV)/.installed-test
 GPU_STAMP     := $(VENV)/.installed-gpu
+SCALE_STAMP   := $(VENV)/.installed-scaleout
 BENCH_STAMP   := $(VENV)/.installed-bench
 
-.PHONY: install install-test install-gpu run test test-deps test-slow bench lock clean
+.PHONY: install install-test install-gpu install-scaleout run test test-deps test-slow bench lock clean
 
 install: $(RUNTIME_STAMP)
 
@@ -44,6 +46,12 @@ install-gpu: $(GPU_STAMP)
 $(GPU_STAMP): $(RUNTIME_STAMP)
 	$(PIP) $(TORCH_GPU)
 	$(PIP) -e ".[qwen3]"
+	touch $@
+
+install-scaleout: $(SCALE_STAMP)
+
+$(SCALE_STAMP): $(RUNTIME_STAMP)
+	$(PIP) -e ".[scaleout]"
 	touch $@
 
 run: install

@@ -28,7 +28,13 @@ def _load(args) -> Settings:
 
 
 def stay_offline() -> None:
-    """Commands that transcribe never talk to a model hub: set before any ML import."""
+    """Commands that transcribe never talk to a model hub: set once, at process start.
+
+    Every model is loaded with ``local_files_only=True`` already; these switches also cover
+    whatever a library might fetch that no call argument reaches, and huggingface_hub reads
+    them when it is imported, so they are set here, before any ML import, and never by an
+    engine (``hushdrop models pull`` must stay online in the same installation).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -112,6 +118,17 @@ def cmd_watch(args) -> int:
     return watch(settings, once=args.once)
 
 
+def cmd_worker(args) -> int:
+    stay_offline()
+    from hushdrop.pipeline import logs
+    from hushdrop.pipeline.watch.remote_worker import serve
+
+    settings = _load(args)
+    logs.setup(args.log_format or settings.log_format)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    return serve(settings, queues, args.name)
+
+
 def cmd_web(args) -> int:
     from hushdrop.pipeline.web.server import WebError, serve, set_password
 
@@ -144,7 +161,7 @@ def cmd_models(args) -> int:
     from hushdrop.pipeline.models import list_models
 
     if args.action == "pull":
-        from hushdrop.pipeline.engines.qwen3 import pull_model
+        from hushdrop.pipeline.engines import pull_model
 
         path = pull_model(args.name)
         out.print(f"{args.name} is ready in {path}")
@@ -152,7 +169,7 @@ def cmd_models(args) -> int:
     table = Table("engine", "model", "ready", "where / what to do")
     ready_all = True
     for status in list_models():
-        ready_all &= status.ready or status.engine != "whisper"
+        ready_all &= status.ready or status.optional
         table.add_row(status.engine, status.name, "yes" if status.ready else "no", status.detail if not status.ready else status.where)
     out.print(table)
     return 0 if ready_all else 1
@@ -176,11 +193,13 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_config_check(args) -> int:
+    from hushdrop.pipeline.watch.intake import profile_folder
+
     settings = _load(args)
     out.print(f"[green]✓[/] {settings.source} is valid")
     out.print(f"  inbox  {settings.inbox}\n  outbox {settings.outbox}\n  work   {settings.workdir}")
     for profile in settings.profiles.values():
-        folder = settings.inbox / profile.folder if profile.folder else settings.inbox
+        folder = profile_folder(settings, profile)
         chain = " → ".join(s.name for s in profile.chain)
         out.print(f"  profile {profile.name}: {folder} · language {profile.language} · {chain} · originals {profile.originals.action}")
     return 0
@@ -240,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="process what is there now, then exit")
     watch.add_argument("--log-format", choices=["text", "json"], help="override the config's log_format")
     watch.set_defaults(func=cmd_watch)
+
+    worker = sub.add_parser(
+        "worker", parents=[common], help="run jobs for a coordinator through the broker (executor: celery, docs/scale-out.md)"
+    )
+    worker.add_argument("--queues", default="hushdrop", help="comma-separated queues to take jobs from (a profile's `queue`)")
+    worker.add_argument("--name", help="this worker's name in `hushdrop status` (default: host-pid)")
+    worker.add_argument("--log-format", choices=["text", "json"])
+    worker.set_defaults(func=cmd_worker)
 
     web = sub.add_parser("web", parents=[common], help="serve the web page: upload, record, queue, results, search")
     web.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default: web.listen, 127.0.0.1:8765)")

@@ -12,7 +12,6 @@ copied config works in its new place.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hushdrop.pipeline.engines import ENGINES, engine_for
 from hushdrop.pipeline.errors import ConfigError
+from hushdrop.pipeline.text import option_error_text
 from hushdrop.stages import DEFAULT_CHAIN, REGISTRY, StageOptions
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "md")
@@ -33,9 +34,8 @@ DEFAULT_PROFILE = "default"
 
 
 def known_languages() -> set[str]:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return set(_LANGUAGE_CODES) | {"yue"}
+    """Every language code some engine can be forced to (a profile's ``language`` is one, or auto)."""
+    return set().union(*(entry.languages for entry in ENGINES.values()))
 
 
 class StageSpec(BaseModel):
@@ -100,6 +100,10 @@ class Profile(BaseModel):
     subtitle_names: Literal["plain", "language"] = Field(
         "plain", description="language: <name>.<lang>.srt and .vtt, which Plex, Jellyfin and media players pick up beside a video"
     )
+    queue: str = Field(
+        "hushdrop", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="executor: celery sends this profile's jobs to the workers of this queue (e.g. gpu, cpu)",
+    )
 
     @field_validator("extensions")
     @classmethod
@@ -151,13 +155,8 @@ class Profile(BaseModel):
 
     @model_validator(mode="after")
     def _language_fits_engine(self) -> "Profile":
-        options = self.transcribe_options()
-        supported = options.supported_languages()
-        if self.language != "auto" and supported is not None and self.language not in supported:
-            raise ValueError(
-                f"language {self.language!r} is not one the {options.engine} engine can be forced to; "
-                f"use 'auto' or one of: {', '.join(sorted(supported))}"
-            )
+        if self.language != "auto":
+            engine_for(self.transcribe_options().engine).check_language(self.language)
         return self
 
     def transcribe_options(self):
@@ -231,6 +230,17 @@ class Settings(BaseModel):
     output_mode: str = Field("0640", description="permission bits of the files written to the outbox, octal (quote it in YAML: \"0640\")")
     output_group: str | None = Field(None, description="group given to the files written to the outbox (e.g. a Samba share's); null: the user's own")
     web: WebSettings = Field(default_factory=WebSettings, description="the web page: docs/web.md")
+    # scale-out (docs/scale-out.md)
+    executor: Literal["local", "celery"] = Field(
+        "local", description="local: a pool of worker processes here; celery: `hushdrop worker` processes through a Redis broker"
+    )
+    broker_url: str | None = Field(
+        None, description="executor: celery: redis://:<password>@host:6379/0; HUSHDROP_BROKER_URL overrides it"
+    )
+    lease_seconds: float = Field(
+        60.0, ge=2.0, le=3600.0,
+        description="executor: celery: a job whose worker has not renewed its lease this long is run again",
+    )
     profiles: dict[str, Profile]
 
     @field_validator("output_mode", mode="before")
@@ -302,29 +312,6 @@ class Settings(BaseModel):
         return None
 
 
-def _message(err: dict, model: type[BaseModel] | None) -> str:
-    """pydantic's message, with "did you mean" for a misspelled key."""
-    text = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden" and model is not None and err["loc"]:
-        key = str(err["loc"][-1])
-        fields = list(model.model_fields)
-        if len(err["loc"]) > 1:  # a nested model: find it by walking the field annotations
-            fields = _nested_fields(model, err["loc"][:-1]) or fields
-        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-        text = f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}")
-    return text
-
-
-def _nested_fields(model: type[BaseModel], loc: tuple) -> list[str]:
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
 def folder_overlaps(settings: Settings) -> list[str]:
     """The inbox, outbox, workdir, spool and move targets must not contain one another:
     hushdrop takes every file in the inbox and removes its own temp files in the others."""
@@ -345,6 +332,26 @@ def folder_overlaps(settings: Settings) -> list[str]:
                     problems.append(f"{a_key} ({a_named}) and {b_key} ({b_named}) overlap: give each its own folder")
                     break
     return problems
+
+
+def profile_document(profile: Profile) -> dict[str, Any]:
+    """A profile as plain JSON data (what a remote worker needs to rebuild it exactly)."""
+    document = profile.model_dump(mode="json", exclude={"chain"})
+    document["chain"] = [{spec.name: spec.as_dict()["options"]} for spec in profile.chain]
+    return document
+
+
+def profile_from_document(document: dict[str, Any]) -> Profile:
+    """The profile :func:`profile_document` described; a ConfigError says what does not fit."""
+    problems: list[str] = []
+    where = f"profiles.{document.get('name', '?')}"
+    chain = _parse_chain(document.get("chain"), f"{where}.chain", problems)
+    if problems:
+        raise ConfigError("the task's profile", problems)
+    try:
+        return Profile.model_validate({**document, "chain": chain})
+    except ValidationError as exc:
+        raise ConfigError("the task's profile", [f"{where}: {exc}"]) from None
 
 
 def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpec]:
@@ -373,7 +380,7 @@ def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpe
         except ValidationError as exc:
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"]) or "options"
-                problems.append(f"{where}[{i}] ({name}).{field}: {_message(err, stage.Options)}")
+                problems.append(f"{where}[{i}] ({name}).{field}: {option_error_text(err, stage.Options)}")
     return specs
 
 
@@ -423,7 +430,7 @@ def parse_config(raw: Any, source: Path) -> Settings:
                     continue  # a stage's own error was reported; the chain's shape follows from it
                 if inherited and top in inherited:
                     continue
-                problems.append(f"profiles.{name}.{loc}: {_message(err, Profile)}")
+                problems.append(f"profiles.{name}.{loc}: {option_error_text(err, Profile)}")
             continue
         if profile.originals.move_to is not None:
             profile.originals.move_to = _resolve(source.parent, profile.originals.move_to)
@@ -451,7 +458,7 @@ def parse_config(raw: Any, source: Path) -> Settings:
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{loc}: {_message(err, Settings)}")
+            problems.append(f"{loc}: {option_error_text(err, Settings)}")
     if problems:
         raise ConfigError(where, problems)
     assert settings is not None

@@ -86,6 +86,27 @@ def test_installed_versions_are_the_locked_ones():
     assert not wrong, f"installed versions differ from constraints.txt: {wrong}; `make test` reinstalls from the lock"
 
 
+def test_every_package_folder_is_installed_under_the_hushdrop_name():
+    """pipeline/ and stages/ install as hushdrop.pipeline / hushdrop.stages, each listed by hand."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    folders = {
+        "hushdrop." + ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("pipeline", "stages")
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == folders
+    assert setuptools["package-dir"] == {"hushdrop.pipeline": "pipeline", "hushdrop.stages": "stages"}
+    assert PYPROJECT["project"]["scripts"]["hushdrop"].startswith("hushdrop.pipeline.")
+
+
+def test_a_bare_top_level_pipeline_or_stages_is_refused():
+    """Importing the folders as bare `pipeline`/`stages` would load a second copy of every module."""
+    for bare in ("pipeline", "stages"):
+        proc = subprocess.run([sys.executable, "-c", f"import {bare}"], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode != 0
+        assert f"imported as hushdrop.{bare}" in proc.stderr, proc.stderr
+
+
 def test_make_run_installs_no_torch():
     make = shutil.which("make")
     if make is None:
@@ -116,7 +137,7 @@ import hushdrop.stages  # noqa: F401  (the registry, as the CLI loads it)
 from hushdrop.pipeline.config import load_config
 from hushdrop.pipeline.process import Processor
 from hushdrop.pipeline.watch import service, executor, scheduler, watcher
-from hushdrop.pipeline.runner import Chain
+from hushdrop.pipeline.chain import Chain
 settings = load_config("config.yaml")
 for profile in settings.profiles.values():
     chain = Chain([spec.build() for spec in profile.chain])

@@ -132,12 +132,39 @@ def test_engine_options_and_language_checked_against_the_engine(tmp_path):
     chain = ["resample", {"transcribe": {"engine": "qwen3-asr", "model": "/nowhere", "engine_options": {"bogus": 1}}}]
     with pytest.raises(ConfigError) as info:
         parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
-    message = str(info.value)
-    assert "chain[1] (transcribe)" in message and "bogus" in message
+    assert info.value.problems[0].startswith(
+        "profiles.default.chain[1] (transcribe).engine_options.bogus: unknown key 'bogus'; known keys: batch_size, "
+    )
     chain[1]["transcribe"]["engine_options"] = {}
     with pytest.raises(ConfigError, match="not one the qwen3-asr engine can be forced to"):
         parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
     assert parse_config({"profiles": {"default": {"chain": chain, "language": "yue"}}}, tmp_path / "c.yaml")
+
+
+def test_whisper_engine_options_are_checked_at_load_time(tmp_path):
+    """A typo in whisper's engine_options fails `config check`, not every job later."""
+    import subprocess
+    import sys
+
+    chain = ["resample", {"transcribe": {"engine_options": {"bogus_option": 1, "beam_sise": 2}}}]
+    path = write(tmp_path, {"profiles": {"default": {"chain": chain}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    typo, bogus = info.value.problems  # in key order, as yaml.safe_dump wrote them
+    assert bogus.startswith("profiles.default.chain[1] (transcribe).engine_options.bogus_option: unknown key 'bogus_option'; known keys: ")
+    assert typo == "profiles.default.chain[1] (transcribe).engine_options.beam_sise: unknown key 'beam_sise'; did you mean 'beam_size'?"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(path), "config", "check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "did you mean 'beam_size'?" in proc.stderr
+    chain[1]["transcribe"]["engine_options"] = {"beam_size": 3, "initial_prompt": "Hello."}
+    assert load_config(write(tmp_path, {"profiles": {"default": {"chain": chain}}}))
+
+
+def test_language_is_checked_against_whispers_languages(tmp_path):
+    with pytest.raises(ConfigError, match="not one the whisper engine can be forced to"):
+        parse_config({"profiles": {"default": {"language": "fil"}}}, tmp_path / "c.yaml")  # qwen3-asr knows it
+    assert parse_config({"profiles": {"default": {"language": "yue"}}}, tmp_path / "c.yaml")
 
 
 def test_one_problem_is_reported_once_with_a_suggestion(tmp_path):

@@ -1,0 +1,189 @@
+"""`hushdrop worker`: a Celery worker that runs the chain for a coordinator.
+
+It loads the default profile's model once and keeps it (Celery's solo pool: one job at a
+time, in the process that holds the model — the pool that works with CUDA). For each task
+it checks that the coordinator still wants it, takes the task's lease, reads the claimed
+original from the shared spool (read only, verified against the claim's SHA-256), runs the
+chain with the profile options the task carries, and returns the transcript document.
+It writes nothing in the outbox, the ledger or the spool; only its own private temp audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hushdrop.pipeline.config import Settings, profile_from_document
+from hushdrop.pipeline.fsutil import private_dir, sha256_file
+from hushdrop.pipeline.logs import job_log, log
+from hushdrop.pipeline.watch.protocol import Failed, Fault, Progress, RunJob, from_dict, to_dict
+from hushdrop.pipeline.watch.remote import (
+    LEASE_KEY, TASK_NAME, TOKEN_KEY, WORKER_KEY, Beat, broker_url, dumps, host_name, make_app, redact, redis_client,
+)
+from hushdrop.pipeline.watch.recovery import remove_temp_audio
+from hushdrop.pipeline.watch.service import lock_workdir
+from hushdrop.pipeline.watch.worker import load_model, run_job
+
+
+class RemoteWorker:
+    def __init__(self, settings: Settings, queues: list[str], name: str | None = None):
+        from hushdrop.pipeline.process import Processor
+
+        self.settings = settings
+        self.url = broker_url(settings)
+        self.lease_s = settings.lease_seconds
+        self.queues = queues
+        self.host = host_name()
+        self.name = name or f"{self.host}-{os.getpid()}"
+        # One process per workdir: the temp audio in it is this worker's own, so what a killed
+        # predecessor left there can go now.
+        self._workdir_lock = lock_workdir(settings)
+        private_dir(settings.workdir)
+        left = remove_temp_audio(settings)
+        if left:
+            log().info("removed %d temp audio folder(s) a previous worker left in %s", left, settings.tmp_root)
+        self.app = make_app(self.url, self.lease_s)
+        self.redis = redis_client(self.url)
+        self.processor = Processor(settings)
+        self.info = load_model(settings, self.processor)
+        self.current: dict[str, Any] | None = None
+        self.jobs_done = 0
+        self._profiles: dict[str, str] = {}  # profile name → digest of the options its chain was built with
+        self._lock = threading.Lock()
+        self.app.task(name=TASK_NAME, bind=True)(self._make_task())
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def announce(self) -> None:
+        with self._lock:
+            current = self.current
+        presence = {
+            "name": self.name, "host": self.host, "pid": os.getpid(), "queues": self.queues,
+            "job": current["job"] if current else None, "stage": current.get("stage") if current else None,
+            "jobs_done": self.jobs_done, "t": time.time(),
+            **{k: self.info.get(k) for k in ("engine", "model", "device", "compute_type")},
+        }
+        self.redis.set(WORKER_KEY.format(self.name), dumps(presence), ex=math.ceil(self.lease_s))
+
+    def serve(self) -> int:
+        """Run until SIGTERM/Ctrl-C (Celery's warm shutdown: the running job finishes first)."""
+        presence = Beat("presence", self.lease_s / 4, self.announce).start()
+        worker = self.app.Worker(
+            hostname=f"hushdrop@{self.name}", pool="solo", concurrency=1, queues=self.queues,
+            without_mingle=True, without_gossip=True, loglevel="WARNING", quiet=True,
+        )
+        log().info(
+            "hushdrop worker %s ready: %s on %s, queues %s, broker %s",
+            self.name, self.info.get("model"), self.info.get("device"), ",".join(self.queues), redact(self.url),
+        )
+        try:
+            worker.start()
+        finally:
+            presence.stop()
+            try:
+                self.redis.delete(WORKER_KEY.format(self.name))
+            except Exception:  # noqa: BLE001 - the broker is gone; the key expires by itself
+                pass
+            self.processor.close()
+        return worker.exitcode or 0
+
+    # -- one task ---------------------------------------------------------------------------
+
+    def _make_task(self):
+        def run_remote_job(task, payload: dict[str, Any]) -> dict[str, Any]:
+            from celery.exceptions import Ignore
+
+            task_id = task.request.id
+            answer = self.run(task_id, payload)
+            if answer is None:
+                raise Ignore()  # stores no result: it must not overwrite the answer of the delivery that ran
+            return answer
+
+        run_remote_job.__name__ = "run_remote_job"
+        return run_remote_job
+
+    def run(self, task_id: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer for one task as JSON data, or None when this delivery must not run."""
+        message = from_dict(payload["run"])
+        assert isinstance(message, RunJob), message
+        logger = job_log(message.job_id)
+        if not self.redis.exists(TOKEN_KEY.format(task_id)):
+            logger.info("task %s is no longer wanted by the coordinator; skipped", task_id)
+            return None
+        lease = LEASE_KEY.format(task_id)
+        state = {"host": self.host, "worker": self.name, "pid": os.getpid(), "stage": None, "fraction": 0.0}
+        if not self.redis.set(lease, dumps(state), nx=True, ex=math.ceil(self.lease_s)):
+            logger.info("task %s already runs elsewhere (a second delivery); skipped", task_id)
+            return None
+        with self._lock:
+            self.current = {"job": message.job_id, "task": task_id, "stage": None}
+        self.announce()
+
+        def renew() -> None:
+            self.redis.set(lease, dumps(state), ex=math.ceil(self.lease_s))
+
+        def progress(update: Progress) -> None:
+            state.update(stage=update.stage, fraction=update.fraction)
+            with self._lock:
+                if self.current:
+                    self.current["stage"] = update.stage
+
+        renewer = Beat(f"lease {task_id}", self.lease_s / 4, renew).start()
+        try:
+            answer = self._run_checked(message, payload, progress)
+        finally:
+            renewer.stop()  # the lease is left to expire: the coordinator reads the result first
+            with self._lock:
+                self.current = None
+            self.jobs_done += 1
+            self.announce()
+        return to_dict(answer)
+
+    def _run_checked(self, message: RunJob, payload: dict[str, Any], progress):
+        try:
+            path = self.spool_path(payload["spool_relative"])
+        except ValueError as exc:
+            return Failed(message.job_id, "worker", str(exc), Fault.RECORDING, message.attempt)
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            return Failed(
+                message.job_id, "worker",
+                f"worker {self.name} cannot read the claimed original at {path} ({exc.strerror}): is the shared spool "
+                f"mounted there? Set spool: in the worker's config to where this machine sees it",
+                Fault.ENVIRONMENT, message.attempt,
+            )
+        if message.content_hash and actual != message.content_hash:
+            return Failed(
+                message.job_id, "worker",
+                f"worker {self.name} reads different bytes at {path} than the coordinator claimed: the shared spool "
+                f"is not the same folder on both machines, or it is still syncing",
+                Fault.ENVIRONMENT, message.attempt,
+            )
+        profile = profile_from_document(payload["profile"])
+        self._use_profile(profile, payload["profile"])
+        return run_job(self.processor, self.settings, replace(message, spool_path=str(path)), progress, profile=profile)
+
+    def spool_path(self, relative: str) -> Path:
+        """The claimed original in this machine's view of the shared spool; never outside it."""
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"the task names {relative!r}, which is not a path inside the spool")
+        return self.settings.spool_dir / relative
+
+    def _use_profile(self, profile, document: dict[str, Any]) -> None:
+        """Rebuild the profile's chain when the coordinator's options for it changed."""
+        digest = hashlib.sha256(dumps(document).encode()).hexdigest()
+        if self._profiles.get(profile.name) not in (None, digest):
+            self.processor.drop_chain(profile.name)
+        self._profiles[profile.name] = digest
+
+
+def serve(settings: Settings, queues: list[str], name: str | None = None) -> int:
+    return RemoteWorker(settings, queues, name).serve()
