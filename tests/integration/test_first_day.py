@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import fake_ffmpeg
+from tests.helpers import fake_ffmpeg
 from tests.harness import REPO, cheap_wav, hushdrop, make_config
 
 
@@ -61,7 +61,7 @@ def test_run_keeps_the_files_it_was_given_and_refuses_to_shred_a_hard_link(tmp_p
     import os
     import shutil
 
-    from tests.conftest import SPEECH_EN
+    from tests.helpers import SPEECH_EN
 
     config = make_config(tmp_path)  # the profile says shred: that is for the watcher's inbox
     mine = tmp_path / "somewhere" / "x.wav"

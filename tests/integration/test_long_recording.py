@@ -8,7 +8,7 @@ import resource
 
 import pytest
 
-from tests.conftest import SPEECH_EN, ffmpeg
+from tests.helpers import SPEECH_EN, ffmpeg
 from tests.harness import hushdrop, make_config
 
 

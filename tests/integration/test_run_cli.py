@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, wer, words, write_wav
+from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, wer, words, write_wav
 from tests.harness import hushdrop, make_config
 
 

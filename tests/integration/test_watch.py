@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import SPEECH_EN, ffmpeg
+from tests.helpers import SPEECH_EN, ffmpeg
 from tests.harness import FORMATS, REPO, cheap_wav, sha, wait_for
 
 ALL = set(FORMATS)

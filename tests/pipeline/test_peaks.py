@@ -9,7 +9,7 @@ import pytest
 
 from hushdrop.pipeline.outputs import render_json
 from hushdrop.pipeline.peaks import PEAK_COUNT, decode, encode, peaks
-from tests.conftest import SPEECH_EN, make_settings
+from tests.helpers import SPEECH_EN, make_settings
 
 
 def test_peaks_are_the_max_abs_of_equal_bins_read_in_blocks():

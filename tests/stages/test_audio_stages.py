@@ -14,7 +14,7 @@ from hushdrop.stages.denoise import Denoise, DenoiseOptions, estimate_snr_db
 from hushdrop.stages.highpass import Highpass, HighpassOptions, butterworth_q_values
 from hushdrop.stages.normalize import Normalize, NormalizeOptions
 from hushdrop.stages.resample import Resample
-from tests.conftest import load_speech, run_chain, snr_against, tone, write_wav
+from tests.helpers import load_speech, run_chain, snr_against, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
 

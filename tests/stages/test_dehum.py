@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import sosfilt
 
 from hushdrop.stages.dehum import Dehum, DehumOptions, find_hum, notch_sections, settled_state
-from tests.conftest import ffmpeg, load_speech, run_chain, snr_against, write_wav
+from tests.helpers import ffmpeg, load_speech, run_chain, snr_against, write_wav
 
 RATE = 16000
 

@@ -9,7 +9,7 @@ import pytest
 from hushdrop.pipeline.audio import bundled_ffmpeg, resolve_ffmpeg
 from hushdrop.pipeline.config import parse_config
 from hushdrop.pipeline.errors import ConfigError, EnvironmentFault
-from tests.conftest import fake_ffmpeg
+from tests.helpers import fake_ffmpeg
 from hushdrop.pipeline.ffmpeg_check import check_ffmpeg, chain_expressions, describe_ffmpeg, version_numbers
 
 SYSTEM = shutil.which("ffmpeg")

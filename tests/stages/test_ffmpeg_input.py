@@ -23,7 +23,7 @@ from hushdrop.pipeline.process import Processor
 from hushdrop.pipeline.chain import Chain
 from hushdrop.stages.normalize import Normalize, NormalizeOptions
 from hushdrop.stages.resample import Resample
-from tests.conftest import SPEECH_EN, fake_ffmpeg, ffmpeg, run_chain, tone, write_wav
+from tests.helpers import SPEECH_EN, fake_ffmpeg, ffmpeg, run_chain, tone, write_wav
 
 pytestmark = pytest.mark.usefixtures("each_ffmpeg")
 

@@ -7,7 +7,7 @@ import pytest
 
 from hushdrop.pipeline.engines import EngineSpec, load_engine
 from hushdrop.stages.transcribe import Transcribe
-from tests.conftest import SPEECH_EN, SPEECH_EN_TEXT, wer, words, write_wav
+from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, wer, words, write_wav
 
 
 def test_english_clip_transcribed_with_word_times(processor_session):
@@ -111,7 +111,7 @@ def _two_utterances_far_apart(tmp_path, seed: int = 7):
 
     from hushdrop.pipeline.audio import Audio
     from hushdrop.pipeline.job import Job
-    from tests.conftest import ffmpeg
+    from tests.helpers import ffmpeg
 
     rate = 16000
     noise_path = tmp_path / "noise.wav"

@@ -106,14 +106,19 @@ def test_reprocess_runs_the_same_content_again(settings, ledger):
     assert prepare_for_run(settings, ledger, second, SpoolWatch()) is True
 
 
-def test_an_unreadable_spool_file_fails_the_job_as_an_environment_fault(settings, ledger):
-    if os.geteuid() == 0:
-        import pytest
-
-        pytest.skip("root reads any file")
+def test_an_unreadable_spool_file_fails_the_job_as_an_environment_fault(settings, ledger, monkeypatch):
     row = claimed(settings, ledger)
     row = ledger.update(row.id, content_hash=None)
     os.chmod(row.spool_path, 0)
+    if os.geteuid() == 0:  # root reads a mode-000 file: make the read fail as it does for anyone else
+        import errno
+
+        from hushdrop.pipeline.watch import dispatch
+
+        def refused(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+        monkeypatch.setattr(dispatch, "sha256_file", refused)
     assert prepare_for_run(settings, ledger, row, SpoolWatch()) is False
     after = ledger.get(row.id)
     assert after.state == State.FAILED and after.error_stage == "hash" and after.env_failures == 1

@@ -14,7 +14,7 @@ from hushdrop.pipeline.watch.protocol import (
     CannotStart, Failed, Fault, Finished, Progress, Ready, RunJob, Stop, from_json, to_json,
 )
 from hushdrop.pipeline.watch.worker import run_job
-from tests.conftest import SPEECH_EN
+from tests.helpers import SPEECH_EN
 from tests.watch.conftest import transcript_job
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import SPEECH_EN, words
+from tests.helpers import SPEECH_EN, words
 from tests.harness import WatchRun, base_config, wait_for
 from tests.web.conftest import free_port, keep_for_review
 

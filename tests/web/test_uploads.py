@@ -15,7 +15,7 @@ import pytest
 from hushdrop.pipeline.watch.intake import claim
 from hushdrop.pipeline.watch.ledger import Ledger
 from hushdrop.pipeline.web.uploads import TEMP_PREFIX, sanitize_name, sweep_stale
-from tests.conftest import SPEECH_EN
+from tests.helpers import SPEECH_EN
 from tests.web.conftest import WebProcess, client_for, csrf_of, keep_for_review, rss_kib, unsafe_headers, web_settings
 
 
