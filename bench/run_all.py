@@ -7,15 +7,28 @@
 By default the noisy grid runs every clip at 5 dB (the SNR the targets name) and every
 third clip at 0 and 10 dB, to keep ``make bench`` under an hour; cached results are
 reused, so ``--full`` after a default run only computes what is missing.
+
+The page mixes generated and hand-written text. Only what lies between a marker pair
+
+    <!-- generated: begin NAME -->
+    <!-- generated: end NAME -->
+
+(NAME = overview, accuracy, speed) is replaced; everything outside the pairs, such as
+the sections marked *Hand-written*, is kept byte for byte (``merge_generated``). A page
+with no markers, or with broken ones, is left alone with an error, and so is the page
+when ``bench/results/`` lacks ``accuracy.json`` or ``speed.json``: the figures on it
+are never replaced by "not run yet".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from bench import accuracy, speed
 from bench.common import REPO, RESULTS, heldout_dir, machine, require_heldout
@@ -29,7 +42,8 @@ OVERHEAD_LIMIT = 0.15
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="every clip at every SNR")
-    parser.add_argument("--report", action="store_true", help="only rewrite docs/benchmarks.md")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the generated parts of docs/benchmarks.md from bench/results/")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each system (default 3)")
@@ -45,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_speed:
             print(f"== speed: python -m bench.speed {' '.join(speed_args)}", flush=True)
             speed.main(speed_args)
-    write_report(acc_args, speed_args)
+    if not write_report(acc_args, speed_args):
+        return 1
     print(f"\nwrote {DOC.relative_to(REPO)} ({(time.perf_counter() - started) / 60:.1f} min)")
     return 0
 
@@ -105,18 +120,109 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def write_report(acc_args: list[str], speed_args: list[str]) -> None:
+# ---------------------------------------------------------------------------
+# the page: generated blocks between markers, hand-written text around them
+
+_MARKER = re.compile(r"^<!-- generated: (begin|end) ([A-Za-z0-9_-]+) -->[ \t]*\r?$", re.MULTILINE)
+
+
+class MarkerError(ValueError):
+    """The page's markers are missing or malformed; the page is left as it is."""
+
+
+def _begin(name: str) -> str:
+    return f"<!-- generated: begin {name} -->"
+
+
+def _end(name: str) -> str:
+    return f"<!-- generated: end {name} -->"
+
+
+def _body(text: str) -> str:
+    """What goes between a begin line and its end line: the text, a blank line either side."""
+    return "\n" + text.strip("\n") + "\n\n"
+
+
+def generated_spans(page: str) -> dict[str, tuple[int, int]]:
+    """Each block's name -> (start, end) of the text between its begin line and its end line."""
+    spans: dict[str, tuple[int, int]] = {}
+    open_name, open_at = None, 0
+    for m in _MARKER.finditer(page):
+        kind, name = m.group(1), m.group(2)
+        line = page.count("\n", 0, m.start()) + 1
+        if kind == "begin":
+            if open_name is not None:
+                raise MarkerError(f"line {line}: begin {name!r} inside block {open_name!r}")
+            if name in spans:
+                raise MarkerError(f"line {line}: block {name!r} appears twice")
+            newline = page.find("\n", m.end())
+            if newline < 0:
+                raise MarkerError(f"line {line}: block {name!r} is never ended")
+            open_name, open_at = name, newline + 1
+        else:
+            if name != open_name:
+                raise MarkerError(f"line {line}: end {name!r} without its begin")
+            spans[name] = (open_at, m.start())
+            open_name = None
+    if open_name is not None:
+        raise MarkerError(f"block {open_name!r} is never ended")
+    return spans
+
+
+def merge_generated(page: str | None, blocks: dict[str, str]) -> str:
+    """The page with each named block's text replaced and everything else kept byte for byte.
+
+    ``page`` None (no page yet) gives the blocks alone, each between its markers. A block
+    the page lacks is added at its end; a block on the page that ``blocks`` does not name
+    is kept. A page without any marker raises ``MarkerError`` (it would be all hand-written).
+    """
+    if page is None:
+        return "\n\n".join(_begin(n) + "\n" + _body(t) + _end(n) for n, t in blocks.items()) + "\n"
+    spans = generated_spans(page)
+    if not spans:
+        raise MarkerError("no '<!-- generated: begin NAME -->' markers: the page would be overwritten")
+    out, pos = [], 0
+    for name, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
+        out += [page[pos:start], _body(blocks[name]) if name in blocks else page[start:end]]
+        pos = end
+    out.append(page[pos:])
+    for name, text in blocks.items():
+        if name not in spans:
+            gap = "\n" if page.endswith("\n") else "\n\n"
+            out.append(gap + _begin(name) + "\n" + _body(text) + _end(name) + "\n")
+    return "".join(out)
+
+
+def update_page(path: Path, blocks: dict[str, str]) -> None:
+    """Write ``blocks`` into the page at ``path`` (created if missing) with ``merge_generated``."""
+    page = path.read_text(encoding="utf-8") if path.is_file() else None
+    merged = merge_generated(page, blocks)
+    for name in sorted(generated_spans(page).keys() - blocks.keys()) if page is not None else ():
+        print(f"note: {path.name}: block {name!r} is not generated any more; left as it is")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(merged, encoding="utf-8")
+
+
+def write_report(acc_args: list[str], speed_args: list[str]) -> bool:
+    """Rewrite the generated blocks of docs/benchmarks.md; False (page untouched) if it cannot."""
     from bench.common import markdown_table
 
     acc, spd = _load("accuracy.json"), _load("speed.json")
-    m = (spd or {}).get("machine") or machine()
+    missing = [name for name, data in (("accuracy.json", acc), ("speed.json", spd)) if data is None]
+    if missing:
+        print(f"bench/results/ has no {' or '.join(missing)}: {DOC.relative_to(REPO)} left as it is "
+              "(run python -m bench.accuracy / bench.speed, or make bench)", file=sys.stderr)
+        return False
+    m = spd.get("machine") or machine()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
         "How accurate and how fast hushdrop's default chain is, next to the bare ASR engine it wraps,",
-        "measured on real recordings with reference transcripts. Everything below is generated by",
-        "`make bench` (`python -m bench.run_all`); the prose around the tables is in `bench/run_all.py`.",
+        "measured on real recordings with reference transcripts. The parts between `generated` markers",
+        "(HTML comments) are written by `make bench` (`python -m bench.run_all`) from `bench/results/`;",
+        "their prose is in `bench/run_all.py` and `bench/NOTES.md`. Sections marked *Hand-written* lie",
+        "outside the markers and are kept as they are when the page is regenerated.",
         f"Generated {when}.",
         "",
         "## What is compared",
@@ -161,7 +267,7 @@ def write_report(acc_args: list[str], speed_args: list[str]) -> None:
         f"python -m bench.speed {' '.join(speed_args):<26} # what make bench runs for speed",
         "python -m bench.run_all --full                  # every clip at 0, 5 and 10 dB",
         "python -m bench.accuracy --languages en,zh --noise white --snr 5   # a slice",
-        "python -m bench.run_all --report                # rewrite this page from bench/results/",
+        "python -m bench.run_all --report                # rewrite the generated parts from bench/results/",
         "```",
         "",
         "Per-(system, condition, clip) results are cached in `bench/results/cache/` (git-ignored), keyed",
@@ -175,34 +281,33 @@ def write_report(acc_args: list[str], speed_args: list[str]) -> None:
     notes = REPO / "bench" / "NOTES.md"
     if notes.is_file():
         lines += [notes.read_text(encoding="utf-8").strip(), ""]
-    lines += ["## Accuracy", ""]
-    if acc:
-        sub = acc.get("subset", {})
-        if sub.get("every", 1) > 1:
-            nth = {2: "2nd", 3: "3rd"}.get(sub["every"], f"{sub['every']}th")
-            lines += [f"Noisy conditions other than {', '.join(f'{x} dB' for x in sub.get('full_snr', []))} ran on every "
-                      f"{nth} clip ({sub.get('subset_clips')} of {sub.get('clips')}); compare within a "
-                      f"column, not across SNRs.", ""]
-        lines += [accuracy.markdown(acc), ""]
-    else:
-        lines += ["Not run yet: `python -m bench.accuracy`.", ""]
-    lines += ["## Speed", ""]
-    if spd:
-        lines += [
-            "The long recording is the held-out clips decoded to 16 kHz mono and joined with 0.5 s gaps",
-            "(looped to length); the burst is 20 × 15 s files cut from it. Each timed run is a fresh",
-            "process that loads the model and warms up on a 4 s clip first. RTF = processing seconds /",
-            "audio seconds (lower is faster). Peak RSS = `getrusage(RUSAGE_SELF).ru_maxrss` of that",
-            "process (model, audio, everything). ffmpeg runs as a child process next to it (35-60 MB",
-            "peak by `/usr/bin/time` on the 10-minute file), not included.",
-            "",
-            speed.markdown(spd),
-            "",
-        ]
-    else:
-        lines += ["Not run yet: `python -m bench.speed`.", ""]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(lines), encoding="utf-8")
+    overview, lines = lines, ["## Accuracy", ""]
+    sub = acc.get("subset", {})
+    if sub.get("every", 1) > 1:
+        nth = {2: "2nd", 3: "3rd"}.get(sub["every"], f"{sub['every']}th")
+        lines += [f"Noisy conditions other than {', '.join(f'{x} dB' for x in sub.get('full_snr', []))} ran on every "
+                  f"{nth} clip ({sub.get('subset_clips')} of {sub.get('clips')}); compare within a "
+                  f"column, not across SNRs.", ""]
+    lines += [accuracy.markdown(acc), ""]
+    accuracy_block, lines = lines, ["## Speed", ""]
+    lines += [
+        "The long recording is the held-out clips decoded to 16 kHz mono and joined with 0.5 s gaps",
+        "(looped to length); the burst is 20 × 15 s files cut from it. Each timed run is a fresh",
+        "process that loads the model and warms up on a 4 s clip first. RTF = processing seconds /",
+        "audio seconds (lower is faster). Peak RSS = `getrusage(RUSAGE_SELF).ru_maxrss` of that",
+        "process (model, audio, everything). ffmpeg runs as a child process next to it (35-60 MB",
+        "peak by `/usr/bin/time` on the 10-minute file), not included.",
+        "",
+        speed.markdown(spd),
+        "",
+    ]
+    blocks = {"overview": overview, "accuracy": accuracy_block, "speed": lines}
+    try:
+        update_page(DOC, {name: "\n".join(text) for name, text in blocks.items()})
+    except MarkerError as error:
+        print(f"{DOC.relative_to(REPO)} left as it is: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":

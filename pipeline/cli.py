@@ -198,6 +198,12 @@ def cmd_config_check(args) -> int:
     settings = _load(args)
     out.print(f"[green]✓[/] {settings.source} is valid")
     out.print(f"  inbox  {settings.inbox}\n  outbox {settings.outbox}\n  work   {settings.workdir}")
+    if settings.executor == "local":
+        from hushdrop.pipeline.config import resolve_workers
+
+        out.print(f"  {resolve_workers(settings).describe()}", markup=False)
+    else:
+        out.print("  workers: remote (`hushdrop worker` processes through the broker; `workers` is not used)", markup=False)
     for profile in settings.profiles.values():
         folder = profile_folder(settings, profile)
         chain = " → ".join(s.name for s in profile.chain)

@@ -31,6 +31,7 @@ AUDIO_EXTENSIONS = (
     "aif", "aiff", "aifc", "caf", "wv", "ape", "mka", "mpga", "webm", "mp4", "m4v", "mov", "mkv", "avi",
 )
 DEFAULT_PROFILE = "default"
+MAX_WORKERS = 64
 
 
 def known_languages() -> set[str]:
@@ -204,7 +205,9 @@ class Settings(BaseModel):
     inbox: Path = Path("inbox")
     outbox: Path = Path("outbox")
     workdir: Path = Field(Path(".hushdrop"), description="spool, quarantine, ledger and private temp files")
-    workers: int = Field(1, ge=1, le=64)
+    workers: int | Literal["auto"] = Field(
+        1, description="worker processes (1-64), or auto: from the cores, the memory and the model's size (resolve_workers)"
+    )
     max_duration_hours: float = Field(12.0, gt=0, description="longer recordings are refused")
     max_temp_gb: float = Field(8.0, gt=0, description="a job's temporary audio may not grow past this; a recording that needs more is refused")
     ffmpeg: str = Field(
@@ -242,6 +245,15 @@ class Settings(BaseModel):
         description="executor: celery: a job whose worker has not renewed its lease this long is run again",
     )
     profiles: dict[str, Profile]
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"must be a whole number from 1 to {MAX_WORKERS}, or auto; got {value!r}")
+        return value
 
     @field_validator("output_mode", mode="before")
     @classmethod
@@ -480,3 +492,122 @@ def load_config(path: str | Path) -> Settings:
         place = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(str(source), [f"{place}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
     return parse_config(raw, source)
+
+
+# -- workers: auto ------------------------------------------------------------------------
+# What one local worker process holds, measured (docs/benchmarks.md, "Many small files"):
+# Whisper base on CPU (int8) peaks at ~0.55 GB per worker (Python, the chain, Silero VAD,
+# CTranslate2 and the model); a CTranslate2 model of one's own is estimated as that runtime
+# plus its model.bin; qwen3-asr 0.6B in fp32 peaked at ~4 GB.
+WHISPER_BASE_WORKER_BYTES = 550 * 10**6
+WORKER_RUNTIME_BYTES = 420 * 10**6  # the base figure less its 145 MB model.bin
+QWEN3_WORKER_BYTES = 4 * 10**9
+WATCHER_RESERVE_BYTES = 500 * 10**6  # the watcher itself and some room for the rest of the machine
+
+
+class WorkerPlan(BaseModel):
+    """How many local worker processes `watch` starts, and why (``workers`` or ``workers: auto``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    auto: bool
+    reason: str
+    threads: int | None = None  # auto on CPU: cpu_threads each worker's engine gets where a profile leaves it at 0
+
+    def describe(self) -> str:
+        if not self.auto:
+            return f"workers: {self.count} (as configured)"
+        return f"workers: auto → {self.count} ({self.reason})"
+
+    def apply(self, settings: "Settings") -> "Settings":
+        """``settings`` with ``workers`` set to the number, and each transcribe stage that leaves
+        ``cpu_threads`` at 0 (the library's choice) given this plan's share of the cores."""
+        profiles = settings.profiles
+        if self.threads:
+            profiles = {}
+            for name, profile in settings.profiles.items():
+                chain = [
+                    StageSpec(name=s.name, options=s.options.model_copy(update={"cpu_threads": self.threads}))
+                    if s.name == "transcribe" and getattr(s.options, "cpu_threads", None) == 0 else s
+                    for s in profile.chain
+                ]
+                profiles[name] = profile.model_copy(update={"chain": chain})
+        return settings.model_copy(update={"workers": self.count, "profiles": profiles})
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, so a container's or taskset's limit counts)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to start new processes without swapping (psutil's ``available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def cuda_visible() -> bool:
+    from hushdrop.pipeline.engines.whisper import cuda_available
+
+    return cuda_available()
+
+
+def worker_memory(settings: "Settings") -> tuple[int, bool]:
+    """Estimated bytes one worker holds once it has run every profile's chain (each distinct model
+    is loaded once per worker), and whether any of those models runs on CUDA."""
+    total, on_cuda, seen = 0, False, set()
+    for profile in settings.profiles.values():
+        o = profile.transcribe_options()
+        key = (o.engine, o.model, o.device, o.compute_type)
+        if key in seen:
+            continue
+        seen.add(key)
+        if o.device == "cuda" or (o.device == "auto" and cuda_visible()):
+            on_cuda = True
+        if o.engine == "whisper":
+            if o.model == "base":
+                need = WHISPER_BASE_WORKER_BYTES
+            else:
+                try:
+                    need = WORKER_RUNTIME_BYTES + (Path(o.model).expanduser() / "model.bin").stat().st_size
+                except OSError:
+                    need = WHISPER_BASE_WORKER_BYTES  # the model is missing: the worker will say so
+        else:
+            need = QWEN3_WORKER_BYTES
+        total += need
+    return max(total, WHISPER_BASE_WORKER_BYTES), on_cuda
+
+
+def resolve_workers(settings: "Settings") -> WorkerPlan:
+    """``workers`` as a number, with the reason when it is ``auto``.
+
+    auto: on CUDA one worker (a second would hold a second copy of the model in the same GPU's
+    memory and compete for the same GPU). On CPU as many workers as there are cores, each
+    single-threaded — for many short recordings that beats one worker using every core
+    (docs/benchmarks.md) — but no more than the available memory holds at the model's
+    estimated size per worker (after a reserve for the watcher), and at least one.
+    """
+    if settings.workers != "auto":
+        return WorkerPlan(count=int(settings.workers), auto=False, reason="as configured")
+    per_worker, on_cuda = worker_memory(settings)
+    if on_cuda:
+        return WorkerPlan(count=1, auto=True, reason="the model runs on CUDA: one worker per GPU")
+    cores = usable_cores()
+    available = available_memory()
+    by_memory = max(0, (available - WATCHER_RESERVE_BYTES) // per_worker)
+    count = max(1, min(cores, by_memory, MAX_WORKERS))
+    threads = max(1, cores // count)
+    memory = f"memory for {by_memory} ({available / 1e9:.1f} GB available, ~{per_worker / 1e9:.2f} GB per worker)"
+    if count < cores and by_memory < cores:
+        why = f"{cores} cores, but {memory}"
+        if by_memory == 0:
+            why += "; one anyway"
+    else:
+        why = f"{cores} cores; {memory}"
+    why += f"; {threads} thread{'s' if threads > 1 else ''} each"
+    return WorkerPlan(count=count, auto=True, reason=why, threads=threads)

@@ -181,14 +181,14 @@ class Dehum(Stage):
     def run(self, job: Job) -> None:
         if self.options.mode == "off":
             return
-        from scipy.signal import sosfilt
-
         audio = self.audio_of(job)
         samples, rate = audio.samples()
         hum = find_hum(samples, rate, self.options)
         if hum is None:
             job.note("dehum: no mains hum found")
             return
+        from scipy.signal import sosfilt  # only now: importing scipy.signal is slow, and only hum needs it
+
         listed = ", ".join(f"{f:g}" for f in hum.harmonics)
         job.note(f"dehum: {hum.mains_hz:g} Hz mains hum ({hum.level_db:.0f} dB against the speech), notching {listed} Hz")
         sections = notch_sections(hum.harmonics, self.options.notch_width_hz, rate)

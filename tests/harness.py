@@ -7,7 +7,8 @@ instead of sleeping a fixed time. ``kill9_trials`` and ``watcher_rss`` are the l
 watch-mode checks, shared by tests/integration/test_watch_slow.py and the bench scripts
 that print their reports (bench/kill9_trials.py, bench/watch_rss.py).
 
-The direction is one-way: bench imports this module; nothing under tests/ imports bench.
+The direction is one-way: bench imports this module; tests import bench only to test bench's
+own code (tests/test_bench_report.py), never for a helper.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_the_default_whisper_path_imports_neither_torch_nor_transformers():
 
 # The same interpreter with torch and transformers made unimportable, as in a runtime-only
 # install: `hushdrop run` transcribes through the whole default chain, denoise included
-# (noisereduce imports torch when it can, and must do without).
+# (denoise's gate needs neither).
 _BLOCKED_RUN = """
 import sys
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
-from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.config import Settings, resolve_workers
 from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.watch.dispatch import (
     MAX_CHANGES_AFTER_CLAIM, SpoolWatch, accept_failure, accept_lost_worker, accept_result, dispose_or_log,
@@ -119,6 +119,9 @@ class LocalExecutor:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
+        # `workers: auto` is resolved once here (the service has usually done it already and
+        # logged why); the workers get the settings with the number and threads it chose
+        self.settings = resolve_workers(self.settings).apply(self.settings)
         for _ in range(self.settings.workers):
             self._workers.append(self._spawn())
         self._thread = threading.Thread(target=self._loop, name="executor", daemon=True)

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.config import Profile, Settings, resolve_workers
 from hushdrop.pipeline.watch.executor import Executor, LocalExecutor
 from hushdrop.pipeline.watch.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
 from hushdrop.pipeline.errors import EnvironmentFault
@@ -147,6 +147,10 @@ class Service:
         log().info("ffmpeg %s (%s): %s", tool.version or "?", tool.origin, tool.path)
         for private in (settings.workdir, settings.spool_dir, settings.quarantine):
             private_dir(private)  # originals and transcripts-to-be: the owner's eyes only
+        if settings.executor == "local":
+            plan = resolve_workers(settings)  # `workers: auto` → a number, once, with the reason logged
+            log().info("%s", plan.describe())
+            settings = self.settings = plan.apply(settings)
         self.ledger = ledger = Ledger(settings.ledger_path)
         self.executor = make_executor(settings, ledger)
         recover(settings, ledger, keep_remote=settings.executor == "celery")
