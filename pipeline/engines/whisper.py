@@ -121,6 +121,30 @@ def model_statuses() -> list[ModelStatus]:
     return [ModelStatus(ENGINE_NAME, "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified")]
 
 
+class EncodeOnce:
+    """``WhisperModel.encode`` that hands back its last output when the very same features come
+    again (compared in full, so a different piece is always encoded), once.
+
+    It lets :meth:`WhisperEngine._detect_language` encode a window's first 30 s to find its
+    language and the decoding that follows reuse that encoding, where faster-whisper would
+    encode those 30 s twice (once to detect, once to decode).
+    """
+
+    def __init__(self, encode):
+        self._encode = encode
+        self._last: tuple[np.ndarray, Any] | None = None
+        self.reused = 0  # for tests and benchmarks
+
+    def __call__(self, features: np.ndarray):
+        last, self._last = self._last, None
+        if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
+            self.reused += 1
+            return last[1]
+        output = self._encode(features)
+        self._last = (np.array(features, copy=True), output)
+        return output
+
+
 class WhisperEngine(Engine):
     name = ENGINE_NAME
 
@@ -147,6 +171,7 @@ class WhisperEngine(Engine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
+        self.model.encode = EncodeOnce(self.model.encode)
         self._pipeline = None  # BatchedInferencePipeline, made on first use
         self.capabilities = EngineCapabilities(max_window_s=600.0)
 
@@ -207,6 +232,11 @@ class WhisperEngine(Engine):
         options.update(extras)
         batch_size = int(options.pop("batch_size", request.batch_size) or 1)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
+        detected: tuple[str, float] | None = None
+        if options["language"] is None and batch_size == 1 and not {"language_detection_segments", "language_detection_threshold"} & set(extras):
+            detected = self._detect_language(audio)
+            if detected is not None:
+                options["language"] = detected[0]  # multilingual stays on: each piece is still detected
         if batch_size > 1:
             # faster-whisper's batched pipeline: Silero VAD cuts the window into pieces of at
             # most 30 s at its pauses and the model decodes ``batch_size`` pieces per call.
@@ -244,9 +274,27 @@ class WhisperEngine(Engine):
         return EngineResult(
             segments=segments,
             language=info.language,
-            language_probability=info.language_probability,
+            language_probability=detected[1] if detected else info.language_probability,
             no_speech=not any(s.text for s in segments),
         )
+
+    def _detect_language(self, audio: np.ndarray) -> tuple[str, float] | None:
+        """The language of ``audio``'s first 30 s and its probability, from the encoding that
+        decoding those 30 s will reuse (:class:`EncodeOnce`); None for audio too short to have any.
+
+        The features are built as faster-whisper builds its first piece (``generate_segments``:
+        all frames but the last, padded to 30 s), so that the encodings are identical.
+        """
+        from faster_whisper.audio import pad_or_trim
+
+        extractor = self.model.feature_extractor
+        features = extractor(audio)
+        content_frames = features.shape[-1] - 1
+        if content_frames <= 0:
+            return None
+        encoded = self.model.encode(pad_or_trim(features[:, : min(extractor.nb_max_frames, content_frames)]))
+        (token, probability), *_ = self.model.model.detect_language(encoded)[0]
+        return token[2:-2], float(probability)
 
 
 ENTRY = EngineEntry(

@@ -91,5 +91,26 @@ def test_language_is_detected_per_piece_only_when_auto(monkeypatch):
     window = [np.zeros(16000, dtype=np.float32)]
     engine.transcribe(window, DecodeRequest(language=None))
     engine.transcribe(window, DecodeRequest(language="zh"))
-    assert calls[0]["multilingual"] is True and calls[0]["language"] is None
+    # auto: the language hushdrop detected on the first 30 s (from the encoding the decoding
+    # reuses), with per-piece detection still on
+    assert calls[0]["multilingual"] is True and calls[0]["language"] == engine._detect_language(window[0])[0]
     assert calls[1]["multilingual"] is False and calls[1]["language"] == "zh"
+
+
+def test_auto_language_encodes_the_first_30_s_once_and_decodes_as_faster_whisper_would(monkeypatch):
+    """hushdrop's detection reuses its encoding for the decoding (EncodeOnce); the transcript and
+    the language are those of faster-whisper's own detection."""
+    import soundfile
+
+    from tests.helpers import SPEECH_EN
+
+    engine = load_engine(EngineSpec())
+    audio = soundfile.read(SPEECH_EN, dtype="float32")[0][: 16000 * 12]
+    before = engine.model.encode.reused
+    (ours,) = engine.transcribe([audio], DecodeRequest(language=None))
+    assert engine.model.encode.reused == before + 1
+    monkeypatch.setattr(engine, "_detect_language", lambda audio: None)  # faster-whisper detects (and encodes) itself
+    (theirs,) = engine.transcribe([audio], DecodeRequest(language=None))
+    assert engine.model.encode.reused == before + 1
+    assert [s.text for s in ours.segments] == [s.text for s in theirs.segments]
+    assert ours.language == theirs.language == "en" and ours.language_probability > 0.5
