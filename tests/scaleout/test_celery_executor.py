@@ -69,9 +69,13 @@ def test_two_workers_transcribe_twenty_recordings_once_each_like_the_local_pool(
     for name in ("w1", "w2"):
         assert "transcribed in" in cluster.worker_log(name), cluster.worker_log(name)  # both took work
         assert not (cluster.worker_root(name) / "outbox").exists()  # a worker writes nothing in the outbox
-    status = json.loads(hushdrop(run.config_path, "status", "--json").stdout)
-    remote = {w["name"]: w for w in status["workers"]}
-    assert set(remote) == {"w1", "w2"}, status["workers"]
+
+    def both_idle():  # the coordinator's heartbeat carries the workers' last presence (≤ 1 s old)
+        status = json.loads(hushdrop(run.config_path, "status", "--json").stdout)
+        workers = {w["name"]: w for w in status["workers"]}
+        return workers if set(workers) == {"w1", "w2"} and all(w["job"] is None for w in workers.values()) else None
+
+    remote = wait_for(both_idle, 30, "status to show both workers idle", interval=0.5)
     for worker in remote.values():
         assert worker["queues"] == ["hushdrop"] and worker["host"] and worker["job"] is None
         assert 0 <= worker["heartbeat_age_s"] < 10
