@@ -90,7 +90,8 @@ class CeleryExecutor:
         self._thread: threading.Thread | None = None
         self._workers: list[dict[str, Any]] = []  # the presence of every remote worker, last poll
         self._broker_id: str | None = None  # Redis's run_id: it changes when the server restarts
-        self._broker_down = False
+        self._broker_down_since: float | None = None  # monotonic; None while the broker answers
+        self._broker_reminded = 0.0
 
     @property
     def pickup_timeout(self) -> float:
@@ -101,9 +102,8 @@ class CeleryExecutor:
     def start(self) -> None:
         try:
             self._broker_id = self.redis.info("server").get("run_id")
-        except Exception as exc:  # noqa: BLE001 - said once, and the loop keeps trying
-            log().error("cannot reach the broker at %s: %s; jobs wait until it answers", redact(self.url), exc)
-            self._broker_down = True
+        except Exception as exc:  # noqa: BLE001 - the loop keeps trying, within a bound
+            self._broker_unreachable(exc)
         with self._lock:
             self._adopt_running()
         self._thread = threading.Thread(target=self._loop, name="celery-executor", daemon=True)
@@ -185,18 +185,35 @@ class CeleryExecutor:
                     self._check_leases()
                     if not self._draining.is_set():
                         self._dispatch()
-                if self._broker_down:
+                if self._broker_down_since is not None:
                     log().warning("the broker at %s answers again", redact(self.url))
-                    self._broker_down = False
+                    self._broker_down_since = None
             except Exception as exc:  # noqa: BLE001 - the broker is down: nothing moves, nothing is lost
                 if self._is_broker_error(exc):
-                    if not self._broker_down:
-                        log().error("cannot reach the broker at %s (%s); jobs wait, trying again", redact(self.url), exc)
-                        self._broker_down = True
+                    self._broker_unreachable(exc)
                     self._stop.wait(2.0)
                 else:
                     log().exception("celery executor: unexpected error; continuing")
                     self._stop.wait(1.0)
+
+    def _broker_unreachable(self, exc: Exception) -> None:
+        """Jobs wait while the broker is away, loudly (again every 10 min), and not forever: after
+        ``environment_retry_hours`` the executor sets ``fatal`` and `watch` stops with the reason."""
+        now = time.monotonic()
+        if self._broker_down_since is None:
+            self._broker_down_since = self._broker_reminded = now
+            log().error("cannot reach the broker at %s (%s); jobs wait, trying again", redact(self.url), exc)
+            return
+        down = now - self._broker_down_since
+        if down > self.settings.environment_retry_hours * 3600:
+            self.fatal = (
+                f"the broker at {redact(self.url)} has not answered for {down / 3600:.1f} h ({exc}); start Redis "
+                f"(or fix broker_url / HUSHDROP_BROKER_URL) and start `hushdrop watch` again"
+            )
+        elif now - self._broker_reminded > 600:
+            self._broker_reminded = now
+            log().error("the broker at %s still does not answer after %.0f min (%s)", redact(self.url), down / 60, exc)
+
 
     @staticmethod
     def _is_broker_error(exc: Exception) -> bool:
@@ -209,7 +226,7 @@ class CeleryExecutor:
         """After an outage, give leases a fresh period; after a restart, resend what may be lost."""
         run_id = self.redis.info("server").get("run_id")
         now = time.monotonic()
-        if self._broker_down:
+        if self._broker_down_since is not None:
             for run in self._runs.values():
                 if run.leased_at is not None:
                     run.leased_at = now  # workers renew as soon as they reconnect

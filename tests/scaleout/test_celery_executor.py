@@ -157,3 +157,25 @@ def test_a_coordinator_killed_while_workers_are_busy_commits_their_results_after
     assert "still out on a remote worker" in logs, logs[-3000:]
     adopted = [j for j in run.jobs() if j["id"] in busy]
     assert all(j["attempts"] == 1 for j in adopted), adopted  # committed from the results, not run again
+
+
+def test_a_broker_that_never_answers_stops_watch_with_the_reason_instead_of_waiting_forever(tmp_path):
+    from hushdrop.pipeline.config import parse_config
+    from hushdrop.pipeline.watch.celery_executor import CeleryExecutor
+    from hushdrop.pipeline.watch.ledger import Ledger
+    from tests.redis_server import free_port
+
+    settings = parse_config(
+        {"executor": "celery", "broker_url": f"redis://:pw@127.0.0.1:{free_port()}/0", "environment_retry_hours": 0.001,
+         "profiles": {"default": {}}},
+        tmp_path / "config.yaml",
+    )
+    ledger = Ledger(settings.ledger_path)
+    executor = CeleryExecutor(settings, ledger)
+    executor.start()
+    try:
+        fatal = wait_for(lambda: executor.fatal, 30, "the executor to give up on the broker")
+        assert "has not answered for" in fatal and "redis://:***@127.0.0.1" in fatal and ":pw@" not in fatal
+    finally:
+        executor.stop(0)
+        ledger.close()
