@@ -90,6 +90,10 @@ class EngineEntry:
     languages: frozenset[str]  # codes a profile may force (its ``language``)
     load: Callable[[EngineSpec], Engine]  # imports the engine's libraries only when called
     model_statuses: Callable[[], list[ModelStatus]]  # the models it has, or could have, here
+    # whether a model name is one of this engine's own catalogue (found in hushdrop's verified
+    # cache, never at a path the name chooses): a remote worker loads only these, or what its own
+    # config names
+    is_catalogue_model: Callable[[str], bool]
     pull: Callable[[str], Path] | None = None  # downloads a model by name (`hushdrop models pull`)
 
     def check_language(self, code: str) -> None:

@@ -303,6 +303,7 @@ ENTRY = EngineEntry(
     languages=LANGUAGES,
     load=WhisperEngine,
     model_statuses=model_statuses,
+    is_catalogue_model=lambda name: name == "base",
 )
 
 __all__ = ["ENTRY", "LANGUAGES", "WhisperEngine", "WhisperOptions", "cuda_available", "SAMPLE_RATE"]

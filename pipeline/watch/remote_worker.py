@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hushdrop.pipeline.config import Settings, profile_from_document
+from hushdrop.pipeline.config import Profile, Settings, profile_from_document
+from hushdrop.pipeline.engines import engine_for
 from hushdrop.pipeline.fsutil import private_dir, sha256_file
 from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.watch.protocol import Failed, Fault, Progress, RunJob, from_dict, to_dict
@@ -52,6 +53,11 @@ class RemoteWorker:
         self.redis = redis_client(self.url)
         self.processor = Processor(settings)
         self.info = load_model(settings, self.processor)
+        self._own_models = {
+            (options.engine, role, name)
+            for options in (profile.transcribe_options() for profile in settings.profiles.values())
+            for role, name in (("model", options.model), ("aligner", options.aligner))
+        }
         self.current: dict[str, Any] | None = None
         self.jobs_done = 0
         self._profiles: dict[str, str] = {}  # profile name → digest of the options its chain was built with
@@ -167,6 +173,9 @@ class RemoteWorker:
                 Fault.ENVIRONMENT, message.attempt,
             )
         profile = profile_from_document(payload["profile"])
+        refused = self.refused_model(profile)
+        if refused:
+            return Failed(message.job_id, "transcribe", refused, Fault.ENVIRONMENT, message.attempt)
         self._use_profile(profile, payload["profile"])
         return run_job(self.processor, self.settings, replace(message, spool_path=str(path)), progress, profile=profile)
 
@@ -176,6 +185,25 @@ class RemoteWorker:
         if Path(relative).is_absolute() or ".." in parts or not parts:
             raise ValueError(f"the task names {relative!r}, which is not a path inside the spool")
         return self.settings.spool_dir / relative
+
+    def refused_model(self, profile: Profile) -> str | None:
+        """Why this worker will not load the model the task's profile asks for, or None.
+
+        A task comes through the broker, which anyone who reaches Redis can write to, so its
+        model is loaded only when it is one of the engine's catalogue models or a model this
+        worker's own config names: a task cannot make the worker load a folder of its choosing.
+        """
+        options = profile.transcribe_options()
+        entry = engine_for(options.engine)
+        for role, name in (("model", options.model), ("aligner", options.aligner)):
+            if name is None or entry.is_catalogue_model(name) or (options.engine, role, name) in self._own_models:
+                continue
+            return (
+                f"worker {self.name} does not load the {options.engine} {role} {name!r} the task names: only "
+                f"catalogue models (`hushdrop models`) and models its own config names are loaded. Name the same "
+                f"{role} in profiles.{profile.name} of this worker's config.yaml"
+            )
+        return None
 
     def _use_profile(self, profile, document: dict[str, Any]) -> None:
         """Rebuild the profile's chain when the coordinator's options for it changed."""

@@ -179,3 +179,28 @@ def test_a_broker_that_never_answers_stops_watch_with_the_reason_instead_of_wait
     finally:
         executor.stop(0)
         ledger.close()
+
+
+def test_a_task_no_worker_had_taken_when_the_broker_restarts_is_sent_again_and_runs_once(tmp_path, redis_server):
+    # A long lease keeps a killed worker's last presence ("idle") in Redis for 30 s, so the
+    # coordinator sends it a task nobody will take; the restart then loses that message.
+    cluster = Cluster(tmp_path, redis_server.url, lease_seconds=30.0)
+    try:
+        cluster.start_worker("gone")
+        run = cluster.start_coordinator()
+        cluster.kill_worker("gone")
+        dropped = recordings(speech=1, quiet=0)
+        for name, data in dropped.items():
+            run.drop(name, data)
+        wait_for(lambda: any(j["state"] == "processing" for j in run.jobs()), 60, "the job to be sent")
+        redis_server.restart()
+        wait_for(lambda: "tasks not yet taken are sent again" in run.all_logs(), 30, "the coordinator to see the restart")
+        cluster.start_worker("new")
+        wait_all_done(run, dropped, 120)
+        assert_exactly_once(run, dropped)
+        (job,) = run.jobs()
+        assert job["attempts"] == 1, job  # sent again as the same attempt, not given up and queued anew
+        assert "no worker of queue" not in run.all_logs()
+        assert "transcribed in" in cluster.worker_log("new")
+    finally:
+        cluster.close()

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from hushdrop.pipeline.config import load_config, profile_document
+from hushdrop.pipeline.config import load_config, profile_document, profile_from_document
 from hushdrop.pipeline.watch.protocol import Failed, Fault, Finished, RunJob, from_dict, to_dict
 from hushdrop.pipeline.watch.remote import LEASE_KEY, TOKEN_KEY, WORKER_KEY, broker_url, redact
 from hushdrop.pipeline.watch.remote_worker import RemoteWorker
@@ -114,3 +114,38 @@ def test_the_broker_url_comes_from_the_environment_first_and_is_never_logged_wit
     monkeypatch.setenv("HUSHDROP_BROKER_URL", "amqp://nas.local")
     with pytest.raises(Exception, match="redis:// or rediss://"):
         broker_url(worker.settings)
+
+
+def test_a_task_naming_a_model_folder_the_worker_was_not_given_is_refused_without_loading_it(worker, tmp_path):
+    from hushdrop.pipeline.engines import _cache
+    from hushdrop.pipeline.models import bundled_whisper_base
+
+    # a complete, loadable model folder an attacker with access to Redis points the task at
+    planted = tmp_path / "planted-model"
+    shutil.copytree(bundled_whisper_base(), planted)
+    payload = task(worker, "planted", SPEECH.read_bytes())
+    chain = payload["profile"]["chain"]
+    transcribe = next(entry for entry in chain if "transcribe" in entry)
+    transcribe["transcribe"]["model"] = str(planted)
+    worker.redis.set(TOKEN_KEY.format("task-planted"), "1")
+    answer = from_dict(worker.run("task-planted", payload))
+    assert isinstance(answer, Failed) and answer.stage == "transcribe" and answer.fault == Fault.ENVIRONMENT
+    assert str(planted) in answer.message and "its own config names" in answer.message
+    assert not [spec for spec in _cache if spec.model == str(planted)], "the planted model was loaded"
+
+
+def test_catalogue_models_and_the_workers_own_models_are_accepted(worker):
+    profile = worker.settings.profile("default")
+    assert worker.refused_model(profile) is None  # 'base': the catalogue's, from the verified cache
+    qwen = profile_from_document({
+        **profile_document(profile),
+        "chain": [{"resample": {}}, {"transcribe": {"engine": "qwen3-asr", "model": "qwen3-asr-0.6b",
+                                                     "aligner": "Qwen/Qwen3-ForcedAligner-0.6B-hf"}}],
+    })
+    assert worker.refused_model(qwen) is None
+    elsewhere = profile_from_document({
+        **profile_document(profile),
+        "chain": [{"resample": {}}, {"transcribe": {"engine": "qwen3-asr", "model": "qwen3-asr-0.6b",
+                                                     "aligner": "/srv/other/aligner"}}],
+    })
+    assert "aligner '/srv/other/aligner'" in worker.refused_model(elsewhere)

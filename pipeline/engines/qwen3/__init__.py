@@ -16,6 +16,7 @@ from hushdrop.pipeline.engines.qwen3.checkpoints import (
     ALIASES,
     ALIGNER_CHECKPOINTS,
     ASR_CHECKPOINTS,
+    canonical_name,
     model_statuses,
     pull_model,
     resolve_checkpoint,
@@ -38,6 +39,7 @@ ENTRY = EngineEntry(
     languages=frozenset(LANGUAGES),
     load=Qwen3AsrEngine,
     model_statuses=model_statuses,
+    is_catalogue_model=lambda name: canonical_name(name) is not None,
     pull=pull_model,
 )
 
