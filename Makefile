@@ -60,7 +60,9 @@ run: install
 # The audio stages are tested with every ffmpeg present: the bundled one and the system's.
 # Where apt works (Debian CI as root) this adds Debian's ffmpeg; elsewhere it does nothing.
 # The web page's browser tests drive Debian's Chromium (never a downloaded browser), with a
-# CJK font for the Chinese page; installed the same way when missing, and never an error here.
+# CJK font for the Chinese page; the proxy tests put Debian's nginx in front of the page (run
+# as the test's own process, never the system service). Each is installed the same way when
+# missing, and never an error here.
 test-deps:
 	@command -v ffmpeg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get install -y -qq ffmpeg >/dev/null 2>&1 || \
@@ -68,6 +70,9 @@ test-deps:
 	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1)) || true
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || ! command -v apt-get >/dev/null 2>&1 || \
+	  (apt-get install -y -qq nginx-light >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx-light >/dev/null 2>&1)) || true
 
 test: install-test test-deps
 	$(BIN)/python -m pytest

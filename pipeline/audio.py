@@ -10,7 +10,10 @@ analysis pass that only reads.
 Every file is read as that file and nothing else: ffmpeg is given ``file:`` and an
 absolute path with only the ``file`` protocol allowed, and PyAV an open file
 object, so a recording named ``concat:a.wav|b.wav`` is read, not ``a.wav`` and
-``b.wav``. Playlists and concat lists, which point at other files, are refused.
+``b.wav``. Before either opens it, the file's own first bytes must name a container
+on hushdrop's allow-list (``containers.container_of``), and that container's
+demuxer is forced: ffmpeg never probes, so a concat list, a playlist, an SDP file
+or an image sequence is refused as bad input and no demuxer opens another file.
 
 One known ffmpeg binary renders: by default the one pinned in the imageio-ffmpeg
 wheel, which the tests run against. The ``ffmpeg`` setting opts into the system's
@@ -46,6 +49,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hushdrop.pipeline.containers import DEMUXER_OPTIONS, Container, container_of
 from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, RejectedInput, StageError
 
 _STAGE = "decode"
@@ -114,8 +118,39 @@ def plain_file(path: Path) -> str:
 # only the file protocol: no concat:, subfile:, pipe:, and no network from a playlist
 _PLAIN_FILE_ONLY = {"protocol_whitelist": "file"}
 
-# demuxers whose input names other files or hosts to read: never a recording
-_INDIRECT_FORMATS = {"concat", "hls", "applehttp", "dash", "imf", "sdp", "rtsp", "ffmetadata"}
+
+def demuxer_options(container: Container) -> dict[str, str]:
+    """The input options that make ffmpeg read a file as ``container`` and nothing else."""
+    return {"f": container.demuxer, **DEMUXER_OPTIONS.get(container.demuxer, {}), **_PLAIN_FILE_ONLY}
+
+
+def open_recording(path: Path) -> tuple[int, Container]:
+    """Open ``path`` to read it as a recording: its descriptor and its container, or the error.
+
+    No link is followed, a FIFO that appeared in the file's place cannot block the
+    open, and the container comes from the file's own bytes before any library
+    reads it. The caller closes the descriptor.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as exc:
+        raise RejectedInput(_STAGE, f"cannot read {path.name}: {exc.strerror}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RejectedInput(_STAGE, f"{path.name} is a symbolic link; hushdrop never follows links") from exc
+        raise os_fault(exc, f"cannot read {path.name}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RejectedInput(_STAGE, f"{path.name} is not a regular file")
+        if info.st_size == 0:
+            raise RejectedInput(_STAGE, f"{path.name} is empty (0 bytes); nothing to transcribe")
+        return fd, container_of(fd, path.name)
+    except BaseException as exc:
+        os.close(fd)
+        if isinstance(exc, OSError):  # reading our own open file failed: the disk or the share
+            raise os_fault(exc, f"cannot read {path.name}") from exc
+        raise
 
 
 # ---------------------------------------------------------------------------
@@ -140,37 +175,19 @@ class AudioFacts:
 def probe(path: Path) -> AudioFacts:
     """Describe ``path``'s container and first audio stream, or raise RejectedInput.
 
-    The file is opened here and PyAV reads the open file: its name is never parsed
-    as a protocol or a URL.
+    The file is opened here, its container decided from its own bytes, and PyAV
+    reads the open file with that container's demuxer: its name is never parsed as
+    a protocol or a URL, and ffmpeg never guesses the format.
     """
     import av
 
-    try:
-        # no link is followed, and a FIFO that appeared in the file's place cannot block the open
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError as exc:
-        raise RejectedInput(_STAGE, f"cannot read {path.name}: {exc.strerror}") from exc
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RejectedInput(_STAGE, f"{path.name} is a symbolic link; hushdrop never follows links") from exc
-        raise os_fault(exc, f"cannot read {path.name}") from exc
+    fd, kind = open_recording(path)
     handle = os.fdopen(fd, "rb")
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-        handle.close()
-        if not stat.S_ISREG(info.st_mode):
-            raise RejectedInput(_STAGE, f"{path.name} is not a regular file")
-        raise RejectedInput(_STAGE, f"{path.name} is empty (0 bytes); nothing to transcribe")
-    size = info.st_size
+    size = os.fstat(fd).st_size
+    options = {k: v for k, v in demuxer_options(kind).items() if k != "f"}
     try:
-        with handle, av.open(handle, options=dict(_PLAIN_FILE_ONLY), metadata_errors="ignore") as container:
+        with handle, av.open(handle, format=kind.demuxer, options=options, metadata_errors="ignore") as container:
             format_name = container.format.name
-            if set(format_name.split(",")) & _INDIRECT_FORMATS:
-                raise RejectedInput(
-                    _STAGE,
-                    f"{path.name} is a {format_name} list that points at other files, not a recording; "
-                    f"hushdrop reads only the file it is given",
-                )
             audio_streams = list(container.streams.audio)
             has_video = any(s.type == "video" and not _is_cover_art(s) for s in container.streams)
             if not audio_streams:
@@ -699,7 +716,9 @@ class Audio:
     def _input_args(self) -> tuple[str, dict]:
         limit = {"t": f"{self.max_seconds + 1:.3f}"} if self.max_seconds is not None else {}
         if self._samples is None:
-            return plain_file(self.source), {**_PLAIN_FILE_ONLY, **limit}
+            fd, container = open_recording(self.source)  # decided again here: the render opens the file anew
+            os.close(fd)
+            return plain_file(self.source), {**demuxer_options(container), **limit}
         return plain_file(Path(self._samples.filename)), {"f": "f32le", "ar": self._rate, "ac": 1, **_PLAIN_FILE_ONLY, **limit}
 
     def _render(self, target_rate: int) -> None:

@@ -14,9 +14,19 @@ from rich.table import Table
 
 from hushdrop.pipeline.config import OriginalsPolicy, Settings, load_config
 from hushdrop.pipeline.errors import ConfigError, HushdropError, StageError
+from hushdrop.pipeline.text import terminal_text
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)  # piped output keeps whole lines
+# emoji=False: a name holding ":warning:" is printed as it is, not as an emoji
+console = Console(stderr=True, soft_wrap=True, emoji=False)
+out = Console(soft_wrap=True, emoji=False)  # piped output keeps whole lines
+
+
+def shown(value: object) -> str:
+    """``value`` inside a line of rich markup: control and bidi characters as visible escapes
+    (:func:`pipeline.text.terminal_text`) and ``[`` escaped, so a file name or an error message
+    can neither drive the terminal nor be read as markup. Text printed with ``markup=False``
+    needs only :func:`~pipeline.text.terminal_text`."""
+    return escape(terminal_text(value))
 
 
 def _default_config() -> str:
@@ -72,36 +82,36 @@ def cmd_run(args) -> int:
         stage_task = progress.add_task("", total=1.0)
         for name in args.files:
             path = Path(name)
-            progress.update(files_task, description=f"[bold]{path.name}")
+            progress.update(files_task, description=f"[bold]{shown(path.name)}")
 
             def on_progress(stage: str, fraction: float) -> None:
-                progress.update(stage_task, description=f"  {stage}", completed=fraction)
+                progress.update(stage_task, description=f"  {shown(stage)}", completed=fraction)
 
             try:
                 outcome = processor.process(path, profile, on_progress, originals)
             except RetentionError as exc:
                 failures += 1
-                console.print(f"[red]✗ {escape(str(path))}[/]: {escape(str(exc))}")
+                console.print(f"[red]✗ {shown(path)}[/]: {shown(exc)}")
                 continue
             except HushdropError as exc:
                 failures += 1
-                where = f" in stage {exc.stage}" if isinstance(exc, StageError) else ""
-                console.print(f"[red]✗ {path}[/]: failed{where}: {getattr(exc, 'message', exc)}")
+                where = f" in stage {shown(exc.stage)}" if isinstance(exc, StageError) else ""
+                console.print(f"[red]✗ {shown(path)}[/]: failed{where}: {shown(getattr(exc, 'message', exc))}")
                 continue
             except OSError as exc:
                 failures += 1
-                console.print(f"[red]✗ {path}[/]: {exc.strerror or exc}: {exc.filename or ''}")
+                console.print(f"[red]✗ {shown(path)}[/]: {shown(exc.strerror or exc)}: {shown(exc.filename or '')}")
                 continue
             finally:
                 progress.advance(files_task)
             job = outcome.job
             summary = "no speech" if job.transcript.no_speech else f"language {job.transcript.language}"
-            out.print(f"[green]✓[/] {path} → {summary}, {outcome.seconds:.1f} s")
+            out.print(f"[green]✓[/] {shown(path)} → {shown(summary)}, {outcome.seconds:.1f} s")
             for warning in job.warnings:
-                out.print(f"    [yellow]warning:[/] {warning}")
+                out.print(f"    [yellow]warning:[/] {shown(warning)}")
             for output in outcome.outputs:
-                out.print(f"    {output}")
-            out.print(f"    original: {outcome.retention}")
+                out.print(f"    {shown(output)}")
+            out.print(f"    original: {shown(outcome.retention)}")
     processor.close()
     if failures:
         console.print(f"[red]{failures} of {len(args.files)} file(s) failed[/]")
@@ -137,9 +147,9 @@ def cmd_web(args) -> int:
         try:
             set_password(path)
         except WebError as exc:
-            console.print(f"error: {exc}", style="red", markup=False)
+            console.print(f"error: {terminal_text(exc)}", style="red", markup=False)
             return 2
-        out.print(f"[green]✓[/] web.password_hash written to {path}; restart the page for it to take effect")
+        out.print(f"[green]✓[/] web.password_hash written to {shown(path)}; restart the page for it to take effect")
         return 0
     return serve(_load(args), args.listen)
 
@@ -151,7 +161,7 @@ def cmd_status(args) -> int:
 
     status = collect(_load(args))
     if args.json:
-        out.print_json(json.dumps(status, default=str))
+        out.print_json(json.dumps(status, default=str), ensure_ascii=True)  # controls, bidi controls: \uXXXX
     else:
         render(status, out)
     return 0 if status.get("running") else 3
@@ -164,13 +174,14 @@ def cmd_models(args) -> int:
         from hushdrop.pipeline.engines import pull_model
 
         path = pull_model(args.name)
-        out.print(f"{args.name} is ready in {path}")
+        out.print(f"{shown(args.name)} is ready in {shown(path)}")
         return 0
     table = Table("engine", "model", "ready", "where / what to do")
     ready_all = True
     for status in list_models():
         ready_all &= status.ready or status.optional
-        table.add_row(status.engine, status.name, "yes" if status.ready else "no", status.detail if not status.ready else status.where)
+        where = status.detail if not status.ready else status.where
+        table.add_row(shown(status.engine), shown(status.name), "yes" if status.ready else "no", shown(where))
     out.print(table)
     return 0 if ready_all else 1
 
@@ -180,15 +191,15 @@ def cmd_doctor(args) -> int:
 
     settings = _load(args)
     if args.rebuild_ledger:
-        out.print(rebuild_ledger(settings), markup=False)
+        out.print(terminal_text(rebuild_ledger(settings)), markup=False)
         return 0
     findings = checkup(settings)
     bad = 0
     for finding in findings:
         mark = "[green]✓[/]" if finding.ok else "[red]✗[/]"
         bad += not finding.ok
-        out.print(f"{mark} {finding.topic}: ", end="")
-        out.print(finding.detail, markup=False)
+        out.print(f"{mark} {shown(finding.topic)}: ", end="")
+        out.print(terminal_text(finding.detail), markup=False)
     return 1 if bad else 0
 
 
@@ -196,18 +207,21 @@ def cmd_config_check(args) -> int:
     from hushdrop.pipeline.watch.intake import profile_folder
 
     settings = _load(args)
-    out.print(f"[green]✓[/] {settings.source} is valid")
-    out.print(f"  inbox  {settings.inbox}\n  outbox {settings.outbox}\n  work   {settings.workdir}")
+    out.print(f"[green]✓[/] {shown(settings.source)} is valid")
+    out.print(f"  inbox  {shown(settings.inbox)}\n  outbox {shown(settings.outbox)}\n  work   {shown(settings.workdir)}")
     if settings.executor == "local":
         from hushdrop.pipeline.config import resolve_workers
 
-        out.print(f"  {resolve_workers(settings).describe()}", markup=False)
+        out.print(f"  {terminal_text(resolve_workers(settings).describe())}", markup=False)
     else:
         out.print("  workers: remote (`hushdrop worker` processes through the broker; `workers` is not used)", markup=False)
     for profile in settings.profiles.values():
         folder = profile_folder(settings, profile)
         chain = " → ".join(s.name for s in profile.chain)
-        out.print(f"  profile {profile.name}: {folder} · language {profile.language} · {chain} · originals {profile.originals.action}")
+        out.print(
+            f"  profile {shown(profile.name)}: {shown(folder)} · language {shown(profile.language)} · {shown(chain)} "
+            f"· originals {shown(profile.originals.action)}"
+        )
     return 0
 
 
@@ -225,9 +239,9 @@ def _profiles_help() -> str:
         settings = load_config(_default_config())
     except (ConfigError, OSError):
         return "profiles: see config.yaml"
-    return "profiles in " + str(settings.source) + ": " + "; ".join(
+    return terminal_text("profiles in " + str(settings.source) + ": " + "; ".join(
         f"{p.name} (language {p.language}, originals {p.originals.action} in watch mode)" for p in settings.profiles.values()
-    )
+    ))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        console.print(str(exc), style="red", markup=False)
+        problems = "".join(f"\n  - {terminal_text(problem)}" for problem in exc.problems)
+        console.print(f"invalid configuration in {terminal_text(exc.source)}:{problems}", style="red", markup=False)
         return 2
     except HushdropError as exc:
-        console.print(f"error: {exc}", style="red", markup=False)
+        console.print(f"error: {terminal_text(exc)}", style="red", markup=False)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

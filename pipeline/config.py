@@ -175,6 +175,17 @@ class WebSettings(BaseModel):
     max_upload_mb: float = Field(4096.0, gt=0, description="largest upload accepted, in MB")
     tls_cert: Path | None = Field(None, description="PEM certificate: the page is served over HTTPS (the microphone needs it off localhost)")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDR blocks of reverse proxies whose X-Forwarded-For / Forwarded name the client",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        from hushdrop.pipeline.web.address import parse_networks
+
+        return [str(network) for network in parse_networks(value)]
 
     @field_validator("listen")
     @classmethod
@@ -196,6 +207,39 @@ class WebSettings(BaseModel):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: give both, or neither")
         return self
+
+
+class TimeLimits(BaseModel):
+    """How long one run of a job, and each stage of it, may take before its worker is stopped.
+
+    Each limit is ``max(floor, factor × the recording's duration)``: a stuck worker (a stage
+    blocked on a file, an ffmpeg that never ends) is stopped, the attempt counts, and the job
+    is retried, then quarantined naming the stage. The defaults leave room for CPU Whisper on
+    a slow, busy machine (docs/benchmarks.md measured real-time factors of 0.2 to 0.6, and up
+    to 7 on two oversubscribed cores).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage_floor_seconds: float = Field(600.0, gt=0, description="no stage is stopped sooner than this")
+    stage_factor: float = Field(10.0, gt=0, description="a stage may take this many times the recording's duration")
+    job_floor_seconds: float = Field(1800.0, gt=0, description="no run of a job is stopped sooner than this")
+    job_factor: float = Field(12.0, gt=0, description="a whole run may take this many times the recording's duration")
+
+    @model_validator(mode="after")
+    def _job_covers_a_stage(self) -> "TimeLimits":
+        if self.job_floor_seconds < self.stage_floor_seconds or self.job_factor < self.stage_factor:
+            raise ValueError(
+                "a job's limit must be at least a stage's: job_floor_seconds >= stage_floor_seconds and "
+                "job_factor >= stage_factor"
+            )
+        return self
+
+    def stage_seconds(self, duration_s: float) -> float:
+        return max(self.stage_floor_seconds, self.stage_factor * duration_s)
+
+    def job_seconds(self, duration_s: float) -> float:
+        return max(self.job_floor_seconds, self.job_factor * duration_s)
 
 
 class Settings(BaseModel):
@@ -223,6 +267,12 @@ class Settings(BaseModel):
     retry_backoff_seconds: float = Field(30.0, ge=0, description="first retry delay; doubles on each attempt")
     queue_limit: int = Field(64, ge=1, description="claimed-but-unfinished jobs before intake waits (backpressure)")
     outbox_expiry_days: float | None = Field(None, gt=0, description="delete outbox results older than this; null = never")
+    quarantine_max_gb: float | None = Field(
+        10.0, gt=0, description="quarantine may hold this many GB; over it, the recordings set aside longest ago are shredded first; null = no limit"
+    )
+    quarantine_max_days: float | None = Field(
+        90.0, gt=0, description="quarantined recordings older than this are shredded (with their notes); null = kept until removed by hand"
+    )
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM: let running jobs finish this long, then release them")
     heartbeat_seconds: float = Field(5.0, gt=0)
     environment_retry_hours: float = Field(
@@ -233,6 +283,9 @@ class Settings(BaseModel):
     output_mode: str = Field("0640", description="permission bits of the files written to the outbox, octal (quote it in YAML: \"0640\")")
     output_group: str | None = Field(None, description="group given to the files written to the outbox (e.g. a Samba share's); null: the user's own")
     web: WebSettings = Field(default_factory=WebSettings, description="the web page: docs/web.md")
+    time_limits: TimeLimits = Field(
+        default_factory=TimeLimits, description="how long a job and each of its stages may run before the worker is stopped"
+    )
     # scale-out (docs/scale-out.md)
     executor: Literal["local", "celery"] = Field(
         "local", description="local: a pool of worker processes here; celery: `hushdrop worker` processes through a Redis broker"

@@ -4,9 +4,11 @@ hushdrop renders with one known binary: the one pinned in the imageio-ffmpeg
 wheel, unless the ``ffmpeg`` setting names the system's or another. A distro's
 ffmpeg can be older and lack a filter or an option the stages use, and then every
 recording would fail in the same way. ``check_ffmpeg`` finds that out before any
-recording is touched (``watch`` start, ``doctor``): it runs each filter the filter
-stages produce, exactly as they produce it, on a generated tone, and then one
-whole render of a real file through the same code a job uses.
+recording is touched (``watch`` start, ``doctor``): it checks that the binary has
+the demuxer of every container hushdrop reads (each recording is read with its
+container's demuxer forced), runs each filter the filter stages produce, exactly
+as they produce it, on a generated tone, and then one whole render of a real file
+through the same code a job uses.
 
 - ``check_ffmpeg(path) -> list[str]``: what is wrong, each with how to fix it; empty
   when the binary can run the chain.
@@ -38,6 +40,7 @@ from hushdrop.pipeline.audio import (
     meaningful_line,
     resolve_ffmpeg,
 )
+from hushdrop.pipeline.containers import ALLOWED
 from hushdrop.pipeline.errors import StageError
 
 # The oldest release line the filter chain is written for (Ubuntu 22.04 ships 4.4).
@@ -88,18 +91,50 @@ def version_numbers(version: str) -> tuple[int, ...] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def _filter_names(path: str) -> set[str] | None:
+def _listing(path: str, flag: str) -> str | None:
+    """What ``ffmpeg -hide_banner FLAG`` prints (``-filters``, ``-demuxers``), or None if it would not say."""
     try:
         proc = subprocess.run(
-            [path, "-hide_banner", "-filters"],
+            [path, "-hide_banner", flag],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=_TIMEOUT,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if proc.returncode != 0:
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _filter_names(path: str) -> set[str] | None:
+    listing = _listing(path, "-filters")
+    if listing is None:
         return None
     # " ... ebur128           A->N       EBU R128 scanner."
-    return {parts[1] for line in proc.stdout.splitlines() if len(parts := line.split()) >= 3 and "->" in parts[2]}
+    return {parts[1] for line in listing.splitlines() if len(parts := line.split()) >= 3 and "->" in parts[2]}
+
+
+def _demuxer_names(path: str) -> set[str] | None:
+    """Every demuxer the binary lists (``mov,mp4,…`` counts as each name), or None if it would not say."""
+    listing = _listing(path, "-demuxers")
+    if listing is None:
+        return None
+    # " D   mov,mp4,m4a,3gp,3g2,mj2 QuickTime / MOV"; a device has a "d" flag, after a space in some versions
+    names: set[str] = set()
+    for line in listing.splitlines():
+        tokens = line.split()
+        if len(tokens) >= 3 and tokens[0].startswith("D") and set(tokens[0]) <= set("DEd."):
+            names.update((tokens[2] if tokens[1] == "d" else tokens[1]).split(","))
+    return names or None
+
+
+def missing_demuxers(path: str) -> str | None:
+    """A sentence naming the containers hushdrop reads that the ffmpeg at ``path`` cannot, or None."""
+    names = _demuxer_names(path)
+    if names is None:
+        return None
+    missing = [c for c in ALLOWED if c.demuxer not in names]
+    if not missing:
+        return None
+    kinds = ", ".join(f"{c.kind} (`{c.demuxer}`)" for c in missing)
+    return f"it has no demuxer for {kinds}, so recordings in {'that format' if len(missing) == 1 else 'those formats'} cannot be read"
 
 
 def chain_expressions() -> list[tuple[str, FilterExpression]]:
@@ -179,8 +214,9 @@ def _render_problem(path: str) -> str | None:
 def check_ffmpeg(path: str) -> list[str]:
     """What keeps the ffmpeg at ``path`` from running hushdrop's chain; empty when nothing does.
 
-    Checks that it runs, its version, that every filter the filter stages use exists
-    and accepts the options they give it, and one real render of a file.
+    Checks that it runs, its version, that it has the demuxer of every allowed
+    container, that every filter the filter stages use exists and accepts the
+    options they give it, and one real render of a file.
     """
     fix = fix_hint(path)
     if not os.path.isfile(path) or not os.access(path, os.X_OK):
@@ -193,6 +229,9 @@ def check_ffmpeg(path: str) -> list[str]:
     if numbers is not None and numbers < MIN_VERSION:
         oldest = ".".join(map(str, MIN_VERSION))
         problems.append(f"ffmpeg {version} at {path} is older than {oldest}, the oldest hushdrop's filters are written for; {fix}")
+    lacking = missing_demuxers(path)
+    if lacking is not None:
+        problems.append(f"ffmpeg {version} at {path} cannot read every container hushdrop takes: {lacking}; {fix}")
     names = _filter_names(path)
     for stage, expression in chain_expressions():
         filter_name = expression[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -263,26 +264,53 @@ def taken_aside(path: Path, expect: Identity | None = None, writable: bool = Fal
 
     Yields (descriptor, hidden path). Opening and renaming first means a file hushdrop may
     not change (read-only, in a read-only folder, hard-linked, swapped) is refused before a
-    single byte of it changes. If the body raises, the file is given its name back.
+    single byte of it changes. If the body raises, the file is given its name back. The folder
+    is opened once and every step is relative to it (:func:`taken_aside_at`).
     """
-    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-    fd = os.open(path, flags)
+    folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with taken_aside_at(folder_fd, path.name, expect, writable, shown=path) as (fd, hidden):
+            yield fd, path.with_name(hidden)
+    finally:
+        os.close(folder_fd)
+
+
+@contextmanager
+def taken_aside_at(
+    dir_fd: int, name: str, expect: Identity | None = None, writable: bool = False, shown: Path | None = None,
+) -> Iterator[tuple[int, str]]:
+    """:func:`taken_aside` for the entry ``name`` of the open folder ``dir_fd``: every open, rename
+    and check is relative to that descriptor, so a folder swapped by name meanwhile changes nothing.
+
+    Yields (descriptor, hidden name in ``dir_fd``); ``shown`` is the path used in messages.
+    """
+    shown = shown if shown is not None else Path(name)
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    fd = os.open(name, flags, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
-        check_sole_regular_file(st, path, expect)
-        hidden = path.with_name(f".hushdrop-{random_name()}.retire")
-        os.rename(path, hidden)
+        check_sole_regular_file(st, shown, expect)
+        hidden = f".hushdrop-{random_name()}.retire"
+        os.rename(name, hidden, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         try:
-            if identity_of(os.lstat(hidden)) != identity_of(st):  # swapped between open and rename
-                os.rename(hidden, path)
-                raise NotOurs(f"{path} was replaced while hushdrop was taking it")
+            if identity_of(os.stat(hidden, dir_fd=dir_fd, follow_symlinks=False)) != identity_of(st):
+                os.rename(hidden, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # swapped between open and rename
+                raise NotOurs(f"{shown} was replaced while hushdrop was taking it")
             yield fd, hidden
         except BaseException:
-            if os.path.lexists(hidden) and not os.path.lexists(path):
-                os.rename(hidden, path)
+            if _lexists_at(dir_fd, hidden) and not _lexists_at(dir_fd, name):
+                os.rename(hidden, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             raise
     finally:
         os.close(fd)
+
+
+def _lexists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def move_file(src: Path, dest: Path) -> None:
@@ -311,3 +339,130 @@ def move_file(src: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
     os.unlink(src)
     fsync_dir(src.parent)
+
+
+# -- folders and moves relative to descriptors ------------------------------------------------
+#
+# A path is resolved again by every call that takes one, so a folder on the way that is swapped
+# for a symbolic link between two calls sends the second one elsewhere. The helpers below open a
+# folder once, from ``/``, one component at a time without following a link, and then create,
+# rename and copy only relative to the descriptors they hold.
+
+_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class FolderUnsafe(OSError):
+    """A folder on the way is a symbolic link or not a folder (now, or swapped in while hushdrop walked)."""
+
+
+def open_folder_at(dir_fd: int, name: str, create: bool = False, mode: int = 0o777) -> int:
+    """A descriptor of the folder ``name`` in the open folder ``dir_fd``, never through a link.
+
+    With ``create`` a missing folder is made first, relative to ``dir_fd`` (``mkdirat``, which
+    never follows a link either). Raises :class:`FolderUnsafe` where ``name`` is a link or not a
+    folder, FileNotFoundError where it is missing and not to be created.
+    """
+    if create:
+        try:
+            os.mkdir(name, mode, dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        except FileExistsError:
+            pass
+    try:
+        return os.open(name, _DIR_NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise FolderUnsafe(exc.errno, "a symbolic link or not a folder", name) from None
+        raise
+
+
+@contextmanager
+def opened_folder(path: Path, create_from: Path | None = None, mode: int = 0o777) -> Iterator[int]:
+    """A descriptor of the absolute folder ``path``, opened from ``/`` one component at a time
+    without following a link — so no folder on the way is a link, even one swapped in meanwhile.
+
+    ``create_from`` (``path`` itself or a folder above it): that folder and those below it are
+    made where missing, each relative to the descriptor of the folder above (:func:`open_folder_at`),
+    never by a path resolved later. Raises :class:`FolderUnsafe` naming the first component that
+    is a link or not a folder, FileNotFoundError naming the first missing one not to be created.
+    """
+    if not path.is_absolute():
+        raise ValueError(f"{path} is not an absolute path")
+    parts = path.parts[1:]
+    if create_from is None:
+        first_made = len(parts)
+    elif create_from == path or create_from in path.parents:
+        first_made = len(create_from.parts) - 2
+    else:
+        raise ValueError(f"{create_from} is not {path} or a folder above it")
+    fd = os.open("/", _DIR_NOFOLLOW)
+    try:
+        here = Path("/")
+        for index, part in enumerate(parts):
+            here = here / part
+            try:
+                inner = open_folder_at(fd, part, create=index >= first_made, mode=mode)
+            except FolderUnsafe as exc:
+                raise FolderUnsafe(exc.errno, "a symbolic link or not a folder", str(here)) from None
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, "no such folder", str(here)) from None
+            os.close(fd)
+            fd = inner
+        yield fd
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(src_dir_fd: int, src: str, dst: str, dst_dir_fd: int | None = None) -> bool:
+    """Rename ``src`` in ``src_dir_fd`` to ``dst`` in ``dst_dir_fd`` (by default the same folder);
+    False, with nothing changed, where ``dst`` exists. Never follows a link and never replaces.
+
+    OSError(EXDEV) where the two folders are on different filesystems: nothing changed.
+    """
+    dst_dir_fd = src_dir_fd if dst_dir_fd is None else dst_dir_fd
+    if _renameat2 is not None:
+        if _renameat2(src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), dst)
+    # a filesystem without RENAME_NOREPLACE: look, then rename (callers serialise their own renames)
+    if _lexists_at(dst_dir_fd, dst):
+        return False
+    os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+    return True
+
+
+def copy_verified_at(src_fd: int, dir_fd: int, name: str, mode: int = 0o600) -> str:
+    """Copy open file ``src_fd`` to the new file ``name`` in the open folder ``dir_fd``: written,
+    fsynced, read back and compared; returns the content's SHA-256. ``name`` must not exist
+    (never a link followed); on any failure it is removed again."""
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        digest = hashlib.sha256()
+        for chunk in fd_chunks(src_fd):
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+        expected = digest.hexdigest()
+        if sha256_fd(fd) != expected:
+            raise CopyMismatch(f"the copy of {name} does not match what was read (disk or network error)")
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    os.fsync(dir_fd)
+    return expected

@@ -5,7 +5,8 @@ valid UTF-8, control characters, 255 bytes long. Python hands such a name over a
 ``str`` with surrogate escapes (``os.fsdecode``); it is stored and compared in that
 form (as bytes in the ledger), so nothing about it is lost.
 
-Names hushdrop creates from it (outputs, quarantine copies) must always be valid:
+Names hushdrop creates from it (outputs, quarantine copies) must always be valid, and must
+read as what they are (no bidi control turns "call\\u202egnp.txt" into "calltxt.png" on screen):
 :func:`safe_stem` makes a readable UTF-8 stem that leaves room for a ``" (n)"``
 counter and the longest suffix, and marks a changed name with a short hash of the
 original bytes, so two long names that share a beginning still get distinct stems.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+
+from hushdrop.pipeline.text import BIDI_CONTROLS
 
 NAME_MAX = 255  # bytes in one path component on every filesystem hushdrop supports
 # room kept for " (99999)" and the longest suffix hushdrop appends (".error.txt", ".json" …)
@@ -33,10 +36,11 @@ def is_lossless_text(name: str) -> bool:
 
 
 def _clean(text: str) -> str:
-    """Replace what cannot stand in a portable file name (controls, separators, escapes) with '_'."""
+    """Replace what cannot stand in a portable file name (controls, bidi controls, separators,
+    escapes) with '_'."""
     out = []
     for c in display_name(text).replace("\\x", "_x"):
-        out.append("_" if unicodedata.category(c) in ("Cc", "Cs") or c in '/\\:*?"<>|' else c)
+        out.append("_" if unicodedata.category(c) in ("Cc", "Cs") or c in BIDI_CONTROLS or c in '/\\:*?"<>|' else c)
     cleaned = "".join(out).strip().lstrip(".-")
     return cleaned or "recording"
 
@@ -62,7 +66,10 @@ def safe_stem(name: str, budget: int = NAME_MAX - _RESERVED) -> str:
 
 def safe_name(name: str) -> str:
     """``name`` itself when it is portable and short enough, else a safe stem with its extension."""
-    if is_lossless_text(name) and len(name.encode("utf-8")) <= NAME_MAX - _RESERVED and not name.startswith((".", "-")):
+    if (
+        is_lossless_text(name) and not BIDI_CONTROLS.intersection(name)
+        and len(name.encode("utf-8")) <= NAME_MAX - _RESERVED and not name.startswith((".", "-"))
+    ):
         return name
     _, ext = os.path.splitext(name)
     ext = _clean(ext)[:12] if ext else ""

@@ -8,9 +8,15 @@ taken (an earlier recording with the same name) is never overwritten: the new se
 gets "name (2)", "name (3)" …
 
 txt and md keep whole segments; srt and vtt are cut into readable cues from the word
-times (:mod:`pipeline.subtitles`). With ``subtitle_names: language`` the subtitles are
-``name.<lang>.srt`` / ``.vtt``, which media servers (Plex, Jellyfin) and players pick up
-beside a video of the same name.
+times (:mod:`pipeline.subtitles`).
+
+Text from outside (the recording's name, a transcript edited on the page) is made fit for
+each format: control characters never reach any file (:func:`pipeline.text.stored_text`);
+md escapes HTML and Markdown, so a name cannot become markup in a viewer that renders it;
+srt and vtt cue text never holds a timing arrow or a blank line, and vtt escapes ``& < >``.
+
+With ``subtitle_names: language`` the subtitles are ``name.<lang>.srt`` / ``.vtt``, which
+media servers (Plex, Jellyfin) and players pick up beside a video of the same name.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from hushdrop.pipeline import fsutil
 from hushdrop.pipeline.fsutil import candidate_stems, fsync_dir, link_no_clobber
 from hushdrop.pipeline.job import Job, Segment
 from hushdrop.pipeline.names import display_name, is_lossless_text, safe_stem
-from hushdrop.pipeline.subtitles import Cue, build_cues
+from hushdrop.pipeline.subtitles import Cue, build_cues, srt_text, vtt_text
+from hushdrop.pipeline.text import stored_text, terminal_text
 
 SCHEMA_VERSION = 1
 NO_SPEECH = "(no speech detected)"
@@ -75,7 +82,13 @@ def short_clock(seconds: float) -> str:
 
 
 def _cues(job: Job) -> list[Segment]:
-    return [s for s in job.transcript.segments if s.text]
+    """The segments that have text, their text fit for a file (:func:`pipeline.text.stored_text`)."""
+    segments = []
+    for segment in job.transcript.segments:
+        text = stored_text(segment.text)
+        if text:
+            segments.append(segment if text == segment.text else replace(segment, text=text))
+    return segments
 
 
 def render_txt(job: Job) -> str:
@@ -94,7 +107,7 @@ def subtitle_cues(job: Job) -> list[Cue]:
 
 def render_srt(job: Job) -> str:
     blocks = [
-        f"{i}\n{clock(c.start, ',')} --> {clock(c.end, ',')}\n{c.text}\n"
+        f"{i}\n{clock(c.start, ',')} --> {clock(c.end, ',')}\n{srt_text(c)}\n"
         for i, c in enumerate(subtitle_cues(job), start=1)
     ]
     return "\n".join(blocks)
@@ -104,7 +117,7 @@ def render_vtt(job: Job) -> str:
     blocks = ["WEBVTT\n"]
     if job.transcript.no_speech:
         blocks.append(f"NOTE {NO_SPEECH}\n")
-    blocks += [f"{clock(c.start)} --> {clock(c.end)}\n{c.text}\n" for c in subtitle_cues(job)]
+    blocks += [f"{clock(c.start)} --> {clock(c.end)}\n{vtt_text(c)}\n" for c in subtitle_cues(job)]
     return "\n".join(blocks)
 
 
@@ -142,28 +155,61 @@ def _source_record(job: Job) -> dict:
     return record
 
 
+# DEL and the C1 controls, which JSON allows raw in a string, as \u escapes: ``cat`` on the
+# file must not hand a terminal an escape sequence (json.dumps escapes the C0 range itself)
+_JSON_CONTROL_ESCAPES = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
+
+
+def json_text(record: dict) -> str:
+    """The JSON output's text for ``record``: readable UTF-8, every control character escaped."""
+    return json.dumps(record, ensure_ascii=False, indent=2).translate(_JSON_CONTROL_ESCAPES) + "\n"
+
+
 def render_json(job: Job) -> str:
     record = job_record(job)
     record["audio"] = {k: v for k, v in (record["audio"] or {}).items() if k != "path"}
-    return json.dumps(record, ensure_ascii=False, indent=2) + "\n"
+    return json_text(record)
+
+
+# HTML-significant characters as character references (Markdown passes raw HTML through, and
+# not every renderer knows backslash escapes for them); Markdown's own inline markers
+# (emphasis, code, links and images, headings, tables, strikethrough) backslash-escaped,
+# "_" only where it could open or close emphasis (not inside a word: "call_03" stays as it is)
+_MARKDOWN_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: "\\" + c for c in "\\`*[]#|~"}})
+_MARKDOWN_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
+_MARKDOWN_BLOCK_START = re.compile(r"[-+=]|\d{1,9}(?=[.)])")  # a list item, a setext underline
+
+
+def markdown_text(text: str, line_start: bool = False) -> str:
+    """``text`` as literal Markdown text on one line: it renders as itself, never as HTML,
+    a link or emphasis. ``line_start``: it begins a line, so a leading ``-``, ``+``, ``=`` or
+    ``1.`` is escaped too (it would start a list or underline a heading)."""
+    text = _MARKDOWN_UNDERSCORE.sub(r"\\_", " ".join(str(text).split()).translate(_MARKDOWN_ESCAPES))
+    if line_start and (m := _MARKDOWN_BLOCK_START.match(text)):
+        text = text[: m.end()] + "\\" + text[m.end() :] if m.group()[0].isdigit() else "\\" + text
+    return text
 
 
 def render_md(job: Job) -> str:
     facts = job.facts
     t = job.transcript
-    lines = [f"# {display_name(job.source.name)}", ""]
+    # the name as it reads on a terminal (controls and bidi controls as visible escapes), then as Markdown
+    lines = [f"# {markdown_text(terminal_text(job.source.name))}", ""]
     if facts:
         lines += [
             f"- **Duration:** {short_clock(facts.duration_s)}",
-            f"- **Format:** {facts.container} / {facts.codec}, {facts.sample_rate} Hz, {facts.channels} channel(s)",
+            f"- **Format:** {markdown_text(facts.container)} / {markdown_text(facts.codec)}, "
+            f"{facts.sample_rate} Hz, {facts.channels} channel(s)",
         ]
     language = f"{t.language} ({t.language_probability:.0%})" if t.language and t.language_probability else t.language
-    lines.append(f"- **Language:** {language or 'unknown'}")
+    lines.append(f"- **Language:** {markdown_text(language or 'unknown')}")
     if job.engine_info:
-        lines.append(f"- **Engine:** {job.engine_info.get('engine')} {job.engine_info.get('model')}")
+        engine = f"{job.engine_info.get('engine')} {job.engine_info.get('model')}"
+        lines.append(f"- **Engine:** {markdown_text(stored_text(engine))}")
     lines += ["", "---", ""]
-    items: list[tuple[float, str]] = [(s.start, s.text) for s in _cues(job)]
-    items += [(e.start, f"*[{e.kind}, {e.end - e.start:.0f} s]*") for e in t.events]
+    line_start = not job.show_timestamps
+    items: list[tuple[float, str]] = [(s.start, markdown_text(s.text, line_start)) for s in _cues(job)]
+    items += [(e.start, f"*[{markdown_text(stored_text(e.kind))}, {e.end - e.start:.0f} s]*") for e in t.events]
     if t.no_speech:
         items.append((0.0, f"*{NO_SPEECH}*"))
     for start, text in sorted(items, key=lambda item: item[0]):

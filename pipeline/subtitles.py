@@ -361,3 +361,28 @@ def build_cues(
             end = next_start  # never over the next cue (sorted: next_start >= cue.start)
         out.append(Cue(round(cue.start, 3), round(end, 3), cue.lines))
     return out
+
+
+# ---------------------------------------------------------------- a cue's text in a file
+
+_ARROW_RE = re.compile(r"-{2,}>")
+
+
+def _cue_lines(cue: Cue) -> list[str]:
+    """The cue's lines, each one line of text: no line break, no blank line (which ends a cue)."""
+    return [line for line in (" ".join(text.split()) for text in cue.lines) if line]
+
+
+def srt_text(cue: Cue) -> str:
+    """A cue's text for an .srt file. SubRip has no escapes, and its readers (ffmpeg's among
+    them) start a new cue at any line that holds a timing arrow, so every ``-->`` becomes ``→``."""
+    return "\n".join(_ARROW_RE.sub("→", line) for line in _cue_lines(cue))
+
+
+def vtt_text(cue: Cue) -> str:
+    """A cue's text for a .vtt file, escaped as WebVTT requires: ``&``, ``<`` and ``>`` as
+    character references, so no text opens a tag and no ``-->`` is left in a cue (``--&gt;``
+    reads the same on screen)."""
+    return "\n".join(
+        line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _cue_lines(cue)
+    )

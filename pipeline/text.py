@@ -1,4 +1,6 @@
-"""Text utilities shared by engines, stages and the config loader."""
+"""Text utilities shared by engines, stages and the config loader, and the two functions that
+make text from outside safe: :func:`terminal_text` for a terminal or a log line,
+:func:`stored_text` for a transcript file."""
 
 from __future__ import annotations
 
@@ -117,3 +119,57 @@ def _nested_fields(model: type[BaseModel], loc: tuple) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+# -- text from outside: shown on a terminal, written into a log or a transcript file --------
+
+# Unicode's explicit bidirectional formatting characters: they reorder what follows them on
+# screen, so a name "report\u202ewav.exe" reads "reportexe.vaw" (CVE-2021-42574, "Trojan Source").
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _terminal_escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}  # C0, DEL, C1
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    table.update({ord(c): f"\\u{ord(c):04x}" for c in BIDI_CONTROLS | {"\u2028", "\u2029"}})
+    # a lone surrogate: a file name's undecodable byte (os.fsdecode) as that byte, the way
+    # names.display_name shows it; any other one by its code point
+    table.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+    table.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in table})
+    return table
+
+
+_TERMINAL_ESCAPES = _terminal_escapes()
+
+
+def terminal_text(value: object) -> str:
+    """``str(value)`` as one line that is safe to print on a terminal or to write into a log.
+
+    Every character that moves the cursor, ends a line, sends an escape sequence or reorders
+    the text around it (C0 and C1 controls, DEL, line and paragraph separators, bidi
+    controls) becomes a visible escape: ``\\n``, ``\\x1b``, ``\\u202e``; an undecodable byte
+    of a file name becomes ``\\xNN``. So a file name can neither forge a log line nor clear
+    or retitle the terminal of the person reading it. Everything else, any script or emoji
+    included, is unchanged.
+    """
+    return str(value).translate(_TERMINAL_ESCAPES)
+
+
+def _stored_text_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for c in (*range(0x20), *range(0x7F, 0xA0)):
+        if c not in (0x09, 0x0A):
+            table[c] = " " if chr(c).isspace() else None  # a vertical tab still separates two words
+    table.update({c: None for c in range(0xD800, 0xE000)})  # a lone surrogate is not text (nor UTF-8)
+    return table
+
+
+_STORED_TEXT_TABLE = _stored_text_table()
+
+
+def stored_text(text: str) -> str:
+    """``text`` fit to go into a transcript file: control characters other than tab and newline
+    (NUL, ESC, DEL, the C1 range) and lone surrogates are dropped, and one that separates
+    words (CR, a vertical tab, a form feed, NEL) becomes a space. Text from an engine or from
+    an edit on the page passes through here before any output format escapes it further."""
+    return text.translate(_STORED_TEXT_TABLE)

@@ -16,6 +16,10 @@ or runs the job again when nobody holds its lease any more. Per running job:
 - the worker's lease is renewed → progress for `hushdrop status`;
 - the lease ran out → the worker was killed or lost: a transient failure, retried by the
   usual rules (``max_attempts``, backoff), exactly like a local worker that died;
+- the run went past its time limit (``time_limits``, judged by ``dispatch.overrun`` from the
+  stage and duration in the lease) → the worker stops it itself and answers ``Failed``
+  naming the stage; should no answer come ``lease_seconds`` after the limit, the attempt is
+  failed here with the same words and a later answer for it is dropped;
 - never picked up (the broker lost the message, or no worker of that queue is left) →
   sent again a few times, then given back to the queue as an interruption.
 
@@ -34,7 +38,9 @@ from typing import Any
 
 from hushdrop.pipeline.config import Settings, profile_document
 from hushdrop.pipeline.logs import job_log, log
-from hushdrop.pipeline.watch.dispatch import SpoolWatch, accept_failure, accept_result, prepare_for_run, run_message
+from hushdrop.pipeline.watch.dispatch import (
+    RunClock, SpoolWatch, accept_failure, accept_result, overrun, prepare_for_run, run_message,
+)
 from hushdrop.pipeline.watch.executor import wait_for_running_jobs
 from hushdrop.pipeline.watch.finish import fail_job, resolve_interrupted
 from hushdrop.pipeline.watch.ledger import Ledger, State
@@ -61,6 +67,7 @@ class RemoteRun:
     leased_at: float | None = None  # monotonic; when a lease was last seen
     host: str | None = None
     resent: int = 0
+    clock: RunClock | None = None  # the run's times from its first lease on, for its time limits
 
 
 def owns(row_worker: str | None) -> str | None:
@@ -294,8 +301,16 @@ class CeleryExecutor:
                 lease = json_loads(raw)
                 run.leased_at = now
                 run.host = lease.get("host")
+                duration = lease.get("duration_s")
+                run.clock = (run.clock or RunClock.begin(now)).advance(
+                    lease.get("stage"), float(duration) if isinstance(duration, (int, float)) else None, now,
+                )
                 if lease.get("stage"):
                     self.ledger.progress(run.job_id, lease["stage"], float(lease.get("fraction") or 0.0))
+                # the worker stops its own run at the limit and answers; this is for a worker that does not
+                reason = overrun(self.settings, run.clock, now - self.lease_s)
+                if reason is not None:
+                    self._overran(run, reason)
                 continue
             if run.leased_at is not None:
                 if now - run.leased_at > self.lease_s:
@@ -314,6 +329,18 @@ class CeleryExecutor:
                 f"the worker on {run.host or 'a remote machine'} stopped renewing its lease for {self.lease_s:.0f} s: "
                 f"it was killed, crashed, or lost its machine or network", Fault.TRANSIENT,
             )
+        self._forget(run)
+
+    def _overran(self, run: RemoteRun, reason: str) -> None:
+        """A remote run past its time limit with no answer from its worker: the attempt fails here,
+        naming the stage, and the task's token goes, so no delivery of it runs again. Celery's
+        revoke cannot stop it: a solo-pool worker reads no control message while a task runs."""
+        if self.app.backend.get_task_meta(run.task_id).get("status") in ("SUCCESS", "FAILURE"):
+            return  # it answered just now: the next round collects it
+        accept_failure(self.settings, self.ledger, Failed(
+            run.job_id, run.clock.stage,
+            f"{reason}; the worker on {run.host or 'a remote machine'} did not stop it by itself", Fault.TRANSIENT, run.attempt,
+        ))
         self._forget(run)
 
     def _not_taken(self, run: RemoteRun) -> None:
@@ -366,6 +393,7 @@ class CeleryExecutor:
                 "run": to_dict(message),
                 "profile": profile_document(profile),
                 "spool_relative": str(Path(row.spool_path).relative_to(self.settings.spool_dir)),
+                "time_limits": self.settings.time_limits.model_dump(),
             }
             run = RemoteRun(row.id, row.attempts, task_id, profile.queue, time.monotonic(), payload)
             try:

@@ -15,17 +15,19 @@ The first answer for a (job, attempt) wins: an answer for a job that is no longe
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from hushdrop.pipeline.audio import duration_text
 from hushdrop.pipeline.config import Profile, Settings
 from hushdrop.pipeline.fsutil import sha256_file
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.retention import RetentionError
 from hushdrop.pipeline.watch.finish import commit_job, dispose_of_original, fail_job, quarantine_job, skip_duplicate
 from hushdrop.pipeline.watch.ledger import ACTIVE, JobRow, Ledger, State
-from hushdrop.pipeline.watch.protocol import Failed, Fault, Finished, RunJob, fault_of_os_error
+from hushdrop.pipeline.watch.protocol import OPENING_STAGE, Failed, Fault, Finished, RunJob, fault_of_os_error
 
 # a claimed original still being written this many settle periods later is set aside
 MAX_CHANGES_AFTER_CLAIM = 20
@@ -153,6 +155,58 @@ def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
 def run_message(row: JobRow) -> RunJob:
     """What a worker is sent for processing job ``row``."""
     return RunJob(row.id, row.attempts, str(row.spool_path), row.profile, row.language, row.content_hash)
+
+
+# ---------------------------------------------------------------------------
+# while a run goes on: its time limits
+
+
+@dataclass(frozen=True)
+class RunClock:
+    """One run's times (monotonic seconds): when it began, the stage it is in and since when, and
+    the recording's duration once the worker reported it. Each backend keeps one per running job
+    and moves it on with the run's progress reports; :func:`overrun` judges it."""
+
+    started_at: float
+    stage: str
+    stage_started_at: float
+    duration_s: float | None = None
+
+    @classmethod
+    def begin(cls, now: float) -> "RunClock":
+        return cls(now, OPENING_STAGE, now)
+
+    def advance(self, stage: str | None, duration_s: float | None, now: float) -> "RunClock":
+        """The clock after a progress report: a new stage starts its own time; a duration, once known, stays."""
+        duration = self.duration_s if duration_s is None else duration_s
+        if not stage or stage == self.stage:
+            return replace(self, duration_s=duration)
+        return RunClock(self.started_at, stage, now, duration)
+
+
+def overrun(settings: Settings, clock: RunClock, now: float) -> str | None:
+    """Why the run that ``clock`` times is past its stage's or its whole run's limit (``time_limits``),
+    as a sentence naming the stage; None while it is within both.
+
+    Each limit is ``max(floor, factor × duration)``. The duration counts for at most
+    ``max_duration_hours`` (a longer recording is refused anyway), and an unknown or
+    nonsensical one for nothing: a header that lies about its length buys a stuck run no
+    more time than the longest recording hushdrop accepts would get.
+    """
+    limits = settings.time_limits
+    duration = clock.duration_s
+    if duration is None or not math.isfinite(duration) or duration < 0:
+        duration, recording = 0.0, "the recording's length was not known yet"
+    else:
+        duration = min(duration, settings.max_duration_hours * 3600)
+        recording = f"recording of {duration_text(duration)}"
+    stage_limit = limits.stage_seconds(duration)
+    if now - clock.stage_started_at > stage_limit:
+        return f"stage {clock.stage!r} ran past its {duration_text(stage_limit)} limit ({recording})"
+    job_limit = limits.job_seconds(duration)
+    if now - clock.started_at > job_limit:
+        return f"the job ran past its {duration_text(job_limit)} limit, in stage {clock.stage!r} ({recording})"
+    return None
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,11 @@ idle, so at most ``workers`` jobs are in flight; intake stops claiming when
 Every failure is bounded. A worker that dies before it is ready is started again
 after an exponentially growing pause; after ``worker_start_attempts`` such deaths in
 a row the executor sets ``fatal`` and `watch` stops with that message. A job whose
-worker vanished is run again a bounded number of times (``max_attempts``).
+worker vanished is run again a bounded number of times (``max_attempts``). A run that
+goes past its time limit (``time_limits``, judged by ``pipeline.watch.dispatch.overrun`` from
+the worker's progress reports) has its worker killed, with whatever it started, and another
+started in its place; the attempt counts, so a recording that always hangs ends in quarantine
+with the stage named.
 """
 
 from __future__ import annotations
@@ -32,14 +36,14 @@ from typing import Any, Protocol
 from hushdrop.pipeline.config import Settings, resolve_workers
 from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.watch.dispatch import (
-    MAX_CHANGES_AFTER_CLAIM, SpoolWatch, accept_failure, accept_lost_worker, accept_result, dispose_or_log,
-    prepare_for_run, run_message,
+    MAX_CHANGES_AFTER_CLAIM, RunClock, SpoolWatch, accept_failure, accept_lost_worker, accept_result, dispose_or_log,
+    overrun, prepare_for_run, run_message,
 )
 from hushdrop.pipeline.watch.finish import resolve_interrupted
 from hushdrop.pipeline.watch.ledger import Ledger, State
-from hushdrop.pipeline.watch.protocol import CannotStart, Failed, Finished, Progress, Ready, Stop
+from hushdrop.pipeline.watch.protocol import CannotStart, Failed, Fault, Finished, Progress, Ready, Stop
 from hushdrop.pipeline.watch.recovery import remove_temp_audio
-from hushdrop.pipeline.watch.worker import worker_main
+from hushdrop.pipeline.watch.worker import stop_process_tree, worker_main
 
 __all__ = ["Executor", "LocalExecutor", "MAX_CHANGES_AFTER_CLAIM"]
 
@@ -88,9 +92,12 @@ class Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     job_id: int | None = None
+    attempt: int | None = None  # of the job it runs
+    clock: RunClock | None = None  # the run's times, for its time limits
     info: dict[str, Any] = field(default_factory=dict)
     ready: bool = False
     start_error: str | None = None
+    stopped_because: str | None = None  # set when the executor killed it (a run past its limit)
 
     @property
     def owner(self) -> str:
@@ -166,7 +173,7 @@ class LocalExecutor:
         with self._lock:
             for worker in self._workers:
                 if worker.job_id is not None:
-                    worker.process.kill()
+                    stop_process_tree(worker.process.pid)  # with the ffmpeg it runs, which would outlive it
                     worker.process.join(10)
                     if self.ledger.broken is None:
                         self.ledger.release(worker.job_id, count_attempt=False)
@@ -200,6 +207,7 @@ class LocalExecutor:
             try:
                 with self._lock:
                     self._collect()
+                    self._enforce_time_limits()
                     self._reap()
                     if not self._draining.is_set():
                         self._dispatch()
@@ -233,6 +241,8 @@ class LocalExecutor:
         if message.job_id != worker.job_id:
             return  # a message about a job this worker no longer owns (released)
         if isinstance(message, Progress):
+            if worker.clock is not None:
+                worker.clock = worker.clock.advance(message.stage, message.duration_s, time.monotonic())
             self.ledger.progress(message.job_id, message.stage, message.fraction)
             return
         worker.job_id = None
@@ -240,6 +250,25 @@ class LocalExecutor:
             accept_result(self.settings, self.ledger, message)
         else:
             accept_failure(self.settings, self.ledger, message)
+
+    def _enforce_time_limits(self) -> None:
+        """Kill the worker of a run past its stage's or its job's time limit (with the processes it
+        started) and fail the attempt, naming the stage; ``_reap`` then starts another worker."""
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker.job_id is None or worker.clock is None or not worker.process.is_alive():
+                continue
+            reason = overrun(self.settings, worker.clock, now)
+            if reason is None:
+                continue
+            job_id, stage = worker.job_id, worker.clock.stage
+            worker.stopped_because = f"job {job_id}: {reason}"
+            stop_process_tree(worker.process.pid)
+            worker.process.join(10)
+            worker.job_id = worker.clock = None
+            accept_failure(self.settings, self.ledger, Failed(
+                job_id, stage, f"{reason}; the worker was stopped", Fault.TRANSIENT, worker.attempt,
+            ))
 
     def _reap(self) -> None:
         now = time.monotonic()
@@ -274,7 +303,10 @@ class LocalExecutor:
                 log().error("%s could not start: %s; trying again in %.0f s", worker.name, reason, delay)
                 self._respawn_at[i] = now + delay
                 continue
-            log().warning("%s exited (code %s); starting another", worker.name, code)
+            if worker.stopped_because:
+                log().warning("%s stopped: %s; starting another", worker.name, worker.stopped_because)
+            else:
+                log().warning("%s exited (code %s); starting another", worker.name, code)
             self._respawn_at[i] = now
 
     def _dispatch(self) -> None:
@@ -289,7 +321,7 @@ class LocalExecutor:
                 continue
             worker = idle.pop(0)
             row = self.ledger.start(row.id, worker.owner)
-            worker.job_id = row.id
+            worker.job_id, worker.attempt, worker.clock = row.id, row.attempts, RunClock.begin(time.monotonic())
             try:
                 worker.conn.send(run_message(row))
             except OSError:

@@ -147,8 +147,30 @@ def dispose_of_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobR
     return row
 
 
+def inbox_folder_words(settings: Settings, profile: str) -> str:
+    """A profile's inbox folder as a note names it: relative to the inbox, never an absolute path
+    (notes are shown on the web page, to whoever may log in)."""
+    relative = os.path.relpath(profile_folder(settings, profile), settings.inbox)
+    return "the inbox" if relative == "." else f"the inbox folder {relative}/"
+
+
+def without_own_paths(text: str, settings: Settings) -> str:
+    """``text`` with hushdrop's own folders (spool, quarantine, workdir, inbox, outbox) named by
+    their role instead of their absolute path: an error message often names the spool copy."""
+    folders = {
+        settings.spool_dir: "<spool>", settings.quarantine: "<quarantine>", settings.workdir: "<workdir>",
+        settings.inbox: "<inbox>", settings.outbox: "<outbox>",
+    }
+    for folder, role in list(folders.items()):
+        folders.setdefault(Path(os.path.realpath(folder)), role)
+    for folder, role in sorted(folders.items(), key=lambda item: -len(str(item[0]))):
+        if folder.is_absolute() and str(folder) != "/":
+            text = text.replace(str(folder), role)
+    return text
+
+
 def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: Fault, settings: Settings) -> str:
-    folder = profile_folder(settings, row.profile)
+    folder = inbox_folder_words(settings, row.profile)
     if fault == Fault.ENVIRONMENT:
         advice = (
             f"The recording itself is probably fine: the machine kept failing for {settings.environment_retry_hours:g} h\n"
@@ -172,11 +194,22 @@ def error_note(row: JobRow, stage: str, message: str, attempts: int, fault: Faul
         f"job:      {row.id}\n"
         f"profile:  {row.profile}\n"
         f"stage:    {stage}\n"
-        f"reason:   {message}\n"
+        f"reason:   {without_own_paths(message, settings)}\n"
         f"attempts: {attempts}\n\n"
-        f"The recording beside this note is byte-for-byte what was dropped; hushdrop never shreds\n"
-        f"a file it could not transcribe.\n\n{advice}\n"
+        f"The recording beside this note is byte-for-byte what was dropped. {kept_for(settings)}\n\n{advice}\n"
     )
+
+
+def kept_for(settings: Settings) -> str:
+    """How long quarantine keeps a recording (``quarantine_max_days``, ``quarantine_max_gb``)."""
+    limits = []
+    if settings.quarantine_max_days is not None:
+        limits.append(f"for {settings.quarantine_max_days:g} days")
+    if settings.quarantine_max_gb is not None:
+        limits.append(f"while quarantine holds less than {settings.quarantine_max_gb:g} GB (the oldest go first)")
+    if not limits:
+        return "hushdrop keeps it until someone removes it."
+    return "hushdrop keeps it " + " and ".join(limits) + ", then shreds it."
 
 
 def quarantine_job(

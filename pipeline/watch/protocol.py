@@ -29,6 +29,9 @@ class Fault(StrEnum):
     ENVIRONMENT = "environment"  # the machine (disk full, permissions, a broken tool): retry for hours
 
 
+OPENING_STAGE = "open"  # what a run is in before its chain's first stage: reading the file, building the chain
+
+
 def fault_of_os_error(exc: OSError) -> Fault:
     """Disk full, read-only, permission, I/O errors: the environment. Anything else: transient."""
     return Fault.ENVIRONMENT if exc.errno in ENVIRONMENT_ERRNOS else Fault.TRANSIENT
@@ -72,12 +75,15 @@ class CannotStart:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a running job is: ``fraction`` of the whole chain (0–1), now in ``stage``."""
+    """Where a running job is: ``fraction`` of the whole chain (0–1), now in ``stage``;
+    ``duration_s``: the recording's length once the worker has read it (it scales the
+    job's time limits, ``pipeline.watch.dispatch.overrun``)."""
 
     kind: ClassVar[str] = "progress"
     job_id: int
     stage: str
     fraction: float
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ it checks that the coordinator still wants it, takes the task's lease, reads the
 original from the shared spool (read only, verified against the claim's SHA-256), runs the
 chain with the profile options the task carries, and returns the transcript document.
 It writes nothing in the outbox, the ledger or the spool; only its own private temp audio.
+A run past the task's time limits (the coordinator's ``time_limits``) is stopped here: its
+``Failed`` answer is stored, and the worker kills what it started and starts afresh in place.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hushdrop.pipeline.config import Profile, Settings, profile_from_document
+from hushdrop.pipeline.config import Profile, Settings, TimeLimits, profile_from_document
 from hushdrop.pipeline.engines import engine_for
 from hushdrop.pipeline.fsutil import private_dir, sha256_file
 from hushdrop.pipeline.logs import job_log, log
+from hushdrop.pipeline.watch.dispatch import RunClock, overrun
 from hushdrop.pipeline.watch.protocol import Failed, Fault, Progress, RunJob, from_dict, to_dict
 from hushdrop.pipeline.watch.remote import (
     LEASE_KEY, TASK_NAME, TOKEN_KEY, WORKER_KEY, Beat, broker_url, dumps, host_name, make_app, redact, redis_client,
 )
 from hushdrop.pipeline.watch.recovery import remove_temp_audio
 from hushdrop.pipeline.watch.service import lock_workdir
-from hushdrop.pipeline.watch.worker import load_model, run_job
+from hushdrop.pipeline.watch.worker import load_model, restart_this_process, run_job
+
+LIMIT_CHECK_SECONDS = 1.0
 
 
 class RemoteWorker:
@@ -123,7 +128,9 @@ class RemoteWorker:
             logger.info("task %s is no longer wanted by the coordinator; skipped", task_id)
             return None
         lease = LEASE_KEY.format(task_id)
-        state = {"host": self.host, "worker": self.name, "pid": os.getpid(), "stage": None, "fraction": 0.0}
+        state = {"host": self.host, "worker": self.name, "pid": os.getpid(), "stage": None, "fraction": 0.0, "duration_s": None}
+        clock = [RunClock.begin(time.monotonic())]
+        limited = self._settings_with_limits(payload)
         if not self.redis.set(lease, dumps(state), nx=True, ex=math.ceil(self.lease_s)):
             logger.info("task %s already runs elsewhere (a second delivery); skipped", task_id)
             return None
@@ -136,20 +143,52 @@ class RemoteWorker:
 
         def progress(update: Progress) -> None:
             state.update(stage=update.stage, fraction=update.fraction)
+            if update.duration_s is not None:
+                state["duration_s"] = update.duration_s
+            clock[0] = clock[0].advance(update.stage, update.duration_s, time.monotonic())
             with self._lock:
                 if self.current:
                     self.current["stage"] = update.stage
 
+        def check_limits() -> None:
+            reason = overrun(limited, clock[0], time.monotonic())
+            if reason is not None:
+                self._stop_overrun(task_id, Failed(
+                    message.job_id, clock[0].stage, f"{reason}; worker {self.name} on {self.host} was stopped",
+                    Fault.TRANSIENT, message.attempt,
+                ))
+
         renewer = Beat(f"lease {task_id}", self.lease_s / 4, renew).start()
+        watchdog = Beat(f"time limits {task_id}", LIMIT_CHECK_SECONDS, check_limits).start()
         try:
             answer = self._run_checked(message, payload, progress)
         finally:
+            watchdog.stop()
             renewer.stop()  # the lease is left to expire: the coordinator reads the result first
             with self._lock:
                 self.current = None
             self.jobs_done += 1
             self.announce()
         return to_dict(answer)
+
+    def _settings_with_limits(self, payload: dict[str, Any]) -> Settings:
+        """This worker's settings with the time limits the task carries (the coordinator's), or its own."""
+        try:
+            return self.settings.model_copy(update={"time_limits": TimeLimits.model_validate(payload["time_limits"])})
+        except (KeyError, TypeError, ValueError):
+            return self.settings
+
+    def _stop_overrun(self, task_id: str, failure: Failed) -> None:
+        """The run is past its time limit and may be stuck where no thread can interrupt it (a
+        blocking system call, a C library): store its ``Failed`` answer for the coordinator, then
+        kill what it started and run this worker afresh in the same process (it never returns)."""
+        job_log(failure.job_id).error("%s; this worker starts afresh", failure.message)
+        try:
+            self.app.backend.store_result(task_id, to_dict(failure), "SUCCESS")
+            self.redis.delete(LEASE_KEY.format(task_id), WORKER_KEY.format(self.name))
+        except Exception as exc:  # noqa: BLE001 - the broker is away: the coordinator's own limit fails the attempt
+            log().error("could not tell the coordinator (%s); its own limit will fail the attempt", exc)
+        restart_this_process()
 
     def _run_checked(self, message: RunJob, payload: dict[str, Any], progress):
         try:

@@ -1,4 +1,5 @@
-"""Periodic work, on APScheduler's clock: rescans, retries, stale claims, expiry, heartbeat.
+"""Periodic work, on APScheduler's clock: rescans, retries, stale claims, expiry, the
+quarantine's limits, heartbeat.
 
 Each job is small and idempotent; ``coalesce`` and ``max_instances=1`` mean a slow
 run is never stacked on itself.
@@ -58,6 +59,17 @@ def expire_outbox(settings: Settings) -> int:
     if removed:
         log().info("expired %d outbox file(s) older than %g days", removed, settings.outbox_expiry_days)
     return removed
+
+
+QUARANTINE_CHECK_SECONDS = 300.0
+
+
+def bound_quarantine(settings: Settings, ledger: Ledger) -> int:
+    """Keep quarantine within ``quarantine_max_gb`` and ``quarantine_max_days``, the oldest
+    recordings going first (``pipeline.watch.quarantine``); returns how many were removed."""
+    from hushdrop.pipeline.watch.quarantine import prune
+
+    return len(prune(settings, ledger))
 
 
 class Scheduler:

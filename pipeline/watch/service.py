@@ -23,7 +23,9 @@ from hushdrop.pipeline.fsutil import private_dir
 from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 from hushdrop.pipeline.logs import log
 from hushdrop.pipeline.watch.recovery import recover
-from hushdrop.pipeline.watch.scheduler import Scheduler, expire_outbox, finish_stale_seen, requeue_due_retries
+from hushdrop.pipeline.watch.scheduler import (
+    QUARANTINE_CHECK_SECONDS, Scheduler, bound_quarantine, expire_outbox, finish_stale_seen, requeue_due_retries,
+)
 from hushdrop.pipeline.watch.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAKEN, Watcher
 
 
@@ -169,6 +171,7 @@ class Service:
         if settings.outbox_expiry_days is not None:
             expire_outbox(settings)
             scheduler.every(3600.0, lambda: expire_outbox(settings), "outbox-expiry")
+        scheduler.every(QUARANTINE_CHECK_SECONDS, lambda: bound_quarantine(settings, ledger), "quarantine-limits")
         scheduler.start()
         workers = f"{settings.workers} worker(s)" if settings.executor == "local" else "remote workers through the broker"
         log().info("hushdrop is watching (pid %d, %s); Ctrl-C or SIGTERM stops it cleanly", os.getpid(), workers)

@@ -6,12 +6,14 @@ heartbeat older than three periods means it is not running (or hung).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
 from typing import Any
 
 from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.text import terminal_text
 from hushdrop.pipeline.watch.ledger import WAITING, Ledger, State
 
 
@@ -32,6 +34,24 @@ def gpu_memory() -> list[dict[str, Any]]:
         index, name, used, total = [part.strip() for part in line.split(",")]
         gpus.append({"index": int(index), "name": name, "used_mib": int(used), "total_mib": int(total)})
     return gpus
+
+
+def still_there(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The intake problems the watcher last wrote, less those whose file or folder is gone since
+    (the list is a snapshot: it outlives the files, and the watcher, when it stops)."""
+    return [p for p in problems if isinstance(p, dict) and p.get("path") and os.path.lexists(p["path"])]
+
+
+def quarantine_facts(settings: Settings) -> dict[str, Any] | None:
+    """Bytes and recordings in quarantine, and its limits; None where the folder cannot be read."""
+    from hushdrop.pipeline.watch.quarantine import describe, usage
+
+    try:
+        held = usage(settings)
+    except OSError:
+        return None
+    return {"bytes": held.bytes, "files": held.files, "max_gb": settings.quarantine_max_gb,
+            "max_days": settings.quarantine_max_days, "line": describe(settings, held)}
 
 
 def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
@@ -89,19 +109,26 @@ def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
         "recent_done": done,
         "recent_failed": failed,
         "waiting_on_environment": waiting_on_environment,
-        "intake_problems": service.get("intake_problems") or [],
+        "intake_problems": still_there(service.get("intake_problems") or []),
+        "quarantine": quarantine_facts(settings),
         "gpu": gpu_memory() if "cuda" in devices else [],
     }
 
 
 def render(status: dict[str, Any], console) -> None:
+    """``status`` as lines for a person. Every value read from the ledger (names, errors,
+    paths, worker names) is shown with its control and bidi characters as visible escapes
+    and its markup escaped (:func:`pipeline.cli.shown`), so a recording's name cannot clear,
+    retitle or reorder the admin's terminal."""
     from rich.table import Table
+
+    from hushdrop.pipeline.cli import shown
 
     if "note" in status:
         console.print(status["note"])
         return
     if status["running"]:
-        console.print(f"[green]●[/] watching {status['inbox']} ({status['watch_mode']}), pid {status['pid']}, "
+        console.print(f"[green]●[/] watching {shown(status['inbox'])} ({shown(status['watch_mode'])}), pid {status['pid']}, "
                       f"heartbeat {status['heartbeat_age_s']} s ago")
     else:
         age = f"last heartbeat {status['heartbeat_age_s']} s ago" if status["heartbeat_age_s"] is not None else "never ran"
@@ -113,22 +140,24 @@ def render(status: dict[str, Any], console) -> None:
         + (" (intake paused: queue full)" if status["intake_paused"] else "")
         + f" · done {counts.get('done', 0)} · quarantined {counts.get('quarantined', 0)} · failed (retrying) {counts.get('failed', 0)}"
     )
+    if status.get("quarantine"):
+        console.print(terminal_text(status["quarantine"]["line"]), markup=False)
     for worker in status["workers"]:
         model = f"{worker.get('engine', '?')} {worker.get('model', '?')} on {worker.get('device', '?')} ({worker.get('compute_type', '?')})"
         if worker.get("remote"):
             doing = f"job {worker['job']} ({worker.get('stage') or 'starting'})" if worker.get("job") else "idle"
-            console.print(
+            console.print(terminal_text(
                 f"  {worker['name']} on {worker.get('host', '?')}, queues {','.join(worker.get('queues', []))}: {doing}; "
-                f"{model}; heartbeat {worker.get('heartbeat_age_s', '?')} s ago", markup=False,
+                f"{model}; heartbeat {worker.get('heartbeat_age_s', '?')} s ago"), markup=False,
             )
             continue
-        console.print(f"  {worker['name']} pid {worker['pid']}: {model if worker.get('ready') else 'loading…'}")
+        console.print(f"  {shown(worker['name'])} pid {shown(worker['pid'])}: {shown(model) if worker.get('ready') else 'loading…'}")
     for gpu in status["gpu"]:
-        console.print(f"  GPU {gpu['index']} {gpu['name']}: {gpu['used_mib']} / {gpu['total_mib']} MiB")
+        console.print(f"  GPU {gpu['index']} {shown(gpu['name'])}: {gpu['used_mib']} / {gpu['total_mib']} MiB")
     if status["in_flight"]:
         table = Table("job", "file", "profile", "stage", "progress", "running")
         for j in status["in_flight"]:
-            table.add_row(str(j["job"]), j["name"], j["profile"], j["stage"] or "starting",
+            table.add_row(str(j["job"]), shown(j["name"]), shown(j["profile"]), shown(j["stage"] or "starting"),
                           f"{(j['progress'] or 0):.0%}", f"{j['seconds']} s")
         console.print(table)
     if status["recent_done"]:
@@ -136,17 +165,18 @@ def render(status: dict[str, Any], console) -> None:
         for j in status["recent_done"]:
             dup = f" (same content as job {j['duplicate_of']})" if j["duplicate_of"] else ""
             first = j["outputs"][0] if j["outputs"] else ""
-            console.print(f"  {j['job']} {j['name']} → {first}{dup}")
+            console.print(f"  {j['job']} {shown(j['name'])} → {shown(first)}{dup}")
     if status["waiting_on_environment"]:
         console.print("[red]waiting on the machine[/] (not the recordings' fault; see `hushdrop doctor`):")
         for j in status["waiting_on_environment"]:
-            console.print(f"  {j['job']} {j['name']}: {j['stage']}: {j['error']} (failed {j['failures']} time(s))", markup=False)
+            console.print(terminal_text(f"  {j['job']} {j['name']}: {j['stage']}: {j['error']} (failed {j['failures']} time(s))"),
+                          markup=False)
     if status["intake_problems"]:
         console.print("[yellow]left in the inbox[/]:")
         for problem in status["intake_problems"]:
-            console.print(f"  {problem['path']}: {problem['reason']}", markup=False)
+            console.print(terminal_text(f"  {problem['path']}: {problem['reason']}"), markup=False)
     if status["recent_failed"]:
         console.print("recently failed:")
         for j in status["recent_failed"]:
-            where = f" → {j['quarantine']}" if j["quarantine"] else " (will retry)"
-            console.print(f"  {j['job']} {j['name']}: {j['stage']}: {j['error']}{where}")
+            where = f" → {shown(j['quarantine'])}" if j["quarantine"] else " (will retry)"
+            console.print(f"  {j['job']} {shown(j['name'])}: {shown(j['stage'])}: {shown(j['error'])}{where}")

@@ -13,9 +13,11 @@ the protocol over a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,7 +27,7 @@ from hushdrop.pipeline.config import Profile, Settings
 from hushdrop.pipeline.errors import EnvironmentFault, StageError
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.watch.protocol import (
-    CannotStart, Failed, Fault, Finished, Progress, Ready, RunJob, Stop, fault_of_os_error,
+    OPENING_STAGE, CannotStart, Failed, Fault, Finished, Progress, Ready, RunJob, Stop, fault_of_os_error,
 )
 
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +68,7 @@ def run_job(
 
     logger = job_log(job_id)
     started = time.perf_counter()
+    send_progress(Progress(job_id, OPENING_STAGE, 0.0, recording_duration(Path(message.spool_path))))
     try:
         job = processor.run_chain(Path(message.spool_path), profile, progress, language=message.language)
     except StageError as exc:
@@ -82,6 +85,17 @@ def run_job(
     job.audio = None
     logger.info("transcribed in %.1f s", time.perf_counter() - started)
     return Finished(job_id, job, message.attempt)
+
+
+def recording_duration(path: Path) -> float | None:
+    """The recording's duration by its header, which scales the job's time limits; None when the
+    header cannot be read (the chain then says why, in its own words)."""
+    from hushdrop.pipeline.audio import probe
+
+    try:
+        return probe(path).duration_s
+    except Exception:  # noqa: BLE001 - the chain's own probe reports it
+        return None
 
 
 def load_model(settings: Settings, processor) -> dict[str, Any]:
@@ -154,3 +168,66 @@ def _serve(settings: Settings, conn: Connection, processor, info: dict[str, Any]
         assert isinstance(message, RunJob), message
         conn.send(run_job(processor, settings, message, conn.send))
     processor.close()
+
+
+# ---------------------------------------------------------------------------
+# stopping a worker whose run is past its time limit (pipeline.watch.dispatch.overrun)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (an ffmpeg it started, and theirs), read from /proc; none where
+    there is no /proc."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # the command name in parentheses may hold spaces and parentheses: the fields follow the last ')'
+        fields = text[text.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def stop_process_tree(pid: int) -> None:
+    """Kill ``pid`` and every process below it with SIGKILL. It is frozen first (SIGSTOP), so it
+    cannot start another child while they are found. No SIGTERM first: a local worker ignores it
+    on purpose (the coordinator decides when it stops), and nothing a stuck run would do on it
+    is kept."""
+    _kill(pid, signal.SIGSTOP)
+    for child in descendants(pid):
+        _kill(child, signal.SIGKILL)
+    _kill(pid, signal.SIGKILL)
+
+
+def restart_this_process() -> None:
+    """Kill every process this one started, then replace it with a fresh run of its own command
+    line (same pid, arguments and environment); it never returns. For a `hushdrop worker` whose
+    run is stuck where no thread can interrupt it (a blocking system call, a C library)."""
+    for child in descendants(os.getpid()):
+        _kill(child, signal.SIGKILL)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        os.execv(sys.executable, sys.orig_argv)
+    finally:
+        os._exit(75)  # EX_TEMPFAIL: the exec failed; a supervisor (systemd's Restart=) starts it again

@@ -4,15 +4,22 @@ The guard (a plain ASGI middleware) decides before any route runs:
 
 1. a server on a loopback address answers only requests whose ``Host`` is a loopback
    name (a DNS-rebinding page cannot talk to it);
-2. the session comes from its signed cookie, or a new one is made (for its CSRF token);
-3. ``/healthz``, ``/static/``, ``/login`` and ``/lang/`` are open; ``/readyz`` and
-   ``/metrics`` are open to clients on this machine; everything else needs the password
-   when one is set (a page answers with the login page, the API with 401);
-4. every request that changes something (not GET/HEAD) must carry ``Origin`` equal to
-   the page's own and the session's CSRF token (``X-CSRF-Token``, or the login form's
-   field), else 403;
-5. every response gets ``Content-Security-Policy: default-src 'self'`` and the usual
-   headers; a new session's cookie is HttpOnly, SameSite=Strict (and Secure over HTTPS).
+2. who is asking (``address.client_of``): the connection's peer, or the client named by a
+   proxy listed in ``web.trusted_proxies``; a request is *local* only when it comes straight
+   from this machine with no forwarding header (``Forwarded``, ``X-Forwarded-For``,
+   ``X-Real-IP``, ``X-Forwarded-Host``) — a proxy connects from 127.0.0.1 for anyone;
+3. without a password only local requests are served: anything else but ``/healthz`` and
+   ``/static/`` gets a 403 that says to set one;
+4. the session comes from its signed cookie, or a new one is made (for its CSRF token);
+5. ``/healthz``, ``/static/``, ``/login`` and ``/lang/`` are open; ``/readyz`` and
+   ``/metrics`` are open to local requests; everything else needs the password when one is
+   set (a page answers with the login page, the API with 401);
+6. every request that changes something (not GET/HEAD) must carry ``Origin`` equal to
+   the page's own (or, from a trusted proxy, the one its ``X-Forwarded-Proto``/``-Host``
+   name) and the session's CSRF token (``X-CSRF-Token``, or the login form's field), else 403;
+7. every response gets ``Content-Security-Policy: default-src 'self'`` and the usual
+   headers; a new session's cookie is HttpOnly, SameSite=Strict (and Secure over HTTPS,
+   or when a trusted proxy says the browser used HTTPS).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,12 +48,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hushdrop.pipeline.config import Settings, known_languages
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.fsutil import private_dir
-from hushdrop.pipeline.watch.ledger import Ledger, State
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 from hushdrop.pipeline.names import display_name
 from hushdrop.pipeline.outputs import short_clock
+from hushdrop.pipeline.watch import quarantine
 from hushdrop.pipeline.web import i18n, jobs as jobviews, uploads
-from hushdrop.pipeline.web.address import host_of, is_loopback, parse_listen
-from hushdrop.pipeline.web.catalog import Catalog
+from hushdrop.pipeline.web.address import Client, client_of, host_of, is_loopback, parse_listen, parse_networks
+from hushdrop.pipeline.web.catalog import Catalog, CatalogUnavailable
 from hushdrop.pipeline.web.metrics import LedgerCollector, watcher_running
 from hushdrop.pipeline.web.security import SESSION_COOKIE, SESSION_SECONDS, LoginLimiter, Session, SessionSigner, load_key, same_token, verify_password
 
@@ -80,9 +89,10 @@ class WebState:
             ])
         private_dir(settings.workdir)
         self.ledger = Ledger(settings.ledger_path)
-        self.catalog = Catalog(settings.workdir / "web-catalog.sqlite3")
+        self.catalog = Catalog(settings.workdir / "web-catalog.sqlite3", self.ledger)
         self.signer = SessionSigner(load_key(settings.workdir / "web-session.key"), self.password_hash)
         self.limiter = LoginLimiter()
+        self.trusted_proxies = parse_networks(settings.web.trusted_proxies)
         self.tracker = jobviews.ProgressTracker()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(LedgerCollector(settings, self.ledger, self.catalog))
@@ -92,12 +102,12 @@ class WebState:
         self.catalog.close()
         self.ledger.close()
 
-    def cookie(self, session: Session) -> str:
+    def cookie(self, session: Session, https: bool = False) -> str:
         parts = [
             f"{SESSION_COOKIE}={self.signer.dump(session)}", "Path=/", "HttpOnly", "SameSite=Strict",
             f"Max-Age={SESSION_SECONDS}",
         ]
-        if self.tls:
+        if self.tls or https:
             parts.append("Secure")
         return "; ".join(parts)
 
@@ -118,24 +128,28 @@ class Guard:
         if web.loopback and not is_loopback(host_of(host_header)):
             await PlainTextResponse("this server answers only to localhost", 421, headers=_security_headers())(scope, receive, send)
             return
+        peer = scope.get("client")
+        client = client_of(peer[0] if peer else None, request.headers, web.trusted_proxies, scope.get("http_version", "1.1"))
+        scope.setdefault("state", {})["client"] = client
+        if web.password_hash is None and not client.local and not (path == "/healthz" or path.startswith("/static/")):
+            await _needs_a_password(scope)(scope, receive, send)
+            return
         session = web.signer.load(request.cookies.get(SESSION_COOKIE)) or Session.fresh(web.signer.fingerprint)
-        scope.setdefault("state", {})["session"] = session
-        client = scope.get("client")
-        local_client = bool(client) and is_loopback(client[0])
+        scope["state"]["session"] = session
         authed = web.password_hash is None or session.authed
         response: Response | None = None
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             pass
         elif path in LOCAL_PATHS:
-            if not (local_client or authed):
+            if not (client.local or authed):
                 response = JSONResponse({"error": "log in first, or ask from this machine"}, 401)
         elif not authed:
             wants_page = scope["method"] == "GET" and not path.startswith("/api/")
             response = RedirectResponse("/login", 303) if wants_page else JSONResponse({"error": "log in first"}, 401)
         if response is None and scope["method"] not in SAFE_METHODS:
-            expected = f"{'https' if web.tls else 'http'}://{host_header}".lower()
+            expected = {f"{'https' if web.tls else 'http'}://{host_header}".lower()} | ({client.origin} if client.origin else set())
             origin = (request.headers.get("origin") or "").lower()
-            if origin != expected:
+            if origin not in expected:
                 response = JSONResponse({"error": "refused: the request did not come from this page (Origin)"}, 403)
             elif path != "/login" and not same_token(request.headers.get("x-csrf-token"), session.csrf):
                 response = JSONResponse({"error": "refused: missing or wrong CSRF token; reload the page"}, 403)
@@ -147,13 +161,30 @@ class Guard:
                     headers.setdefault(key, value)
                 current = scope["state"].get("session")
                 if current is not None and current.new:
-                    headers.append("set-cookie", web.cookie(current))
+                    headers.append("set-cookie", web.cookie(current, https=client.https))
             await send(message)
 
         if response is not None:
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+NEEDS_A_PASSWORD = (
+    "this page has no password, so it answers only to this machine directly, not through a proxy "
+    "or from elsewhere: run `hushdrop web --set-password` (docs/web.md, \"Behind a reverse proxy\")"
+)
+
+
+def _needs_a_password(scope: Scope) -> Response:
+    """The 403 for a proxied or remote request to a page without a password: it says what to do
+    and shows nothing of the page."""
+    headers = _security_headers()
+    if scope["method"] == "GET" and not scope["path"].startswith("/api/") and scope["path"] not in LOCAL_PATHS:
+        text = NEEDS_A_PASSWORD.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+        body = f'<!doctype html><meta charset="utf-8"><title>hushdrop: password needed</title><p id="needs-password">{text}</p>\n'
+        return HTMLResponse(body, 403, headers=headers)
+    return JSONResponse({"error": NEEDS_A_PASSWORD}, 403, headers=headers)
 
 
 def _security_headers() -> dict[str, str]:
@@ -313,6 +344,12 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
             return JSONResponse({"error": "not found"}, 404)
         return PlainTextResponse("not found", 404)
 
+    def unavailable(request: Request, message: str) -> Response:
+        headers = {"retry-after": "30"}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, 503, headers=headers)
+        return PlainTextResponse(message, 503, headers=headers)
+
     # -- health and metrics ----------------------------------------------------------
 
     @app.get("/healthz")
@@ -325,6 +362,8 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
         try:
             web.ledger.set_service(web_ready_checked_at=time.time())
             checks["ledger"] = {"ok": True}
+        except LedgerCorrupt:
+            checks["ledger"] = {"ok": False, "detail": LEDGER_DAMAGED}  # its own message names the file's path
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["ledger"] = {"ok": False, "detail": f"cannot write the ledger: {exc}"}
         for key, folder in (("inbox", settings.inbox), ("outbox", settings.outbox), ("workdir", settings.workdir)):
@@ -351,18 +390,33 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
     def metrics() -> Response:
         return Response(generate_latest(web.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def quarantine_line(t: i18n.Messages) -> str | None:
+        """What quarantine holds and its limits, for the page; None when it is empty or unreadable."""
+        try:
+            held = quarantine.usage(settings)
+        except OSError:
+            return None
+        if not held.files and not held.bytes:
+            return None
+        parts = [t("quarantine_usage", files=held.files, size=human_size(held.bytes))]
+        if settings.quarantine_max_gb is not None:
+            parts.append(t("quarantine_max_size", size=human_size(settings.quarantine_max_gb * 1e9)))
+        if settings.quarantine_max_days is not None:
+            parts.append(t("quarantine_max_days", days=f"{settings.quarantine_max_days:g}"))
+        return " · ".join(parts)
+
     # -- pages --------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
-        lang, _ = messages(request)
+        lang, t = messages(request)
         profiles = language_choices(web, lang)
         extensions = sorted({e for p in settings.profiles.values() for e in p.extensions})
         return page(
             request, "index.html", profiles=profiles, profiles_json=json.dumps(profiles, ensure_ascii=False),
             extensions=extensions, accept=",".join(f".{e}" for e in extensions) + ",audio/*,video/*",
             max_mb=f"{settings.web.max_upload_mb:g}", max_bytes=int(settings.web.max_upload_mb * 1024 * 1024),
-            preview_limit=PREVIEW_LIMIT_MB * 1_000_000,
+            preview_limit=PREVIEW_LIMIT_MB * 1_000_000, quarantine_line=quarantine_line(t),
         )
 
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -412,6 +466,9 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
 
     @app.get("/search", response_class=HTMLResponse)
     def search_page(request: Request, q: str = "") -> HTMLResponse:
+        problem = query_problem(q)
+        if problem:
+            return page(request, "search.html", 400, query="", hits=[], error=problem)
         hits = []
         if q.strip():
             web.catalog.sync(web.ledger)
@@ -422,15 +479,15 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
     def login_page(request: Request) -> Response:
         if web.password_hash is None or request.state.session.authed:
             return RedirectResponse("/", 303)
-        return page(request, "login.html", cleartext=not web.tls and not _local(request), error=None)
+        return page(request, "login.html", cleartext=_cleartext(web, request), error=None)
 
     @app.post("/login")
     async def login(request: Request) -> Response:
         if web.password_hash is None:
             return RedirectResponse("/", 303)
-        client = request.client.host if request.client else "?"
+        client = request.state.client.address
         _, t = messages(request)
-        cleartext = not web.tls and not _local(request)
+        cleartext = _cleartext(web, request)
         wait = web.limiter.retry_after(client)
         if wait > 0:
             minutes = max(1, math.ceil(wait / 60))
@@ -492,7 +549,7 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
             base = str(data["base"])
             if not isinstance(edits, list):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return JSONResponse({"error": "send {\"base\": sha256, \"segments\": [{\"index\": n, \"text\": \"…\"}]}"}, 400)
         try:
             record, sha = jobviews.save_edits(settings, row, edits, base)
@@ -538,7 +595,10 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
         return JSONResponse(result, 201)
 
     @app.get("/api/search")
-    def api_search(q: str = "") -> dict:
+    def api_search(q: str = "") -> Response:
+        problem = query_problem(q)
+        if problem:
+            return JSONResponse({"error": problem}, 400)
         web.catalog.sync(web.ledger)
         return {"query": q, "hits": [
             {"job": h.job_id, "name": h.name, "profile": h.profile, "language": h.language,
@@ -550,11 +610,40 @@ def create_app(settings: Settings, listen: str | None = None, tls: bool | None =
     async def missing(request: Request, exc: Exception) -> Response:
         return not_found(request)
 
+    # a state no request can change, said in one line (never a traceback, never a path): a damaged
+    # catalog rebuilds itself, so these are a busy or unwritable catalog and a damaged ledger
+    @app.exception_handler(CatalogUnavailable)
+    async def catalog_unavailable(request: Request, exc: CatalogUnavailable) -> Response:
+        return unavailable(request, str(exc))
+
+    @app.exception_handler(LedgerCorrupt)
+    async def ledger_damaged(request: Request, exc: LedgerCorrupt) -> Response:
+        return unavailable(request, LEDGER_DAMAGED)
+
     return app
 
 
-def _local(request: Request) -> bool:
-    return bool(request.client) and is_loopback(request.client.host)
+MAX_QUERY_CHARS = 500
+LEDGER_DAMAGED = (
+    "the ledger is damaged; nothing was lost: stop hushdrop and run `hushdrop doctor --rebuild-ledger`"
+)
+
+
+def query_problem(query: str) -> str | None:
+    """Why a search text is refused (400), or None: too long, or holding a control character
+    such as NUL, which would cut the full-text query short."""
+    if len(query) > MAX_QUERY_CHARS:
+        return f"the search text is {len(query)} characters long; search for at most {MAX_QUERY_CHARS}"
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in query):
+        return "the search text holds a control character (such as NUL); search for plain text"
+    return None
+
+
+def _cleartext(web: WebState, request: Request) -> bool:
+    """Whether a password typed into this page crosses a network unencrypted: not HTTPS here, not
+    HTTPS at a trusted proxy, and not a direct request from this machine."""
+    client: Client = request.state.client
+    return not (web.tls or client.https or client.local)
 
 
 async def _small_body(request: Request, limit: int) -> bytes | None:

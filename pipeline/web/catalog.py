@@ -7,21 +7,29 @@ Chinese has no spaces to split words at; shorter queries fall back to ``LIKE``; 
 snippet around the first match is cut here, as FTS5 would cut trigrams), its
 audio duration, and each stage's seconds. It is derived data: ``sync`` adds the jobs it
 has not seen from the ledger, an edit re-indexes its job, and deleting the file only
-makes it rebuild.
+makes it rebuild. So is damage: a file SQLite calls damaged (garbage bytes, a torn page, a
+missing table) at open or at any query is deleted, made again empty and refilled from the
+ledger, once per damage, with one log line; the query then runs again. Other database
+errors (locked, read-only, disk full) are not damage: they raise :class:`CatalogUnavailable`
+with a one-line message, and the file is left alone.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from hushdrop.pipeline.watch.ledger import Ledger, State
+from hushdrop.pipeline.logs import log
+from hushdrop.pipeline.watch.ledger import Ledger, State, is_corruption
 from hushdrop.pipeline.names import display_name
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(name, text, tokenize='trigram');
@@ -43,6 +51,7 @@ CREATE INDEX IF NOT EXISTS stage_times_job ON stage_times(job_id);
 """
 
 MAX_JSON_BYTES = 64 << 20
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "no such table", "no such column")
 _MARK_OPEN, _MARK_CLOSE = "\x02", "\x03"
 
 
@@ -71,23 +80,154 @@ def read_json_output(path: Path) -> dict[str, Any] | None:
         os.close(fd)
     try:
         record = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than a parser should follow
         return None
     return record if isinstance(record, dict) else None
+
+
+def _seconds(value: Any) -> float | None:
+    """A number of seconds from a JSON output, or None where it is not a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def well_formed(record: dict[str, Any]) -> bool:
+    """Whether a JSON output has the shape hushdrop writes, in every field the page reads, shows or
+    edits (numbers are finite numbers, texts are strings, lists hold objects). A damaged or hostile
+    output fails, and the page treats it as missing rather than answer 500."""
+
+    def number(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+    def text(value: Any) -> bool:
+        return value is None or isinstance(value, str)
+
+    def objects(value: Any) -> bool:
+        return value is None or (isinstance(value, list) and all(isinstance(item, dict) for item in value))
+
+    audio, engine, segments = record.get("audio"), record.get("engine"), record.get("segments")
+    if not (audio is None or isinstance(audio, dict)) or not (engine is None or isinstance(engine, dict)):
+        return False
+    audio = audio or {}
+    if not all(number(audio.get(k)) for k in ("duration_s", "decoded_s", "sample_rate", "channels", "size_bytes")):
+        return False
+    if not (text(record.get("language")) and number(record.get("language_probability")) and text(record.get("edited_at"))):
+        return False
+    if not (objects(segments) and objects(record.get("events")) and objects(record.get("stages"))):
+        return False
+    if not (record.get("notes") is None or isinstance(record.get("notes"), list)):
+        return False
+    for segment in segments or []:
+        if not (text(segment.get("text")) and text(segment.get("raw_text")) and number(segment.get("start"))
+                and number(segment.get("end")) and objects(segment.get("words"))):
+            return False
+        if not all(number(w.get("start")) and number(w.get("end")) for w in segment.get("words") or []):
+            return False
+    return all(number(e.get("start")) and number(e.get("end")) for e in record.get("events") or []) and all(
+        number(st.get("seconds")) for st in record.get("stages") or []
+    )
+
+
+def _items(value: Any) -> list[dict]:
+    """The objects in a JSON list (anything else in a hostile or damaged output is skipped)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def json_output(outputs: list[Path]) -> Path | None:
     return next((p for p in outputs if p.name.endswith(".json")), None)
 
 
+class CatalogUnavailable(Exception):
+    """The catalog cannot be read or written for a reason other than damage (locked, read-only, disk full)."""
+
+
+def is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Is this error the file's fault (so deleting and rebuilding it helps)?"""
+    text = str(exc).lower()
+    return is_corruption(exc) or any(word in text for word in _DAMAGE_WORDS)
+
+
 class Catalog:
-    def __init__(self, path: Path):
+    """The derived search catalog; ``ledger`` (when given) is what a damaged file is refilled from."""
+
+    def __init__(self, path: Path, ledger: Ledger | None = None):
         self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        os.chmod(path, 0o600)
+        self.ledger = ledger
+        self._lock = threading.RLock()  # held through a rebuild and its refill, so nobody reads it half-filled
+        self._generation = 0  # how many times the file was made again: one rebuild per damage
+        try:
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                self._replace_damaged(exc)
+                self._db = self._open()  # empty: the first sync fills it
+        except sqlite3.DatabaseError as exc:
+            raise CatalogUnavailable(_unavailable(exc)) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+            os.chmod(self.path, 0o600)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_damaged(self, exc: sqlite3.DatabaseError) -> None:
+        """Delete the damaged file (and its WAL) so the next open starts empty."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+        log().warning(
+            "the search catalog %s was damaged (%s); it is derived data, so it was deleted and is being rebuilt "
+            "from the ledger", self.path.name, exc,
+        )
+
+    def _rebuild(self, generation: int, exc: sqlite3.DatabaseError) -> None:
+        """Make the file again and refill it, unless another thread already did since ``generation``."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._generation += 1
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._replace_damaged(exc)
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as again:
+                raise CatalogUnavailable(_unavailable(again)) from again
+            if self.ledger is not None:
+                self.sync(self.ledger)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(db)`` under the lock; on damage the file is rebuilt and ``work`` runs once more."""
+        for attempt in (1, 2):
+            with self._lock:
+                generation = self._generation
+                try:
+                    return work(self._db)
+                except sqlite3.DatabaseError as exc:
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    failure = exc
+            if attempt == 2 or not is_damage(failure):
+                raise CatalogUnavailable(_unavailable(failure)) from failure
+            self._rebuild(generation, failure)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
@@ -97,8 +237,7 @@ class Catalog:
 
     def sync(self, ledger: Ledger) -> int:
         """Index every done job (with its own JSON output) not indexed yet; returns how many."""
-        with self._lock:
-            known = {r[0] for r in self._db.execute("SELECT id FROM jobs")}
+        known = self._run(lambda db: {r[0] for r in db.execute("SELECT id FROM jobs")})
         added = 0
         for row in ledger.in_state(State.DONE):
             if row.id in known or row.duplicate_of is not None:
@@ -114,71 +253,82 @@ class Catalog:
 
     def _store(self, job_id: int, profile: str, name: str, finished_at: float | None,
                path: Path | None, record: dict | None) -> None:
-        record = record or {}
-        audio = record.get("audio") or {}
-        audio_s = audio.get("decoded_s") or audio.get("duration_s")
-        segments = record.get("segments") or []
-        text = "\n".join(str(s.get("text") or "") for s in segments if isinstance(s, dict))
+        record = record or {}  # every field read as the type hushdrop writes, whatever the file holds
+        audio = record.get("audio") if isinstance(record.get("audio"), dict) else {}
+        audio_s = _seconds(audio.get("decoded_s")) or _seconds(audio.get("duration_s"))
+        text = "\n".join(s["text"] for s in _items(record.get("segments")) if isinstance(s.get("text"), str))
         stages = [
-            (str(s.get("name")), float(s.get("seconds") or 0.0))
-            for s in record.get("stages") or [] if isinstance(s, dict) and s.get("name")
+            (s["name"], _seconds(s.get("seconds")) or 0.0)
+            for s in _items(record.get("stages")) if isinstance(s.get("name"), str) and s["name"]
         ]
+        language = record.get("language") if isinstance(record.get("language"), str) else None
         shown = display_name(name)
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM docs WHERE rowid = ?", (job_id,))
-            self._db.execute("DELETE FROM stage_times WHERE job_id = ?", (job_id,))
-            self._db.execute(
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM docs WHERE rowid = ?", (job_id,))
+            db.execute("DELETE FROM stage_times WHERE job_id = ?", (job_id,))
+            db.execute(
                 "INSERT OR REPLACE INTO jobs (id, profile, name, language, audio_s, finished_at, json_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, profile, shown, record.get("language"), audio_s, finished_at, str(path) if path else None),
+                (job_id, profile, shown, language, audio_s, finished_at, str(path) if path else None),
             )
             if record:
-                self._db.execute("INSERT INTO docs (rowid, name, text) VALUES (?, ?, ?)", (job_id, shown, text))
-                self._db.executemany(
+                db.execute("INSERT INTO docs (rowid, name, text) VALUES (?, ?, ?)", (job_id, shown, text))
+                db.executemany(
                     "INSERT INTO stage_times (job_id, stage, seconds) VALUES (?, ?, ?)", [(job_id, n, s) for n, s in stages]
                 )
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
+
+        self._run(write)
 
     # -- search -----------------------------------------------------------------------
 
     def search(self, query: str, limit: int = 50) -> list[Hit]:
-        query = " ".join(query.split())[:200]
+        """Transcripts holding ``query`` (whitespace folded, at most 200 characters), newest first.
+
+        The text is only ever a bound parameter (an FTS5 phrase, or a ``LIKE`` pattern); a NUL
+        would end the FTS5 query text early, so callers refuse it (see ``check_query``)."""
+        query = " ".join(query.replace("\x00", " ").split())[:200]
         if not query:
             return []
-        with self._lock:
+
+        def find(db: sqlite3.Connection) -> list:
             if len(query) >= 3:
                 phrase = '"' + query.replace('"', '""') + '"'
-                found = self._db.execute(
+                return db.execute(
                     "SELECT docs.rowid, docs.text, jobs.name, jobs.profile, jobs.language, jobs.finished_at"
                     " FROM docs JOIN jobs ON jobs.id = docs.rowid WHERE docs MATCH ?"
                     " ORDER BY jobs.finished_at DESC LIMIT ?",
                     (phrase, limit),
                 ).fetchall()
-            else:  # shorter than a trigram: a scan (LIKE), still over the catalog only
-                like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                found = self._db.execute(
-                    "SELECT docs.rowid, docs.text, jobs.name, jobs.profile, jobs.language, jobs.finished_at"
-                    " FROM docs JOIN jobs ON jobs.id = docs.rowid WHERE docs.text LIKE ? ESCAPE '\\'"
-                    " OR docs.name LIKE ? ESCAPE '\\' ORDER BY jobs.finished_at DESC LIMIT ?",
-                    (like, like, limit),
-                ).fetchall()
-            rows = [(r[0], _own_snippet(r[1], query), *r[2:]) for r in found]
+            # shorter than a trigram: a scan (LIKE), still over the catalog only
+            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            return db.execute(
+                "SELECT docs.rowid, docs.text, jobs.name, jobs.profile, jobs.language, jobs.finished_at"
+                " FROM docs JOIN jobs ON jobs.id = docs.rowid WHERE docs.text LIKE ? ESCAPE '\\'"
+                " OR docs.name LIKE ? ESCAPE '\\' ORDER BY jobs.finished_at DESC LIMIT ?",
+                (like, like, limit),
+            ).fetchall()
+
+        rows = [(r[0], _own_snippet(r[1], query), *r[2:]) for r in self._run(find)]
         return [Hit(r[0], r[2], r[3], r[4], r[5], _parts(r[1])) for r in rows]
 
     # -- figures for /metrics ------------------------------------------------------------
 
     def audio_seconds(self) -> float:
-        with self._lock:
-            return float(self._db.execute("SELECT COALESCE(SUM(audio_s), 0) FROM jobs").fetchone()[0])
+        return float(self._run(lambda db: db.execute("SELECT COALESCE(SUM(audio_s), 0) FROM jobs").fetchone()[0]))
 
     def stage_histogram(self, buckets: tuple[float, ...]) -> dict[str, tuple[list[int], int, float]]:
         """stage → (cumulative count per bucket, count, sum of seconds)."""
         columns = ", ".join(f"SUM(seconds <= {b!r})" for b in buckets)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT stage, {columns}, COUNT(*), SUM(seconds) FROM stage_times GROUP BY stage ORDER BY stage"
-            ).fetchall()
+        rows = self._run(lambda db: db.execute(
+            f"SELECT stage, {columns}, COUNT(*), SUM(seconds) FROM stage_times GROUP BY stage ORDER BY stage"
+        ).fetchall())
         return {r[0]: ([int(v or 0) for v in r[1:1 + len(buckets)]], int(r[-2]), float(r[-1] or 0.0)) for r in rows}
+
+
+def _unavailable(exc: sqlite3.Error) -> str:
+    return f"the search catalog cannot be used right now ({exc}); try again in a moment"
 
 
 def _own_snippet(text: str, query: str, width: int = 60) -> str:

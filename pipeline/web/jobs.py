@@ -19,23 +19,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hushdrop.pipeline.config import Settings
-from hushdrop.pipeline.fsutil import fsync_dir, write_temp
+from hushdrop.pipeline.fsutil import NotOurs, fsync_dir, taken_aside_at, write_temp
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, Transcript, Word
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
+from hushdrop.pipeline.watch.quarantine import REMOVED as QUARANTINE_LIMIT
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.names import display_name
-from hushdrop.pipeline.outputs import RENDERERS, group_id, utc_time
-from hushdrop.pipeline.web.catalog import MAX_JSON_BYTES, json_output
+from hushdrop.pipeline.outputs import RENDERERS, group_id, json_text, utc_time
+from hushdrop.pipeline.text import stored_text
+from hushdrop.pipeline.web.catalog import MAX_JSON_BYTES, json_output, well_formed
 
 NOTE_LIMIT = 16 * 1024
 RETRIED = "sent again from the web page as "
@@ -81,8 +85,8 @@ def shown_state(row: JobRow) -> str:
     if row.state == State.QUARANTINED and row.quarantine_path is None and row.retention:
         if row.retention.startswith(RETRIED):
             return "retried"
-        if row.retention == DELETED:
-            return "deleted"
+        if row.retention == DELETED or row.retention.startswith(QUARANTINE_LIMIT):
+            return "deleted"  # from the page, or by quarantine's size or age limit
     return row.state
 
 
@@ -220,8 +224,10 @@ def load_result(settings: Settings, row: JobRow) -> tuple[Path, dict[str, Any], 
         return None
     try:
         record = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(record, dict) or not well_formed(record):
+        return None  # damaged, or planted in the outbox: shown as missing, never a 500
     return path, record, hashlib.sha256(data).hexdigest()
 
 
@@ -278,9 +284,12 @@ def job_from_record(record: dict[str, Any]) -> Job:
 
 
 def _clean_text(text: Any) -> str:
+    """A segment's new text from the page: one line, control characters dropped the way every
+    output drops them (:func:`pipeline.text.stored_text`: no NUL or ESC in the JSON either,
+    nor a lone surrogate, which UTF-8 cannot hold), whitespace runs as one space."""
     if not isinstance(text, str):
         raise JobActionError(400, "each segment's text must be a string")
-    return " ".join(text.replace("\u2028", " ").split())[:20_000]
+    return " ".join(stored_text(text).split())[:20_000]
 
 
 def save_edits(settings: Settings, row: JobRow, edits: list[dict[str, Any]], base: str) -> tuple[dict[str, Any], str]:
@@ -315,7 +324,7 @@ def save_edits(settings: Settings, row: JobRow, edits: list[dict[str, Any]], bas
         record["edited_at"] = utc_time(time.time())
         write_outputs(settings, row, record, json_path)
         job_log(row.id).info("transcript edited on the web page (%d segment(s)); outputs written again", changed)
-    data = json.dumps(record, ensure_ascii=False, indent=2) + "\n"
+    data = json_text(record)
     return record, hashlib.sha256(data.encode("utf-8")).hexdigest() if changed else sha
 
 
@@ -332,7 +341,7 @@ def write_outputs(settings: Settings, row: JobRow, record: dict[str, Any], json_
         fmt = path.suffix.lstrip(".")
         if fmt in RENDERERS and fmt != "json":
             plan.append((path, RENDERERS[fmt](job).encode("utf-8")))
-    plan.append((json_path, (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode("utf-8")))
+    plan.append((json_path, json_text(record).encode("utf-8")))
     temps: list[tuple[Path, Path]] = []
     try:
         for final, data in plan:
@@ -354,6 +363,10 @@ def write_outputs(settings: Settings, row: JobRow, record: dict[str, Any], json_
 # -- retry and delete ---------------------------------------------------------------------
 
 
+# one retry or delete at a time: both act on quarantine entries and then on the ledger
+quarantine_actions = threading.Lock()
+
+
 def quarantined(ledger: Ledger, job_id: int) -> JobRow:
     try:
         row = ledger.get(job_id)
@@ -364,23 +377,59 @@ def quarantined(ledger: Ledger, job_id: int) -> JobRow:
     return row
 
 
-def delete_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> JobRow:
-    from hushdrop.pipeline.retention import RetentionError, shred
-
-    row = quarantined(ledger, job_id)
-    path = row.quarantine_path
-    assert path is not None
+@contextmanager
+def opened_quarantine(row: JobRow) -> Iterator[tuple[int, str]]:
+    """The quarantine folder of ``row``'s original, as a descriptor (the folder itself never a
+    link), and the original's name in it: every retry and delete step is relative to it."""
+    assert row.quarantine_path is not None
     try:
-        if os.path.lexists(path):
-            shred(path)
-        Path(f"{path}.error.txt").unlink(missing_ok=True)
-    except (OSError, RetentionError) as exc:
-        raise JobActionError(409, str(exc)) from exc
-    job_log(row.id).info("quarantined original deleted (shredded) from the web page")
-    return ledger.update(row.id, quarantine_path=None, retention=DELETED)
+        folder_fd = os.open(row.quarantine_path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise JobActionError(409, "the recording is no longer in quarantine") from None
+    except OSError as exc:
+        job_log(row.id).warning("cannot open the quarantine folder %s: %s", row.quarantine_path.parent, exc.strerror)
+        raise JobActionError(409, "the quarantine folder is a symbolic link or cannot be opened; nothing was changed") from None
+    try:
+        yield folder_fd, row.quarantine_path.name
+    finally:
+        os.close(folder_fd)
+
+
+def delete_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> JobRow:
+    """Shred a quarantined original and remove its note, through the quarantine folder's descriptor."""
+    from hushdrop.pipeline.retention import overwrite_with_random
+
+    with quarantine_actions:
+        row = quarantined(ledger, job_id)
+        with opened_quarantine(row) as (folder_fd, name):
+            try:
+                with taken_aside_at(folder_fd, name, writable=True, shown=Path(name)) as (fd, hidden):
+                    overwrite_with_random(fd)
+                    os.ftruncate(fd, 0)
+                    os.fsync(fd)
+                    os.unlink(hidden, dir_fd=folder_fd)
+            except FileNotFoundError:
+                pass  # already gone: the note and the ledger follow
+            except OSError as exc:
+                reason = str(exc) if isinstance(exc, NotOurs) else (exc.strerror or str(exc))
+                raise JobActionError(409, f"did not shred it: {reason}; nothing was changed") from exc
+            try:
+                os.unlink(f"{name}.error.txt", dir_fd=folder_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                job_log(row.id).warning("the note of the deleted original stays: %s", exc.strerror)
+            os.fsync(folder_fd)
+        job_log(row.id).info("quarantined original deleted (shredded) from the web page")
+        try:
+            return ledger.update(row.id, quarantine_path=None, retention=DELETED)
+        except sqlite3.Error as exc:  # the file is gone; deleting again finds nothing and records it
+            job_log(row.id).error("the ledger could not record the deletion: %s", exc)
+            raise JobActionError(503, "the recording was shredded but the ledger could not record it; delete it again") from None
 
 
 __all__ = [
     "JobActionError", "ProgressTracker", "delete_quarantined", "job_from_record", "load_result",
-    "original_path", "output_file", "queue_rows", "quarantined", "save_edits", "shown_state",
+    "opened_quarantine", "original_path", "output_file", "queue_rows", "quarantine_actions", "quarantined", "save_edits",
+    "shown_state",
 ]

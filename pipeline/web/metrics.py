@@ -14,6 +14,8 @@ from the ledger. No label carries a file name.
 - ``hushdrop_queue_jobs{state}``: jobs in each unfinished state;
 - ``hushdrop_oldest_queued_job_age_seconds``: how long the oldest waiting job has waited;
 - ``hushdrop_workers``: worker processes ready (0 when the watcher is not running);
+- ``hushdrop_quarantine_bytes`` / ``hushdrop_quarantine_files``: what quarantine holds
+  (bytes of recordings and notes; recordings), read from the folder;
 - ``hushdrop_build_info{version,python}``: 1.
 """
 
@@ -27,9 +29,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.logs import log
+from hushdrop.pipeline.watch import quarantine
 from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.outputs import hushdrop_version
-from hushdrop.pipeline.web.catalog import Catalog
+from hushdrop.pipeline.web.catalog import Catalog, CatalogUnavailable
 
 JOB_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -49,8 +53,14 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterator:
         ledger = self.ledger
-        self.catalog.sync(ledger)
         counts = ledger.counts()
+        try:  # a damaged catalog heals itself; one that is busy or unwritable leaves out its two figures
+            self.catalog.sync(ledger)
+            stage_figures = self.catalog.stage_histogram(STAGE_BUCKETS)
+            audio_seconds: float | None = self.catalog.audio_seconds()
+        except CatalogUnavailable as exc:
+            log().warning("/metrics without stage and audio figures: %s", exc)
+            stage_figures, audio_seconds = {}, None
 
         outcomes = CounterMetricFamily("hushdrop_jobs", "Finished jobs by outcome", labels=["outcome"])
         duplicates = int(ledger._read("SELECT COUNT(*) FROM jobs WHERE state = ? AND duplicate_of IS NOT NULL", (State.DONE,))[0][0])
@@ -75,15 +85,16 @@ class LedgerCollector(Collector):
         stages = HistogramMetricFamily(
             "hushdrop_stage_duration_seconds", "Seconds each stage took per job", labels=["stage"]
         )
-        for stage, (cumulative, n, seconds) in self.catalog.stage_histogram(STAGE_BUCKETS).items():
+        for stage, (cumulative, n, seconds) in stage_figures.items():
             stages.add_metric(
                 [stage], [(str(b), c) for b, c in zip(STAGE_BUCKETS, cumulative, strict=True)] + [("+Inf", n)], seconds
             )
         yield stages
 
-        audio = CounterMetricFamily("hushdrop_audio_seconds", "Audio transcribed, seconds")
-        audio.add_metric([], self.catalog.audio_seconds())
-        yield audio
+        if audio_seconds is not None:
+            audio = CounterMetricFamily("hushdrop_audio_seconds", "Audio transcribed, seconds")
+            audio.add_metric([], audio_seconds)
+            yield audio
 
         queue = GaugeMetricFamily("hushdrop_queue_jobs", "Unfinished jobs by state", labels=["state"])
         for state in QUEUE_STATES:
@@ -99,6 +110,14 @@ class LedgerCollector(Collector):
         service = ledger.service()
         ready = [w for w in service.get("workers") or [] if w.get("ready")] if watcher_running(self.settings, service) else []
         yield GaugeMetricFamily("hushdrop_workers", "Worker processes ready to transcribe", value=len(ready))
+
+        try:
+            held = quarantine.usage(self.settings)
+        except OSError as exc:
+            log().warning("/metrics cannot read the quarantine folder: %s", exc.strerror or exc)
+        else:
+            yield GaugeMetricFamily("hushdrop_quarantine_bytes", "Bytes in quarantine (recordings and their notes)", value=held.bytes)
+            yield GaugeMetricFamily("hushdrop_quarantine_files", "Recordings in quarantine", value=held.files)
 
         info = GaugeMetricFamily("hushdrop_build_info", "hushdrop's version", labels=["version", "python"])
         info.add_metric([hushdrop_version(), platform.python_version()], 1)

@@ -8,7 +8,10 @@
   the password ends every session.
 - Every state-changing request must come from the page's own origin (``Origin``) and carry
   the session's CSRF token (header ``X-CSRF-Token``, or a form field for the login form).
-- Failed logins are limited per client address and in total, within a sliding window.
+- Failed logins are limited per client address and in total, within a sliding window. The
+  address is the connection's peer, or the client a trusted proxy names (``address.client_of``),
+  so clients behind one proxy are counted apart; an IPv6 client is counted by its /64, the block
+  one host is usually given.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
@@ -128,8 +132,20 @@ class SessionSigner:
         return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
 
 
+def limit_key(client: str) -> str:
+    """What the login limit counts by: the address itself, or for IPv6 its /64."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 class LoginLimiter:
-    """At most ``per_client`` failed logins per address and ``overall`` in total per ``window`` seconds."""
+    """At most ``per_client`` failed logins per client (``limit_key``) and ``overall`` in total per
+    ``window`` seconds."""
 
     def __init__(self, per_client: int = 5, overall: int = 50, window: float = 900.0):
         self.per_client = per_client
@@ -146,6 +162,7 @@ class LoginLimiter:
     def retry_after(self, client: str) -> float:
         """Seconds until ``client`` may try again; 0 when it may now."""
         now = time.monotonic()
+        client = limit_key(client)
         with self._lock:
             mine = self._by_client.get(client, deque())
             self._trim(mine, now)
@@ -159,6 +176,7 @@ class LoginLimiter:
 
     def failed(self, client: str) -> None:
         now = time.monotonic()
+        client = limit_key(client)
         with self._lock:
             self._by_client.setdefault(client, deque()).append(now)
             self._all.append(now)
@@ -168,7 +186,7 @@ class LoginLimiter:
 
     def succeeded(self, client: str) -> None:
         with self._lock:
-            self._by_client.pop(client, None)
+            self._by_client.pop(limit_key(client), None)
 
 
 def same_token(given: str | None, expected: str) -> bool:

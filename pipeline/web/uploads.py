@@ -10,36 +10,46 @@ sanitised name without replacing any file (``renameat2(RENAME_NOREPLACE)``). The
 watcher sees a complete file, waits out the settle period and claims it; intake reads the
 language from the ledger.
 
-The profile folder is opened from the inbox one component at a time without following
-links (``pipeline.watch.intake.opened_profile_folder``), and every file operation is relative to
-that descriptor.
+The profile folder is opened from ``/`` one component at a time without following links
+(``pipeline.fsutil.opened_folder``); a missing inbox or profile folder is made there with
+``mkdirat`` relative to the folder above, never by a path resolved again. Every file operation
+is relative to that descriptor, so a folder on the way swapped for a link changes nothing
+outside the inbox: the request is refused with 409 instead.
+
+"Send again" (:func:`retry_quarantined`) moves a quarantined original back the same way: from
+the quarantine folder's descriptor to the profile folder's descriptor, by ``renameat2`` without
+replacing anything (or a verified copy where the two are on different filesystems); the ledger
+says it moved only once it has.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
+import sqlite3
 import stat
 import threading
 import time
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterator
 
 import anyio
 
 from hushdrop.pipeline.config import Profile, Settings, known_languages
-from hushdrop.pipeline.fsutil import random_name
+from hushdrop.pipeline.fsutil import (
+    FolderUnsafe, NotOurs, check_sole_regular_file, copy_verified_at, identity_of, opened_folder, random_name,
+    rename_noreplace,
+)
 from hushdrop.pipeline.watch.intake import InboxUnsafe, is_ignored, opened_profile_folder, profile_folder
-from hushdrop.pipeline.watch.ledger import Ledger
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.logs import log
 
 TEMP_PREFIX = ".hushdrop-upload-"
 TEMP_SUFFIX = ".partial"
 NAME_BYTES = 200  # room left for " (99)" and the inbox's own limits
 _FLUSH = 1 << 20
-_RENAME_NOREPLACE = 1
 _MIN_FREE = 64 << 20
 _naming = threading.Lock()
 
@@ -103,36 +113,46 @@ def checked_language(language: str | None, profile: Profile) -> str | None:
     return language
 
 
-# -- the rename that never replaces ---------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
+# -- the profile folder, and the rename that never replaces --------------------------------------
 
 
-def rename_noreplace(dir_fd: int, src: str, dst: str) -> bool:
-    """Rename ``src`` to ``dst`` in ``dir_fd``; False (and nothing changed) where ``dst`` exists."""
-    if _renameat2 is not None:
-        if _renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-            return True
-        err = ctypes.get_errno()
-        if err == errno.EEXIST:
-            return False
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-            raise OSError(err, os.strerror(err), dst)
-    # a filesystem without RENAME_NOREPLACE: look, then rename (the naming lock serialises our own uploads)
+@contextmanager
+def opened_inbox_folder(settings: Settings, profile: Profile) -> Iterator[int]:
+    """A descriptor of ``profile``'s inbox folder, opened from ``/`` without following a link;
+    the inbox and the profile's folders are made where missing, each relative to the folder above.
+
+    Raises UploadError 409 where a folder on the way is a link or not a folder (nothing is
+    written anywhere), 503 where the folders cannot be opened or made.
+    """
     try:
-        os.stat(dst, dir_fd=dir_fd, follow_symlinks=False)
-        return False
-    except FileNotFoundError:
-        pass
-    os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    return True
+        opening = opened_folder(profile_folder(settings, profile), create_from=settings.inbox)
+        dir_fd = opening.__enter__()
+    except FolderUnsafe as exc:
+        log().warning("web: refused to write into the folder of profile %s: %s is a symbolic link or not a folder",
+                      profile.name, exc.filename)
+        raise UploadError(
+            409, f"the folder of profile {profile.name} is reached through a symbolic link or is not a folder "
+                 f"(it may have been swapped for one just now); nothing was written: make it a real folder",
+        ) from None
+    except OSError as exc:
+        log().warning("web: cannot open the folder of profile %s: %s", profile.name, exc)
+        raise UploadError(503, f"cannot open or make the inbox folder of profile {profile.name}: "
+                                f"{exc.strerror or 'the folder could not be opened'}") from None
+    try:
+        yield dir_fd
+    finally:
+        opening.__exit__(None, None, None)
 
 
 def place(ledger: Ledger, settings: Settings, profile: Profile, dir_fd: int, temp: str, name: str,
-          language: str | None, st: os.stat_result) -> str:
-    """Give the finished temp file its final name in the profile folder; returns that name."""
+          language: str | None, st: os.stat_result, src_dir_fd: int | None = None) -> str:
+    """Give the file ``temp`` (in ``src_dir_fd``, by default the profile folder ``dir_fd`` itself)
+    its final name in the profile folder, never replacing a file; returns that name.
+
+    The ledger learns the name (and the language) before the rename, so the claim finds it.
+    """
     folder = profile_folder(settings, profile)
+    src_dir_fd = dir_fd if src_dir_fd is None else src_dir_fd
     with _naming:
         for candidate in candidates(name):
             try:
@@ -141,11 +161,18 @@ def place(ledger: Ledger, settings: Settings, profile: Profile, dir_fd: int, tem
             except FileNotFoundError:
                 pass
             ledger.add_upload(folder / candidate, profile.name, language, st)
-            if rename_noreplace(dir_fd, temp, candidate):
+            try:
+                renamed = rename_noreplace(src_dir_fd, temp, candidate, dir_fd)
+            except BaseException:
+                ledger.forget_upload(folder / candidate)
+                raise
+            if renamed:
                 os.fsync(dir_fd)
+                if src_dir_fd != dir_fd:
+                    os.fsync(src_dir_fd)
                 return candidate
             ledger.forget_upload(folder / candidate)
-    raise UploadError(409, f"no free name for {name} in {folder}")
+    raise UploadError(409, f"no free name for {name} in the folder of profile {profile.name}")
 
 
 # -- streaming ------------------------------------------------------------------------
@@ -174,18 +201,14 @@ async def receive(
     if length is not None and length > limit:
         raise UploadError(413, f"the file is {length / 1e6:.0f} MB; the limit is {settings.web.max_upload_mb:g} MB (web.max_upload_mb)")
     folder = profile_folder(settings, profile)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        context = opened_profile_folder(settings, profile)
-        dir_fd = context.__enter__()
-    except (InboxUnsafe, OSError) as exc:
-        raise UploadError(503, f"cannot write into {folder}: {exc}") from exc
+    context = opened_inbox_folder(settings, profile)
+    dir_fd = context.__enter__()
     temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"
     placed = False
     fd = -1
     try:
         if length is not None and _free_bytes(dir_fd) < length + _MIN_FREE:
-            raise UploadError(507, f"not enough free space in {folder} for {length / 1e6:.0f} MB")
+            raise UploadError(507, f"not enough free space in the inbox folder of profile {profile.name} for {length / 1e6:.0f} MB")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         total = 0
         pending = bytearray()
@@ -209,8 +232,9 @@ async def receive(
         placed = True
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UploadError(507, f"the disk holding {folder} is full") from exc
-        raise UploadError(503, f"cannot write into {folder}: {exc.strerror or exc}") from exc
+            raise UploadError(507, f"the disk holding the inbox folder of profile {profile.name} is full") from exc
+        reason = exc.strerror or "the file could not be written"  # never str(exc): it names the absolute path
+        raise UploadError(503, f"cannot write into the inbox folder of profile {profile.name}: {reason}") from exc
     finally:
         if fd >= 0:
             os.close(fd)
@@ -225,39 +249,106 @@ async def receive(
 
 
 def retry_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> dict:
-    """Put a quarantined original back into its profile's inbox folder (a new job); the note goes."""
-    from hushdrop.pipeline.fsutil import move_file
-    from hushdrop.pipeline.web.jobs import RETRIED, quarantined
+    """Put a quarantined original back into its profile's inbox folder (a new job); the note goes.
 
-    row = quarantined(ledger, job_id)
-    profile = settings.profiles.get(row.profile)
-    if profile is None:
-        raise UploadError(409, f"profile {row.profile!r} is no longer in the config")
-    source = row.quarantine_path
-    assert source is not None
-    folder = profile_folder(settings, profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    with opened_profile_folder(settings, profile) as dir_fd:
-        temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"
+    The file is moved from the quarantine folder's descriptor to the profile folder's descriptor
+    (opened from ``/`` without following links), under the first free name, never replacing a file.
+    The ledger says it moved only once it has; if the ledger cannot say so, the move is undone.
+    Any refusal leaves the recording and its note in quarantine and the ledger as it was.
+    """
+    from hushdrop.pipeline.web.jobs import JobActionError, opened_quarantine, quarantine_actions, quarantined
+
+    with quarantine_actions:
+        row = quarantined(ledger, job_id)
+        profile = settings.profiles.get(row.profile)
+        if profile is None:
+            raise UploadError(409, f"profile {row.profile!r} is no longer in the config")
         try:
-            move_file(source, folder / temp)  # a link, or a verified copy across filesystems
-        except OSError as exc:
-            raise UploadError(409, f"cannot move {source} back: {exc}") from exc
-        try:
-            st = os.stat(temp, dir_fd=dir_fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                raise UploadError(409, "the quarantined original is not a regular file")
-            final = place(ledger, settings, profile, dir_fd, temp, row.name, row.language, st)
-        except BaseException:
-            try:  # give it back to quarantine rather than leave a hidden file
-                os.rename(temp, source, src_dir_fd=dir_fd)
-            except OSError:
-                pass
+            with opened_quarantine(row) as (quarantine_fd, name):
+                source_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                                    dir_fd=quarantine_fd)
+                try:
+                    st = os.fstat(source_fd)
+                    check_sole_regular_file(st, Path(name))
+                    with opened_inbox_folder(settings, profile) as inbox_fd:
+                        final = _send_back(settings, ledger, profile, row, quarantine_fd, name, source_fd, st, inbox_fd)
+                finally:
+                    os.close(source_fd)
+                try:
+                    os.unlink(f"{name}.error.txt", dir_fd=quarantine_fd)
+                except FileNotFoundError:
+                    pass
+        except (UploadError, JobActionError):
             raise
-    Path(f"{source}.error.txt").unlink(missing_ok=True)
-    ledger.update(row.id, quarantine_path=None, retention=RETRIED + final)
-    log().info("web: quarantined job %d sent again as %s", row.id, folder / final)
+        except FileNotFoundError:
+            raise UploadError(409, "the recording is no longer in quarantine; nothing was moved") from None
+        except (NotOurs, FolderUnsafe) as exc:
+            log().warning("web: quarantined job %d not sent again: %s", row.id, exc)
+            raise UploadError(409, "the quarantined recording is not a plain file with one name; nothing was moved") from None
+        except sqlite3.Error as exc:
+            log().error("web: quarantined job %d not sent again: the ledger could not record it: %s", row.id, exc)
+            raise UploadError(503, "the ledger could not record the move, so it was undone; try again") from None
+        except OSError as exc:
+            log().warning("web: quarantined job %d not sent again: %s", row.id, exc)
+            raise UploadError(503, f"cannot move the recording back: {exc.strerror or 'the move failed'}; it stays in quarantine") from None
+    log().info("web: quarantined job %d sent again as %s", row.id, profile_folder(settings, profile) / final)
     return {"name": final, "profile": profile.name}
+
+
+def _send_back(settings: Settings, ledger: Ledger, profile: Profile, row: JobRow, quarantine_fd: int, name: str,
+               source_fd: int, st: os.stat_result, inbox_fd: int) -> str:
+    """Move quarantine entry ``name`` (open as ``source_fd``, ``st``) into the profile folder and
+    record it in the ledger; returns the name it got. Undone on any failure."""
+    from hushdrop.pipeline.web.jobs import RETRIED
+
+    folder = profile_folder(settings, profile)
+    try:  # same filesystem: one atomic rename, from one descriptor to the other
+        final = place(ledger, settings, profile, inbox_fd, name, row.name, row.language, st, src_dir_fd=quarantine_fd)
+        copied = None
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"  # a hidden copy; swept if the server stops now
+        copy_verified_at(source_fd, inbox_fd, temp)
+        copied = os.stat(temp, dir_fd=inbox_fd, follow_symlinks=False)
+        try:
+            final = place(ledger, settings, profile, inbox_fd, temp, row.name, row.language, copied)
+        except BaseException:
+            os.unlink(temp, dir_fd=inbox_fd)
+            raise
+    landed = os.stat(final, dir_fd=inbox_fd, follow_symlinks=False)
+    if copied is None and identity_of(landed) != identity_of(st):  # replaced between the open and the rename
+        _take_back(ledger, folder, final, inbox_fd, quarantine_fd, name)
+        raise NotOurs(f"{name} was replaced while it was being sent again")
+    try:
+        ledger.update(row.id, expect=State.QUARANTINED, quarantine_path=None, retention=RETRIED + final)
+    except BaseException:
+        if copied is None:
+            _take_back(ledger, folder, final, inbox_fd, quarantine_fd, name)
+        elif identity_of(os.stat(final, dir_fd=inbox_fd, follow_symlinks=False)) == identity_of(copied):
+            os.unlink(final, dir_fd=inbox_fd)  # the original never left quarantine
+            _forget(ledger, folder / final)
+        raise
+    if copied is not None and identity_of(os.stat(name, dir_fd=quarantine_fd, follow_symlinks=False)) == identity_of(st):
+        os.unlink(name, dir_fd=quarantine_fd)
+        os.fsync(quarantine_fd)
+    return final
+
+
+def _take_back(ledger: Ledger, folder: Path, final: str, inbox_fd: int, quarantine_fd: int, name: str) -> None:
+    """Undo a rename into the inbox: ``final`` goes back to quarantine as ``name``."""
+    if rename_noreplace(inbox_fd, final, name, quarantine_fd):
+        _forget(ledger, folder / final)
+    else:
+        log().error("web: could not put %s back into quarantine (%s is taken there); it stays in the inbox as %s",
+                    name, name, final)
+
+
+def _forget(ledger: Ledger, path: Path) -> None:
+    try:
+        ledger.forget_upload(path)
+    except sqlite3.Error:
+        pass  # a row for a name that no file has is never matched (the claim checks the inode)
 
 
 def sweep_stale(settings: Settings, older_than: float = 3600.0) -> int:

@@ -492,3 +492,24 @@ def test_a_claimed_file_that_keeps_changing_is_set_aside_not_held_forever(tmp_pa
         assert final.state == State.QUARANTINED and "kept changing" in final.error
     finally:
         ledger.close()
+
+
+def test_opened_folder_makes_folders_only_from_create_from_down_and_never_through_a_link(tmp_path):
+    from hushdrop.pipeline.fsutil import FolderUnsafe, opened_folder
+
+    inbox = tmp_path / "site" / "inbox"
+    with pytest.raises(FileNotFoundError):  # "site" is above create_from: it is not made
+        with opened_folder(inbox / "team" / "notes", create_from=inbox):
+            pass
+    assert not (tmp_path / "site").exists()
+    (tmp_path / "site").mkdir()
+    with opened_folder(inbox / "team" / "notes", create_from=inbox) as fd:
+        os.close(os.open("made-here", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=fd))
+    assert (inbox / "team" / "notes" / "made-here").is_file()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (inbox / "linked").symlink_to(outside)
+    with pytest.raises(FolderUnsafe) as refused:
+        with opened_folder(inbox / "linked" / "sub", create_from=inbox):
+            pass
+    assert refused.value.filename == str(inbox / "linked") and list(outside.iterdir()) == []

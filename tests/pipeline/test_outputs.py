@@ -7,6 +7,7 @@ import grp
 import importlib.metadata
 import json
 import os
+import re
 import stat
 import time
 from datetime import datetime, timezone
@@ -20,10 +21,12 @@ from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.watch.finish import commit_job
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.names import safe_name
 from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, render_txt, subtitle_language
 from hushdrop.pipeline.process import Processor
 from hushdrop.stages.grammar import apply_script
+from tests.hostile import FORBIDDEN_ON_TERMINAL, HOSTILE_TEXTS, HTML_NAME, NEWLINE_NAME, TERMINAL_NAME, assert_outputs_inert
 
 FORMATS = ["txt", "srt", "vtt", "json", "md"]
 
@@ -325,3 +328,43 @@ def test_watch_mode_commit_uses_the_ledger_time_mode_group_and_names(tmp_path):
         assert record["segments"][0]["text"] == "這是一個測試" and record["segments"][0]["raw_text"] == "这是一个测试"
     finally:
         ledger.close()
+
+
+# ---------------------------------------------------------------- hostile names and text
+
+
+def hostile_job(name: str, timestamps: bool = True) -> Job:
+    """A job named ``name`` whose segments hold control bytes, timing arrows, blank lines and markup."""
+    job = Job(source=Path(name), profile="default", show_timestamps=timestamps)
+    job.facts = AudioFacts(name, 1, "wav", "pcm_s16le", 30.0, 16000, 1)
+    job.transcript = Transcript("en", 0.9, [
+        Segment(1.0 + 8 * i, 6.0 + 8 * i, text, [Word(1.0 + 8 * i + k, 1.5 + 8 * i + k, w, 0.9) for k, w in enumerate(text.split()[:5])])
+        for i, text in enumerate(HOSTILE_TEXTS)
+    ])
+    return job
+
+
+@pytest.mark.parametrize("name", [HTML_NAME, TERMINAL_NAME, NEWLINE_NAME])
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_hostile_names_and_text_stay_plain_text_in_every_format(tmp_path, name, timestamps):
+    paths = commit_outputs(hostile_job(name, timestamps), tmp_path, FORMATS)
+    files = {p.suffix[1:]: p for p in paths}
+    assert_outputs_inert(files, name, list(HOSTILE_TEXTS))
+    # the files' own names (and a quarantine copy's) read as they are: no control, no bidi override
+    assert not FORBIDDEN_ON_TERMINAL.search("".join(p.name for p in paths) + safe_name(name))
+    md = files["md"].read_text()
+    assert "<img" not in md and "<script" not in md and not re.search(r"(?<!\\)\]\(", md)  # no raw tag, no link
+    txt = files["txt"].read_text()
+    assert "Alpha beta[2J gamma delta." in txt and "\x00" not in txt and "\x1b" not in txt
+    srt = files["srt"].read_text()
+    # the forged timing line stays text of its cue; --> reads as an arrow
+    assert "three 00:00:05,000 → 00:00:09,000" in srt.replace("\n", " ")
+    vtt = files["vtt"].read_text()
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp;" in vtt and "one --&gt; two" in vtt
+    assert json.loads(files["json"].read_text())["source"]["name"] == name  # the JSON keeps the name exactly
+
+
+def test_a_markdown_title_shows_an_undecodable_name_by_its_bytes(tmp_path):
+    name = os.fsdecode(b"caf\xe9 <b>call_03 _x_.wav")
+    md = {p.suffix[1:]: p for p in commit_outputs(hostile_job(name), tmp_path, FORMATS)}["md"].read_text()
+    assert md.startswith("# caf\\\\xe9 &lt;b&gt;call_03 \\_x\\_.wav\n")  # renders as: caf\xe9 <b>call_03 _x_.wav

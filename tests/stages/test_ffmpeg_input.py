@@ -1,6 +1,8 @@
 """What ffmpeg is given and how its failures are charged: real ffmpeg, real files.
 
-- a file is read as that file, whatever its name says (``concat:``, ``subfile,``);
+- a file is read as that file, whatever its name says (``concat:``, ``subfile,``,
+  an image-sequence pattern), with the demuxer its own bytes select
+  (tests/stages/test_container_allowlist.py tries every kind, allowed and refused);
 - the duration limit holds for decoded audio when the header gives no duration,
   and the job's temporary audio is bounded;
 - a full disk, a crash or a filter the binary lacks is an EnvironmentFault (wait and
@@ -74,7 +76,21 @@ def test_a_list_of_other_files_is_not_a_recording(tmp_path, name, text):
     (tmp_path / name).write_text(text)
     with pytest.raises(RejectedInput) as caught:
         probe(tmp_path / name)
-    assert "points at other files" in caught.value.message or "not a recording ffmpeg can read" in caught.value.message
+    assert "which names other files or streams" in caught.value.message
+    with pytest.raises(RejectedInput) as caught:
+        render(tmp_path / name, 16000, tmp_path)
+    assert "which names other files or streams" in caught.value.message
+
+
+def test_a_recording_named_like_an_image_sequence_is_read_as_itself(tmp_path):
+    """ffmpeg's own probing picks the image2 demuxer for ``take%03d.jpg`` over any content
+    and reads take001.jpg, take002.jpg …; the demuxer the file's bytes select is forced."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-frames:v", "3", str(tmp_path / "take%03d.jpg"))
+    path = tmp_path / "take%03d.jpg"
+    path.write_bytes(write_wav(tmp_path / "take.wav", tone(1000, 1.0, 16000), 16000).read_bytes())
+    assert probe(path).duration_s == pytest.approx(1.0, abs=0.01)
+    samples, rate = render(path, 16000, tmp_path)
+    assert len(samples) == rate and peak_hz(samples, rate) == pytest.approx(1000, abs=2)
 
 
 # ---------------------------------------------------------------------------
@@ -190,9 +206,18 @@ def test_an_option_our_filter_lacks_is_found_by_running_the_filter_on_a_test_ton
     assert "Error applying option" in caught.value.message
 
 
-def test_random_bytes_are_rejected_with_ffmpegs_reason(tmp_path):
+def test_random_bytes_are_refused_before_ffmpeg_opens_them(tmp_path):
     path = tmp_path / "noise.wav"
     path.write_bytes(np.random.default_rng(0).bytes(100_000))
+    for attempt in (lambda: probe(path), lambda: render(path, 16000, tmp_path)):
+        with pytest.raises(RejectedInput) as caught:
+            attempt()
+        assert caught.value.message.startswith("noise.wav is not a recording ffmpeg can read: its first bytes match no")
+
+
+def test_a_damaged_recording_is_rejected_with_ffmpegs_reason(tmp_path):
+    path = tmp_path / "damaged.wav"
+    path.write_bytes(b"RIFF\x00\x10\x00\x00WAVE" + np.random.default_rng(0).bytes(100_000))
     with pytest.raises(RejectedInput) as caught:
         probe(path)
     assert "Errno" not in caught.value.message and "1094995529" not in caught.value.message

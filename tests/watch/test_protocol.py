@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import soundfile
 
 from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput, StageError
 from hushdrop.pipeline.job import Job
@@ -25,6 +26,7 @@ from tests.watch.conftest import transcript_job
     Ready({"pid": 12, "engine": "whisper", "model": "base", "device": "cpu", "compute_type": "int8"}),
     CannotStart("ModelError: model.bin has the wrong sha256"),
     Progress(7, "transcribe", 0.4286),
+    Progress(7, "open", 0.0, 61.25),  # the recording's duration, for the time limits
     Failed(7, "open", "not a recording ffmpeg can read", Fault.RECORDING, 2),
     Finished(7, transcript_job(), 2),
 ])
@@ -74,6 +76,19 @@ def test_run_job_answers_finished_with_a_document_and_reports_progress(processor
     assert from_json(to_json(answer)).job.to_dict() == answer.job.to_dict()
     assert sent and all(isinstance(p, Progress) and p.job_id == 3 for p in sent)
     assert [p.fraction for p in sent] == sorted(p.fraction for p in sent) and sent[-1].fraction == 1.0
+    # the first report names the opening and the recording's length, which scales the time limits
+    assert (sent[0].stage, sent[0].fraction) == ("open", 0.0)
+    assert sent[0].duration_s == pytest.approx(soundfile.info(str(SPEECH_EN)).duration, abs=0.01)
+    assert all(p.duration_s is None for p in sent[1:])
+
+
+def test_a_file_whose_length_cannot_be_read_reports_no_duration_and_fails_in_the_chain(settings, tmp_path):
+    unreadable = tmp_path / "not-audio.wav"
+    unreadable.write_bytes(b"this is not a recording at all")
+    sent = []
+    answer = run_job(_Failing(RejectedInput("open", "not audio")), settings, RunJob(5, 1, str(unreadable), "default"), sent.append)
+    assert [(p.stage, p.duration_s) for p in sent] == [("open", None)]
+    assert isinstance(answer, Failed) and answer.stage == "open"
 
 
 class _Failing:

@@ -39,10 +39,17 @@ def web_settings(root: Path, web: dict | None = None, **profile: Any) -> Setting
     return parse_config(raw, root / "config.yaml")
 
 
-def client_for(settings: Settings, base_url: str = BASE, **kwargs) -> TestClient:
+def client_for(settings: Settings, base_url: str = BASE, peer: str | None = None, **kwargs) -> TestClient:
+    """A test client for the app; its requests come from ``peer``, by default from where a real
+    connection to ``base_url`` would: 127.0.0.1 for a loopback URL, a LAN address otherwise."""
+    from urllib.parse import urlsplit
+
+    from hushdrop.pipeline.web.address import is_loopback
     from hushdrop.pipeline.web.app import create_app
 
-    return TestClient(create_app(settings, **kwargs), base_url=base_url, follow_redirects=False)
+    if peer is None:
+        peer = "127.0.0.1" if is_loopback(urlsplit(base_url).hostname or "") else "192.0.2.99"
+    return TestClient(create_app(settings, **kwargs), base_url=base_url, follow_redirects=False, client=(peer, 50000))
 
 
 def csrf_of(client: TestClient, path: str = "/") -> str:

@@ -197,3 +197,108 @@ def test_raw_dot_segments_reach_no_file_on_a_real_server(tmp_path):
             assert b"SECRET" not in reply and b"profiles" not in reply and b"root:" not in reply and b"def " not in reply, target
     finally:
         server.stop()
+
+
+def test_a_forwarding_header_makes_a_request_from_this_machine_remote(client):
+    """Without a password only direct requests from this machine are served: a proxy there
+    connects from 127.0.0.1 for anyone, and its headers give it away."""
+    assert client.get("/api/jobs").status_code == 200 and client.get("/metrics").status_code == 200
+    for header, value in (("X-Forwarded-For", "127.0.0.1"), ("Forwarded", 'for="[::1]"'), ("X-Real-IP", "127.0.0.1"),
+                          ("X-Forwarded-Host", "localhost:8765")):
+        for path in ("/", "/api/jobs", "/metrics", "/readyz", "/search?q=x", "/api/search?q=x"):
+            refused = client.get(path, headers={header: value})
+            assert refused.status_code == 403 and "--set-password" in refused.text, (header, path)
+        assert client.get("/healthz", headers={header: value}).json() == {"status": "ok"}
+    page = client.get("/", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert page.headers["content-type"].startswith("text/html") and 'id="needs-password"' in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def loopback_with_password(tmp_path, base_url=BASE, **web):
+    settings = web_settings(tmp_path / "site", {"password_hash": hash_password(PASSWORD, n=2**10), **web})
+    return client_for(settings, base_url=base_url)
+
+
+def test_a_forged_forwarded_for_from_an_untrusted_client_does_not_dodge_the_login_limit(tmp_path):
+    with loopback_with_password(tmp_path) as client:
+        for n in range(5):
+            token = csrf_of(client, "/login")
+            wrong = client.post("/login", data={"password": "guess", "csrf": token},
+                                headers={"Origin": BASE, "X-Forwarded-For": f"198.51.100.{n}"})
+            assert wrong.status_code == 401
+        token = csrf_of(client, "/login")
+        again = client.post("/login", data={"password": PASSWORD, "csrf": token},
+                            headers={"Origin": BASE, "X-Forwarded-For": "198.51.100.99"})
+        assert again.status_code == 429
+        # and with a header, /metrics is no longer "this machine"
+        assert client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 401
+        assert client.get("/metrics").status_code == 200
+
+
+def test_the_client_behind_a_trusted_proxy_is_the_right_most_address_it_does_not_trust():
+    from starlette.datastructures import Headers
+
+    from hushdrop.pipeline.web.address import client_of, parse_networks
+
+    trusted = parse_networks(["127.0.0.1", "10.0.0.0/8"])
+
+    def who(peer, http_version="1.1", **headers):
+        return client_of(peer, Headers({k.replace("_", "-"): v for k, v in headers.items()}), trusted, http_version)
+
+    assert who("127.0.0.1").local and who("::1").local and not who("127.0.0.1").proxied
+    assert who("::ffff:127.0.0.1").address == "127.0.0.1"
+    assert not who("192.0.2.4").local and who("192.0.2.4").address == "192.0.2.4"
+    assert not who("127.0.0.1", http_version="1.0").local  # nginx's bare proxy_pass speaks HTTP/1.0
+    # a client's own entries come first; each proxy appends the address it saw
+    chained = who("127.0.0.1", x_forwarded_for="127.0.0.1, 198.51.100.7, 10.1.2.3")
+    assert chained.address == "198.51.100.7" and not chained.local and chained.proxied
+    assert who("127.0.0.1", forwarded='for=192.0.2.60;proto=https, for="[2001:db8:cafe::17]:4711"').address == "2001:db8:cafe::17"
+    assert who("127.0.0.1", x_real_ip="192.0.2.9").address == "192.0.2.9"
+    # every hop trusted: the first one, and still not local (a proxy's word cannot be checked)
+    inside = who("127.0.0.1", x_forwarded_for="127.0.0.1")
+    assert inside.address == "127.0.0.1" and not inside.local
+    # from a peer that is not trusted the headers change nothing but make it remote
+    spoofed = who("192.0.2.4", x_forwarded_for="127.0.0.1", x_forwarded_proto="https", x_forwarded_host="bank.example")
+    assert spoofed.address == "192.0.2.4" and not spoofed.local and spoofed.origin is None and not spoofed.https
+    public = who("10.0.0.2", x_forwarded_for="192.0.2.5", x_forwarded_proto="https", x_forwarded_host="Notes.Example:8443")
+    assert public.origin == "https://notes.example:8443" and public.https
+    assert who("10.0.0.2", x_forwarded_for="192.0.2.5", x_forwarded_proto="javascript", x_forwarded_host="x").origin is None
+
+
+def test_trusted_proxies_must_be_addresses_or_blocks(tmp_path):
+    settings = web_settings(tmp_path / "ok", {"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]})
+    assert settings.web.trusted_proxies == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert web_settings(tmp_path / "default").web.trusted_proxies == []
+    with pytest.raises(ConfigError, match="proxy.example.*not an IP address or CIDR block"):
+        web_settings(tmp_path / "bad", {"trusted_proxies": ["proxy.example"]})
+
+
+def test_behind_a_trusted_https_proxy_the_cookie_is_secure_and_the_login_is_not_cleartext(tmp_path):
+    public = {"X-Forwarded-For": "192.0.2.5", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "notes.example"}
+    # the proxy speaks HTTP to the page, the browser HTTPS to the proxy (so its cookie jar sends a Secure cookie)
+    with loopback_with_password(tmp_path, "https://127.0.0.1:8765", trusted_proxies=["127.0.0.1"]) as client:
+        client.headers.update(public)
+        login_page = client.get("/login")
+        assert 'id="cleartext"' not in login_page.text
+        token = csrf_of(client, "/login")
+        right = client.post("/login", data={"password": PASSWORD, "csrf": token}, headers={"Origin": "https://notes.example"})
+        assert right.status_code == 303
+        cookie = next(c for c in right.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+        assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+    # the same headers from a client that is not a trusted proxy name no origin
+    with loopback_with_password(tmp_path / "untrusted") as client:
+        client.headers.update(public)
+        assert 'id="cleartext"' in client.get("/login").text
+        token = csrf_of(client, "/login")
+        refused = client.post("/login", data={"password": PASSWORD, "csrf": token}, headers={"Origin": "https://notes.example"})
+        assert refused.status_code == 403
+
+
+def test_an_ipv6_client_is_limited_by_its_64():
+    from hushdrop.pipeline.web.security import LoginLimiter
+
+    limiter = LoginLimiter(per_client=2)
+    limiter.failed("2001:db8:1:2::a")
+    limiter.failed("2001:db8:1:2:ffff::b")  # the same host's /64, another address
+    assert limiter.retry_after("2001:db8:1:2::c") > 0
+    assert limiter.retry_after("2001:db8:1:3::a") == 0 and limiter.retry_after("192.0.2.1") == 0

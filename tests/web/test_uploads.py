@@ -212,3 +212,38 @@ def test_uploads_are_refused_while_nobody_is_logged_in_off_loopback(tmp_path):
                                headers={"Origin": "http://192.0.2.10:8765", "X-CSRF-Token": token})
         assert response.status_code == 401
     assert not settings.inbox.exists() or inbox_files(settings) == []
+
+
+def _site_with_profile_folder(tmp_path: Path, folder: str):
+    raw = {"inbox": str(tmp_path / "box" / "inbox"), "outbox": str(tmp_path / "outbox"), "workdir": str(tmp_path / "work"),
+           "profiles": {"default": {}, "meetings": {"folder": folder}}, "web": {"listen": "127.0.0.1:8765"}}
+    from hushdrop.pipeline.config import parse_config
+
+    return parse_config(raw, tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize("where", ["the folder above the inbox", "a folder inside the inbox"])
+def test_an_upload_to_a_missing_profile_folder_makes_no_folder_through_a_link(tmp_path, where):
+    outside = tmp_path / "outside"
+    (outside / "inbox").mkdir(parents=True)
+    if where == "the folder above the inbox":
+        (tmp_path / "box").symlink_to(outside)  # box/inbox/meetings would be outside/inbox/meetings
+        settings = _site_with_profile_folder(tmp_path, "meetings")
+    else:
+        (tmp_path / "box" / "inbox").mkdir(parents=True)
+        (tmp_path / "box" / "inbox" / "team").symlink_to(outside)  # team/notes would be outside/notes
+        settings = _site_with_profile_folder(tmp_path, "team/notes")
+    with client_for(settings) as client:
+        response = upload(client, csrf_of(client), b"RIFF0000WAVE", profile="meetings")
+    assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == ["inbox"], "a folder was made outside"
+    assert response.status_code == 409, response.text
+    assert "symbolic link" in response.json()["error"] and str(tmp_path) not in response.text
+
+
+def test_an_upload_makes_missing_inbox_and_profile_folders_inside_the_inbox(tmp_path):
+    settings = _site_with_profile_folder(tmp_path, "team/notes")
+    (tmp_path / "box").mkdir()  # the inbox itself does not exist yet
+    with client_for(settings) as client:
+        response = upload(client, csrf_of(client), b"RIFF0000WAVE", profile="meetings")
+    assert response.status_code == 201, response.text
+    assert (settings.inbox / "team" / "notes" / "talk.wav").read_bytes() == b"RIFF0000WAVE"
