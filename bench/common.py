@@ -230,7 +230,7 @@ class ChainSystem:
                 "chain": [s.as_dict() for s in self.profile.chain]}
 
     def fingerprint(self) -> str:
-        code = [*(REPO / "stages").glob("*.py"), REPO / "pipeline" / "audio.py", REPO / "pipeline" / "chunking.py",
+        code = [*(REPO / "stages").glob("*.py"), *(REPO / "pipeline" / "audio").glob("*.py"), REPO / "pipeline" / "chunking.py",
                 REPO / "pipeline" / "engines" / "whisper.py", REPO / "pipeline" / "process.py", REPO / "pipeline" / "runner.py"]
         h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
         h.update(_sources_digest(code).encode())

@@ -9,8 +9,8 @@ Inputs are built at run time (never committed): ``--seconds`` of the held-out En
 joined with 0.5 s gaps, with white noise at 0, 5 and 10 dB SNR (bench/noise.py), as the
 stage sees them after ``resample`` (16 kHz mono); the 48 kHz rows feed the same speech,
 resampled, to a stage that runs before ``resample`` (2048-point window). "old" is
-``noisereduce_gate`` (the ``noisereduce.reduce_noise`` call the stage made before), "new"
-``spectral_gate``. One process; the two alternate on every repeat, so load on the shared
+noisereduce's own gate (``noisereduce_gate``, tests/stages/noisereduce_reference.py: the
+``noisereduce.reduce_noise`` call the stage is held to), "new" the stage's ``spectral_gate``. One process; the two alternate on every repeat, so load on the shared
 machine falls on both. Output agreement: SNR of new against old (old = signal), max |Δ|.
 
 ``--chain`` runs the `default` chain of config.yaml (bench.common.ChainSystem) on the 5 dB
@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import SAMPLE_RATE, Counts, load_manifest, markdown_table, score
+from tests.stages.noisereduce_reference import noisereduce_gate
 
 SNRS = (0, 5, 10)
 
@@ -60,7 +61,7 @@ def noisy_inputs(seconds: float) -> dict[int, np.ndarray]:
 def gate_only(seconds: float, repeats: int) -> str:
     from scipy.signal import resample_poly
 
-    from hushdrop.stages.denoise import DenoiseOptions, noise_profile, noisereduce_gate, spectral_gate, window_samples
+    from hushdrop.stages.denoise import DenoiseOptions, noise_profile, spectral_gate, window_samples
 
     opts = DenoiseOptions()
     kw = dict(prop_decrease=opts.prop_decrease, threshold_std=opts.threshold_std,
@@ -97,7 +98,7 @@ def call_sites(seconds: float, repeats: int) -> str:
     """Cheaper ways to call noisereduce itself, each against the call the stage made (16 kHz, 5 dB)."""
     import noisereduce
 
-    from hushdrop.stages.denoise import DenoiseOptions, noise_profile, noisereduce_gate, spectral_gate
+    from hushdrop.stages.denoise import DenoiseOptions, noise_profile, spectral_gate
 
     x = noisy_inputs(seconds)[5]
     opts = DenoiseOptions()
@@ -142,14 +143,21 @@ def reference_gate(on: bool, dither_db: float | None = None):
 
     fast = denoise.spectral_gate
 
-    def dithered(samples, rate, noise, **kw):
-        out = denoise.noisereduce_gate(samples, rate, noise, **kw)
-        rms = float(np.sqrt(np.mean(np.square(out, dtype=np.float64))))
-        rng = np.random.default_rng(len(out))
-        return (out + rng.standard_normal(len(out)) * rms * 10 ** (-dither_db / 20)).astype(np.float32)
+    def reference(samples, rate, noise, *, out=None, progress=None, **kw):
+        gated = noisereduce_gate(samples, rate, noise, **kw)
+        if dither_db is not None:
+            rms = float(np.sqrt(np.mean(np.square(gated, dtype=np.float64))))
+            rng = np.random.default_rng(len(gated))
+            gated = (gated + rng.standard_normal(len(gated)) * rms * 10 ** (-dither_db / 20)).astype(np.float32)
+        if out is None:
+            return gated
+        out[:] = gated
+        if progress is not None:
+            progress(1.0)
+        return out
 
     if on:
-        denoise.spectral_gate = denoise.noisereduce_gate if dither_db is None else dithered
+        denoise.spectral_gate = reference
     try:
         yield
     finally:

@@ -49,7 +49,7 @@ PROMPT = "以下是普通话的句子。"
 
 def rescore(clip: dict, text: str) -> Counts:
     """``bench.common.score`` after hushdrop's own conversion to Simplified on both sides."""
-    from hushdrop.stages.grammar import convert_script
+    from hushdrop.pipeline.script import convert_script
 
     language = clip["language"]
     if language in ("zh", "yue"):

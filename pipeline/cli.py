@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
                 out.print(f"    [yellow]warning:[/] {shown(warning)}")
             for output in outcome.outputs:
                 out.print(f"    {shown(output)}")
-            out.print(f"    original: {shown(outcome.retention)}")
+            out.print(f"    original: {shown(outcome.original.sentence())}")
     processor.close()
     if failures:
         console.print(f"[red]{failures} of {len(args.files)} file(s) failed[/]")
@@ -168,7 +168,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from hushdrop.pipeline.models import list_models
+    from hushdrop.pipeline.engines import list_models
 
     if args.action == "pull":
         from hushdrop.pipeline.engines import pull_model
@@ -210,7 +210,7 @@ def cmd_config_check(args) -> int:
     out.print(f"[green]✓[/] {shown(settings.source)} is valid")
     out.print(f"  inbox  {shown(settings.inbox)}\n  outbox {shown(settings.outbox)}\n  work   {shown(settings.workdir)}")
     if settings.executor == "local":
-        from hushdrop.pipeline.config import resolve_workers
+        from hushdrop.pipeline.watch.sizing import resolve_workers
 
         out.print(f"  {terminal_text(resolve_workers(settings).describe())}", markup=False)
     else:

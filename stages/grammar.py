@@ -5,25 +5,21 @@ before/after examples (``tests/stages/test_grammar.py`` runs every example, and
 fails for a rule without one). Rules change segment text only; word entries keep
 what the engine heard, with its times, and ``Segment.raw_text`` keeps the engine's text.
 
-Also here: the Chinese script a profile asks for (``script: simplified | traditional |
-hk | tw``, OpenCC), applied to zh and yue text by :func:`apply_script` when outputs are
-committed, whatever the chain: a profile option, not a stage to remember. Event tags the
-engine wrote ("[音樂]", "(掌聲)") are left as written.
+A Chinese glossary term is matched in either script (:mod:`pipeline.script`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 from pydantic import Field, field_validator
 
 from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.script import SCRIPT_LANGUAGES, convert_script
 from hushdrop.pipeline.text import TRANSCRIPT_MIN_REPEATS, TRANSCRIPT_MIN_SPAN, RepeatGuard
 from hushdrop.stages.base import Stage, StageOptions
-from hushdrop.stages.tag import event_kind
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 CJK_LANGUAGES = {"zh", "yue", "ja"}
@@ -153,68 +149,6 @@ def _glossary_any_script(text: str, term: str, squashed: str) -> str:
     for m in reversed(list(re.finditer(pattern, folded, flags=re.I))):
         text = text[: m.start()] + term + text[m.end():]
     return text
-
-
-# ---------------------------------------------------------------- Chinese script
-
-SCRIPT_LANGUAGES = frozenset({"zh", "yue"})
-# OpenCC configurations: characters only, no vocabulary swaps (软件 stays 軟件 in tw, not 軟體):
-# a transcript keeps the words that were said. Whisper writes Traditional Mandarin the Taiwan
-# way (著 for the particle 着), which plain t2s leaves alone ("換著喝" → "换著喝"); tw2s
-# converts it by context (看著 → 看着, 著名 stays) and leaves Simplified text as it is.
-SCRIPTS = {"simplified": "tw2s", "traditional": "s2t", "hk": "s2hk", "tw": "s2tw"}
-_TAG_SPAN = re.compile(r"\[[^\]]{1,40}\]|【[^】]{1,40}】|[(（*][^)）*]{1,40}[)）*]|[♪♫♬]+")
-
-
-@lru_cache(maxsize=None)
-def script_converter(script: str) -> Callable[[str], str] | None:
-    """OpenCC's converter for ``script`` (None for ``keep``); built once per process."""
-    if script == "keep":
-        return None
-    import opencc
-
-    return opencc.OpenCC(SCRIPTS[script]).convert
-
-
-def _is_event_tag(span: str) -> bool:
-    if span[0] in "[【♪♫♬":  # how Whisper marks non-speech: [音樂], [BLANK_AUDIO], ♪
-        return True
-    label = span[1:-1].strip()
-    return event_kind(label) is not None or event_kind(script_converter("simplified")(label)) is not None
-
-
-def convert_script(text: str, script: str, keep_tags: bool = True) -> str:
-    """``text`` in ``script``; event tags ("[音樂]", "(掌聲)", "♪") stay as written."""
-    convert = script_converter(script)
-    if convert is None or not text:
-        return text
-    if not keep_tags:
-        return convert(text)
-    pieces, pos = [], 0
-    for m in _TAG_SPAN.finditer(text):
-        if _is_event_tag(m.group()):
-            pieces += [convert(text[pos : m.start()]), m.group()]
-            pos = m.end()
-    pieces.append(convert(text[pos:]))
-    return "".join(pieces)
-
-
-def apply_script(job: Job, script: str) -> None:
-    """Convert the zh and yue text of ``job`` (segments and their words) to ``script``.
-
-    The engine's own text stays in ``Segment.raw_text``; repeating it is harmless.
-    """
-    job.script = script
-    if script_converter(script) is None:
-        return
-    for segment in job.transcript.segments:
-        if (segment.language or job.transcript.language) not in SCRIPT_LANGUAGES:
-            continue
-        if segment.raw_text is None:
-            segment.raw_text = segment.text
-        segment.text = convert_script(segment.text, script)
-        for word in segment.words:
-            word.text = convert_script(word.text, script)
 
 
 RULES: tuple[Rule, ...] = (

@@ -15,45 +15,11 @@ import re
 
 from pydantic import Field
 
-from hushdrop.pipeline.job import Event, Job
+from hushdrop.pipeline.job import Event, Job, event_kind
 from hushdrop.stages.base import Stage, StageOptions
 
-EVENT_VOCABULARY = ("silence", "music", "applause", "laughter", "noise")
-
-_EVENT_WORDS: dict[str, str] = {
-    "music": "music",
-    "musique": "music",
-    "musik": "music",
-    "música": "music",
-    "音乐": "music",
-    "singing": "music",
-    "applause": "applause",
-    "applauding": "applause",
-    "clapping": "applause",
-    "掌声": "applause",
-    "laughter": "laughter",
-    "laughing": "laughter",
-    "laughs": "laughter",
-    "laugh": "laughter",
-    "chuckles": "laughter",
-    "笑声": "laughter",
-    "noise": "noise",
-    "static": "noise",
-    "coughing": "noise",
-    "coughs": "noise",
-    "background noise": "noise",
-    "silence": "silence",
-    "blank_audio": "silence",
-    "no speech": "silence",
-}
 _BRACKETED = re.compile(r"[\[(*（【]\s*([^\])*）】]{1,40}?)\s*[\])*）】]")
 _MUSIC_NOTES = re.compile(r"[♪♫♬]+")
-
-
-def event_kind(label: str) -> str | None:
-    return _EVENT_WORDS.get(label.strip().lower().replace("_", " ").strip(), None) or _EVENT_WORDS.get(
-        label.strip().lower()
-    )
 
 
 def split_tags(text: str) -> tuple[str, list[str]]:

@@ -86,3 +86,45 @@ def run_chain(path: Path, rate: int, stages, tmp_path: Path):
 
 def snr_against(clean: np.ndarray, processed: np.ndarray) -> float:
     return 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((processed - clean).astype(np.float64) ** 2))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of hushdrop (``hushdrop.pipeline…``, ``hushdrop.stages…``) and the hushdrop
+    modules it imports anywhere in its file, inside functions too: a late import that dodges a
+    circle is still a circle."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    files = {}
+    for top in ("pipeline", "stages"):
+        for path in (root / top).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            files[".".join(("hushdrop", *(parts[:-1] if parts[-1] == "__init__" else parts)))] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    imported.add(name)
+        graph[module] = imported
+    return graph
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The modules ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for name in graph[todo.pop()] - seen:
+            seen.add(name)
+            todo.append(name)
+    return seen

@@ -14,6 +14,7 @@ from pathlib import Path
 from hushdrop.pipeline.engines import qwen3, whisper
 from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, Engine, EngineEntry, EngineSpec
 from hushdrop.pipeline.errors import ModelError
+from hushdrop.pipeline.models import ModelStatus
 
 # the contract (pipeline/engines/base.py) is imported from there; these are what a caller needs
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ENGINES",
     "ENGINE_NAMES",
     "engine_for",
+    "list_models",
     "load_engine",
     "pull_model",
 ]
@@ -61,3 +63,9 @@ def pull_model(name: str) -> Path:
     """
     (pull,) = [entry.pull for entry in ENGINES.values() if entry.pull is not None]
     return pull(name)
+
+
+def list_models() -> list[ModelStatus]:
+    """Every model hushdrop knows of, and whether it can be used right now: each engine's
+    registry entry lists its own (`hushdrop models`, `hushdrop doctor`)."""
+    return [status for entry in ENGINES.values() for status in entry.model_statuses()]

@@ -8,8 +8,9 @@ does voice-activity detection, cuts the audio into windows no longer than
 
 Each engine also has an :class:`EngineEntry` in the registry (``ENGINES``): what can be
 known about it without loading a model — its ``engine_options`` model, the languages it
-can be forced to, how to load it and which models it has on this machine. The config
-loader and the ``transcribe`` stage ask the entry; neither knows any engine by name.
+can be forced to, how to load it, which models it has on this machine and how much
+memory a worker holding one of them needs. The config loader, the ``transcribe`` stage
+and ``workers: auto`` ask the entry; none of them knows any engine by name.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class EngineEntry:
     # cache, never at a path the name chooses): a remote worker loads only these, or what its own
     # config names
     is_catalogue_model: Callable[[str], bool]
+    # bytes one worker process holds once it has loaded model ``name`` (the runtime included):
+    # what `workers: auto` divides the available memory by
+    worker_memory: Callable[[str], int]
     pull: Callable[[str], Path] | None = None  # downloads a model by name (`hushdrop models pull`)
 
     def check_language(self, code: str) -> None:

@@ -98,6 +98,24 @@ def cuda_available() -> bool:
         return False
 
 
+# One worker's peak memory with the bundled base model, and the runtime's share of it (Python,
+# the chain, Silero VAD, CTranslate2): docs/benchmarks.md, "Many small files".
+BASE_WORKER_BYTES = 550 * 10**6
+RUNTIME_BYTES = 420 * 10**6
+
+
+def worker_memory(name: str) -> int:
+    """Bytes a worker holding model ``name`` needs: the base model's measured peak, or the runtime
+    plus a model of one's own's ``model.bin`` (never less than the base model's peak)."""
+    if name == "base":
+        return BASE_WORKER_BYTES
+    try:
+        model_bytes = (Path(name).expanduser() / "model.bin").stat().st_size
+    except OSError:
+        return BASE_WORKER_BYTES  # the model is missing: the worker will say so when it loads
+    return max(BASE_WORKER_BYTES, RUNTIME_BYTES + model_bytes)
+
+
 def _resolve_model(name: str) -> tuple[Path, str | None]:
     if name == "base":
         return bundled_whisper_base(), WHISPER_BASE_SHA256
@@ -304,6 +322,7 @@ ENTRY = EngineEntry(
     load=WhisperEngine,
     model_statuses=model_statuses,
     is_catalogue_model=lambda name: name == "base",
+    worker_memory=worker_memory,
 )
 
 __all__ = ["ENTRY", "LANGUAGES", "WhisperEngine", "WhisperOptions", "cuda_available", "SAMPLE_RATE"]

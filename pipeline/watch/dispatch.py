@@ -2,13 +2,16 @@
 
 Before a claimed job is sent to a worker, :func:`prepare_for_run` settles what can be
 settled without the chain: a profile that left the config, a spool file that vanished or
-is still being written, the content hash, a duplicate of earlier content. After a worker
-answers, :func:`accept_result` / :func:`accept_failure` / :func:`accept_lost_worker` turn
-the answer into ledger states and files (``pipeline.watch.finish``).
+is still being written, the content hash, a duplicate of earlier content. While it runs,
+:func:`overrun` judges its time limits. After it, :func:`accept_result` /
+:func:`accept_failure` / :func:`accept_lost_worker` / :func:`accept_overrun` /
+:func:`accept_not_taken` turn what happened into ledger states and files
+(``pipeline.watch.finish``); :func:`rerun_stale` and :func:`release_at_shutdown` settle the
+runs nobody holds and the runs a shutdown ended.
 
 These functions run in the coordinator only: it alone writes the ledger, the outbox and
-the spool. A backend (the local pool in ``pipeline.watch.executor``, or a Celery one)
-moves :mod:`pipeline.watch.protocol` messages and calls these; it decides nothing itself.
+the spool. The one dispatch loop (``pipeline.watch.executor``) calls them, whatever backend
+moved the :mod:`pipeline.watch.protocol` messages; a backend decides nothing itself.
 The first answer for a (job, attempt) wins: an answer for a job that is no longer
 ``processing``, or for an earlier attempt, is dropped.
 """
@@ -21,11 +24,12 @@ import time
 from dataclasses import dataclass, field, replace
 
 from hushdrop.pipeline.audio import duration_text
-from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.config import Profile, Settings, profile_document
 from hushdrop.pipeline.fsutil import sha256_file
 from hushdrop.pipeline.logs import job_log
-from hushdrop.pipeline.retention import RetentionError
-from hushdrop.pipeline.watch.finish import commit_job, dispose_of_original, fail_job, quarantine_job, skip_duplicate
+from hushdrop.pipeline.watch.finish import (
+    commit_job, dispose_or_log, fail_job, quarantine_job, resolve_interrupted, skip_duplicate,
+)
 from hushdrop.pipeline.watch.ledger import ACTIVE, JobRow, Ledger, State
 from hushdrop.pipeline.watch.protocol import OPENING_STAGE, Failed, Fault, Finished, RunJob, fault_of_os_error
 
@@ -133,8 +137,10 @@ def record_content_hash(settings: Settings, ledger: Ledger, row: JobRow) -> JobR
     try:
         return ledger.update(row.id, expect=State.CLAIMED, content_hash=sha256_file(row.spool_path))
     except OSError as exc:
-        row = ledger.start(row.id, "intake")
-        fail_job(settings, ledger, row, "hash", f"cannot read the claimed original: {exc.strerror}", fault_of_os_error(exc))
+        # claimed → failed, by the kind of error; a read that fails counts as an attempt, as a
+        # run would (an environment fault counts none, as for a run)
+        counted = ledger.update(row.id, expect=State.CLAIMED, attempts=row.attempts + 1)
+        fail_job(settings, ledger, counted, "hash", f"cannot read the claimed original: {exc.strerror}", fault_of_os_error(exc))
         return None
 
 
@@ -152,9 +158,17 @@ def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
     return False
 
 
-def run_message(row: JobRow) -> RunJob:
-    """What a worker is sent for processing job ``row``."""
-    return RunJob(row.id, row.attempts, str(row.spool_path), row.profile, row.language, row.content_hash)
+def run_message(settings: Settings, row: JobRow, *, own_config: bool = False) -> RunJob:
+    """What a worker is sent for processing job ``row``. ``own_config``: the worker reads a config
+    of its own (a remote one), so the message carries the profile and the time limits too."""
+    relative = str(row.spool_path.relative_to(settings.spool_dir))
+    message = RunJob(row.id, row.attempts, relative, row.profile, row.language, row.content_hash)
+    if not own_config:
+        return message
+    return replace(
+        message, profile_document=profile_document(settings.profile(row.profile)),
+        time_limits=settings.time_limits.model_dump(mode="json"),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -243,7 +257,7 @@ def accept_result(settings: Settings, ledger: Ledger, result: Finished) -> JobRo
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         fault = fault_of_os_error(exc) if isinstance(exc, OSError) else Fault.TRANSIENT
         return fail_job(settings, ledger, row, "outputs", f"cannot write the outputs in {settings.outbox}: {reason}", fault)
-    return dispose_or_log(settings, ledger, row)
+    return row
 
 
 def accept_failure(settings: Settings, ledger: Ledger, failure: Failed) -> JobRow | None:
@@ -254,21 +268,54 @@ def accept_failure(settings: Settings, ledger: Ledger, failure: Failed) -> JobRo
     return fail_job(settings, ledger, row, failure.stage, failure.message, failure.fault)
 
 
-def accept_lost_worker(settings: Settings, ledger: Ledger, job_id: int, exit_code: int | None) -> JobRow | None:
-    """The worker running ``job_id`` died without an answer: a transient failure (counted, so a file
-    that always kills its worker ends in quarantine)."""
-    row = ledger.get(job_id)
-    if row.state != State.PROCESSING:
+def accept_lost_worker(settings: Settings, ledger: Ledger, job_id: int, attempt: int | None, why: str) -> JobRow | None:
+    """The worker running ``job_id`` is gone without an answer (``why`` says how: it died, or
+    stopped renewing its lease): a transient failure of that attempt, counted, so a file that
+    always kills its worker ends in quarantine. None: the job had moved on."""
+    row = current_attempt(ledger, job_id, attempt)
+    if row is None:
         return None
-    what = f"the worker process died (exit code {exit_code}); out of memory?" if exit_code else "the worker process exited"
-    return fail_job(settings, ledger, row, row.stage or "worker", what, Fault.TRANSIENT)
+    return fail_job(settings, ledger, row, row.stage or "worker", why, Fault.TRANSIENT)
 
 
-def dispose_or_log(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
-    """Dispose of a committed job's original; if that fails the outputs are safe and the next
-    start tries again, so it is logged, not raised."""
-    try:
-        return dispose_of_original(settings, ledger, row)
-    except (OSError, RetentionError) as exc:
-        job_log(row.id).error("could not dispose of the original: %s", exc)
-        return row
+def lost_process_words(exit_code: int | None) -> str:
+    """Why a local worker process is gone, from its exit code."""
+    return f"the worker process died (exit code {exit_code}); out of memory?" if exit_code else "the worker process exited"
+
+
+def accept_overrun(settings: Settings, ledger: Ledger, job_id: int, attempt: int, stage: str, why: str) -> JobRow | None:
+    """A run went past its time limit (:func:`overrun`) and was stopped, or is given up on: a
+    transient failure of that attempt naming the stage. None: the job had moved on."""
+    return accept_failure(settings, ledger, Failed(job_id, stage, why, Fault.TRANSIENT, attempt))
+
+
+def accept_not_taken(settings: Settings, ledger: Ledger, job_id: int, attempt: int) -> JobRow | None:
+    """No worker took the job (a lost message, no worker for its queue): it goes back to the
+    queue as an interruption, not the recording's fault. None: the job had moved on."""
+    row = current_attempt(ledger, job_id, attempt)
+    if row is None:
+        return None
+    return resolve_interrupted(settings, ledger, row)
+
+
+def release_at_shutdown(ledger: Ledger, job_id: int) -> None:
+    """The service stops and ended the run of ``job_id``: it runs again on the next start, and
+    the attempt does not count."""
+    if ledger.broken is not None:
+        return
+    row = ledger.get(job_id)
+    if row.state == State.PROCESSING:
+        ledger.release(job_id, count_attempt=False)
+        job_log(job_id).info("released at shutdown; it will run again on the next start")
+
+
+def rerun_stale(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
+    """A ``processing`` job that no worker holds (a lost message, a crash): committed and its
+    original disposed of when its outputs are complete, else run again (the attempt counts)."""
+    job_log(row.id).warning("stale claim (no worker holds it)")
+    row = resolve_interrupted(settings, ledger, row, count_attempt=True)
+    if row.state == State.COMMITTED:
+        row = dispose_or_log(settings, ledger, row)
+    return row
+
+

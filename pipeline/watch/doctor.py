@@ -66,7 +66,7 @@ def checkup(settings: Settings) -> list[Finding]:
             ))
     except ImportError:
         pass
-    from hushdrop.pipeline.models import list_models
+    from hushdrop.pipeline.engines import list_models
 
     for status in list_models():
         if status.engine == "whisper":

@@ -3,12 +3,14 @@
 Each step writes the ledger *before* it changes files in a way that cannot be
 undone, so recovery after a crash can roll it forward (or back) from the row:
 
-- commit: the planned output paths go into the row first (``plan_outputs``), then
-  the files are written (temp name, fsync, link, fsync dir), then ``committed``.
-  A restart that finds ``processing`` with a planned set looks at the disk: every
-  file there → committed; some → remove them and run the job again; none → run again.
+- commit (:func:`commit_job`, four steps down): the planned output paths go into the row
+  first (``plan_outputs``), then the files are written (temp name, fsync, link, fsync dir),
+  then ``committed``, then the original is disposed of. A restart that finds ``processing``
+  with a planned set looks at the disk: every file there → committed; some → remove them and
+  run the job again; none → run again.
 - dispose of the original: only from ``committed``; shred / delete / move the spool copy
-  (the profile's ``originals``), then ``done``.
+  (the profile's ``originals``; a move's target is recorded in the row first), then ``done``
+  with what was done as data (``retention``: a :class:`~pipeline.retention.Disposal`).
   Repeating it after a crash is harmless (the outputs are already safe).
 - quarantine: the row becomes ``quarantined`` with its target path, then the
   original moves there and gets its ``.error.txt``; recovery finishes the move.
@@ -36,14 +38,14 @@ from pathlib import Path
 
 from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
 from hushdrop.pipeline.fsutil import free_name, move_file
-from hushdrop.pipeline.names import display_name, safe_name, safe_stem
+from hushdrop.pipeline.names import display_name, safe_name
 from hushdrop.pipeline.watch.intake import clean_spool_dir, profile_folder, write_error_note
 from hushdrop.pipeline.job import Job
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.watch.protocol import Fault
 from hushdrop.pipeline.logs import job_log
-from hushdrop.pipeline.outputs import commit_outputs, planned_outputs
-from hushdrop.pipeline.retention import apply_policy
+from hushdrop.pipeline.outputs import plan_outputs, write_outputs
+from hushdrop.pipeline.retention import Action, Disposal, RetentionError, apply_policy, move_target
 
 # interruptions (watcher restarts mid-job) before a job is set aside: a file that
 # takes the whole service down every time must not do so forever
@@ -82,26 +84,22 @@ def output_folder(settings: Settings, profile_name: str) -> Path:
 
 
 def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> JobRow:
-    """processing → committed: write every output of ``job``; the plan is recorded first."""
-    from hushdrop.pipeline.outputs import free_stem, subtitle_language
-    from hushdrop.stages.grammar import apply_script
+    """processing → committed → done, one step down after another: plan the output names (into
+    the row before anything is written), write the outputs, record them, dispose of the original.
 
+    Writing raises (disk full, permissions: the caller removes what the row lists and fails the
+    job); disposing does not (:func:`dispose_or_log`: the outputs are safe, a restart tries again).
+    """
     profile = settings.profile(row.profile)
-    folder = output_folder(settings, profile.name)
-    folder.mkdir(parents=True, exist_ok=True)
     job.received_at = row.created_at  # when the settled file was taken, not when a worker got it
-    apply_script(job, profile.script)
-    language = subtitle_language(job, profile.subtitle_names)
-    stem = free_stem(folder, safe_stem(row.name), profile.outputs, language)
-    planned = planned_outputs(folder, stem, profile.outputs, language)
-    ledger.plan_outputs(row.id, planned)
-    written = commit_outputs(
-        job, folder, profile.outputs, stem=stem, name=row.name, subtitle_names=profile.subtitle_names,
-        mode=settings.output_mode_bits, group=settings.output_group,
+    plan = plan_outputs(
+        job, output_folder(settings, profile.name), profile.outputs, name=row.name, subtitle_names=profile.subtitle_names,
     )
+    ledger.plan_outputs(row.id, plan.paths)
+    written = write_outputs(job, plan, name=row.name, mode=settings.output_mode_bits, group=settings.output_group)
     row = ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=written, stage="committed", progress=1.0)
     job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
-    return row
+    return dispose_or_log(settings, ledger, row)
 
 
 def skip_duplicate(ledger: Ledger, row: JobRow, original: JobRow) -> JobRow:
@@ -124,27 +122,58 @@ def retention_policy(settings: Settings, profile: Profile) -> OriginalsPolicy:
 
 
 def dispose_of_original(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
-    """committed → done: apply the profile's originals policy to the spool copy. Safe to repeat."""
+    """committed → done: apply the profile's originals policy to the spool copy; the row keeps
+    what was done (a :class:`~pipeline.retention.Disposal`). A move's target goes into the row
+    before the file moves, so a restart finishes that very move. Safe to repeat."""
     profile = settings.profiles.get(row.profile)
     policy = retention_policy(settings, profile) if profile else OriginalsPolicy(action="move", move_to=settings.workdir / "kept" / row.profile)
     path = row.spool_path
+    planned = Disposal.from_column(row.retention)
+    planned_move = planned.target if planned is not None and planned.action == Action.MOVED else None
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         st = None
-    if st is None:
-        what = "already retired before a restart"
+    if st is None:  # retired before a restart: by the recorded move, or by another policy
+        done = Disposal(Action.MOVED, planned_move) if planned_move else Disposal(Action.ALREADY_GONE)
     elif not stat.S_ISREG(st.st_mode):
-        what = f"left alone: {path} is not a regular file"
-    elif policy.action == "move" and st.st_nlink > 1:
-        os.unlink(path)  # an interrupted move had already linked it into place
-        what = f"moved to {policy.move_to}"
+        done = Disposal(Action.LEFT_ALONE, path)
+    elif policy.action == "move":
+        target = planned_move or linked_by_an_earlier_move(policy, st) or move_target(path, policy)
+        if target != planned_move:
+            ledger.update(row.id, expect=State.COMMITTED, retention=Disposal(Action.MOVED, target).to_column())
+        done = apply_policy(path, policy, expect=row.identity, target=target)
     else:
-        what = apply_policy(path, policy, expect=row.identity)
-    row = ledger.transition(row.id, State.DONE, expect=State.COMMITTED, retention=what, stage="done")
+        done = apply_policy(path, policy, expect=row.identity)
+    row = ledger.transition(row.id, State.DONE, expect=State.COMMITTED, retention=done.to_column(), stage="done")
     clean_spool_dir(path.parent)
-    job_log(row.id).info("done: original %s", what)
+    job_log(row.id).info("done: original %s", done.sentence())
     return row
+
+
+def linked_by_an_earlier_move(policy: OriginalsPolicy, st: os.stat_result) -> Path | None:
+    """The name in the move's folder that the spool copy ``st`` already has: a move interrupted
+    after linking it there, by a hushdrop that did not record the target first."""
+    if st.st_nlink < 2 or policy.move_to is None:
+        return None
+    try:
+        with os.scandir(policy.move_to) as entries:
+            for entry in entries:
+                if entry.inode() == st.st_ino and entry.stat(follow_symlinks=False).st_dev == st.st_dev:
+                    return Path(entry.path)
+    except OSError:
+        return None
+    return None
+
+
+def dispose_or_log(settings: Settings, ledger: Ledger, row: JobRow) -> JobRow:
+    """Dispose of a committed job's original; if that fails the outputs are safe and the next
+    start tries again, so it is logged, not raised."""
+    try:
+        return dispose_of_original(settings, ledger, row)
+    except (OSError, RetentionError) as exc:
+        job_log(row.id).error("could not dispose of the original: %s", exc)
+        return row
 
 
 def inbox_folder_words(settings: Settings, profile: str) -> str:
@@ -252,7 +281,7 @@ def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, 
         delay = settings.retry_backoff_seconds * (2 ** max(0, row.attempts - 1))
         extra = {}
     row = ledger.transition(
-        row.id, State.FAILED, expect=State.PROCESSING, error_stage=stage, error=message, worker=None,
+        row.id, State.FAILED, expect=(State.PROCESSING, State.CLAIMED), error_stage=stage, error=message, worker=None,
         next_attempt_at=now + delay, outputs=[], **extra,
     )
     logger = job_log(row.id)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hushdrop.pipeline.config import Profile, Settings
-from hushdrop.pipeline.containers import is_incomplete
+from hushdrop.pipeline.audio.containers import is_incomplete
 from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
 from hushdrop.pipeline.fsutil import (
     CopyMismatch, NotOurs, can_change_folder, check_sole_regular_file, copy_verified, fsync_dir, identity_of, private_dir,
@@ -263,7 +263,7 @@ def _claim_open_file(
     job_id = ledger.add(
         profile=profile.name, name=name, inbox_path=path, spool_path=spool,
         size=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
-        language=ledger.upload_language(path, st),  # an upload's choice on the web page
+        language=ledger.uploads.language_for(path, st),  # an upload's choice on the web page
     )
     logger = job_log(job_id)
     try:
@@ -299,7 +299,7 @@ def _claim_open_file(
         job_id, State.CLAIMED, expect=State.SEEN, content_hash=content_hash,
         size=landed.st_size, mtime_ns=landed.st_mtime_ns, device=landed.st_dev, inode=landed.st_ino,
     )
-    ledger.forget_upload(path)
+    ledger.uploads.forget(path)
     logger.info("claimed %s (profile %s, %d bytes, sha256 %s…)", path, profile.name, landed.st_size, content_hash[:12])
     if incomplete:
         logger.warning("%s is shorter than its header declares: it was taken incomplete", path)

@@ -1,9 +1,10 @@
 """The messages between the coordinator (the watcher process) and a worker.
 
 A backend moves these; it adds nothing to them. The local pool sends the dataclasses
-themselves over a pipe; a backend that crosses machines (Celery) sends ``to_json()``
-and rebuilds them with :func:`from_json`. docs/watch.md ("Coordinator ↔ worker
-protocol") says who sends what, when, and the invariants.
+themselves over a pipe; Celery sends their plain data (:func:`to_dict`, JSON on the wire)
+as the task's only argument and its result, and each side rebuilds them with
+:func:`from_dict`. docs/watch.md ("Coordinator ↔ worker protocol") says who sends what,
+when, and the invariants.
 
 coordinator → worker: :class:`RunJob`, :class:`Stop`
 worker → coordinator: :class:`Ready` or :class:`CannotStart` (once, after loading),
@@ -39,15 +40,23 @@ def fault_of_os_error(exc: OSError) -> Fault:
 
 @dataclass(frozen=True)
 class RunJob:
-    """Run the profile's chain on the claimed original at ``spool_path`` (only read, never changed)."""
+    """Run the profile's chain on the claimed original at ``spool_relative`` inside the spool
+    (only read, never changed); each worker finds it in its own view of the spool folder.
+
+    ``profile_document`` and ``time_limits`` travel to a worker with a config of its own (a
+    remote one): the profile as :func:`pipeline.config.profile_document` writes it, and the
+    coordinator's ``time_limits``. None: the worker shares the coordinator's config.
+    """
 
     kind: ClassVar[str] = "run-job"
     job_id: int
     attempt: int
-    spool_path: str
+    spool_relative: str
     profile: str
     language: str | None = None  # this job's language override (an upload's choice), None: the profile's
-    content_hash: str | None = None  # SHA-256 taken at the claim; a remote worker may check its copy
+    content_hash: str | None = None  # SHA-256 taken at the claim; a remote worker checks its copy against it
+    profile_document: dict[str, Any] | None = None
+    time_limits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,20 +84,25 @@ class CannotStart:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a running job is: ``fraction`` of the whole chain (0–1), now in ``stage``;
-    ``duration_s``: the recording's length once the worker has read it (it scales the
-    job's time limits, ``pipeline.watch.dispatch.overrun``)."""
+    """Where a running job is: in ``stage``, ``fraction`` (0–1) of the way through it; the
+    stage is number ``stage_index`` (from 0) of the ``stage_count`` in its chain, for readers
+    that show the whole run. Before the chain's first stage the stage is
+    ``OPENING_STAGE`` at index 0. ``duration_s``: the recording's length once the worker has
+    read it (it scales the job's time limits, ``pipeline.watch.dispatch.overrun``)."""
 
     kind: ClassVar[str] = "progress"
     job_id: int
     stage: str
     fraction: float
+    stage_index: int = 0
+    stage_count: int = 1
     duration_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Finished:
-    """The chain ran: ``job`` is the transcript document (no audio). Nothing is written yet."""
+    """The chain ran: ``job`` is what it found (no audio), as its record in plain data
+    (:meth:`pipeline.job.Job.to_record`, the JSON output's form). Nothing is written yet."""
 
     kind: ClassVar[str] = "finished"
     job_id: int
@@ -96,11 +110,11 @@ class Finished:
     attempt: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "job": self.job.to_dict(), "attempt": self.attempt}
+        return {"job_id": self.job_id, "job": self.job.to_record(), "attempt": self.attempt}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Finished":
-        return cls(job_id=data["job_id"], job=Job.from_dict(data["job"]), attempt=data.get("attempt"))
+        return cls(job_id=data["job_id"], job=Job.from_record(data["job"]), attempt=data.get("attempt"))
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,10 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.fsutil import NotOurs, check_sole_regular_file, identity_of, random_name
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.names import display_name
-from hushdrop.pipeline.retention import overwrite_with_random
+from hushdrop.pipeline.retention import Action, Disposal, overwrite_with_random
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 
 NOTE_SUFFIX = ".error.txt"
-REMOVED = "removed from quarantine "  # the start of the retention note a pruned job gets
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _left_alone: set[tuple[int, int]] = set()  # (device, inode) of files already reported as not removable
@@ -229,7 +228,10 @@ def _forget(ledger: Ledger, unit: _Unit, reason: str, day: str, settings: Settin
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     ledger.update(
         unit.row.id, expect=State.QUARANTINED, quarantine_path=None,
-        retention=f"{REMOVED}on {when} ({_why(settings, reason)}; set aside on {day})",
+        retention=Disposal(
+            Action.SHREDDED, unit.row.quarantine_path,
+            f"removed from quarantine on {when}: {_why(settings, reason)}; set aside on {day}",
+        ).to_column(),
     )
 
 

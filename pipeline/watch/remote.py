@@ -1,11 +1,12 @@
 """What the coordinator and `hushdrop worker` share: the Celery app, the task, the broker keys.
 
 Scale-out (docs/scale-out.md) runs the chain on `hushdrop worker` processes, on this machine
-or others, through a Redis broker. One Celery task carries one run of one job: the
-:class:`~pipeline.watch.protocol.RunJob` (job id, attempt, content hash, profile, language),
-the profile's options, and where in the shared spool the claimed original is — never audio,
-never a transcript. The worker answers with the protocol's ``Finished`` (the transcript
-document) or ``Failed``, as the task's JSON result. The coordinator alone writes the ledger,
+or others, through a Redis broker. One Celery task carries one run of one job: its one
+argument is the protocol's :class:`~pipeline.watch.protocol.RunJob` as plain data (job id,
+attempt, content hash, profile and its options, language, the coordinator's time limits, and
+where in the shared spool the claimed original is) — never audio, never a transcript. The
+worker answers with the protocol's ``Finished`` (the transcript document) or ``Failed``, as
+the task's JSON result. The coordinator alone writes the ledger,
 the outbox and the spool, exactly as with the local pool.
 
 Besides Celery's own keys the broker holds three kinds of short-lived keys:

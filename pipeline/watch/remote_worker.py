@@ -1,28 +1,32 @@
 """`hushdrop worker`: a Celery worker that runs the chain for a coordinator.
 
 It loads the default profile's model once and keeps it (Celery's solo pool: one job at a
-time, in the process that holds the model — the pool that works with CUDA). For each task
-it checks that the coordinator still wants it, takes the task's lease, reads the claimed
-original from the shared spool (read only, verified against the claim's SHA-256), runs the
-chain with the profile options the task carries, and returns the transcript document.
-It writes nothing in the outbox, the ledger or the spool; only its own private temp audio.
+time, in the process that holds the model — the pool that works with CUDA). Each task's one
+argument is a protocol ``RunJob`` as plain data. For each it checks that the coordinator
+still wants it, takes the task's lease, reads the claimed original from the shared spool
+(read only, verified against the claim's SHA-256), runs the chain with the profile the
+message carries, and returns the protocol's ``Finished`` (the transcript document) or
+``Failed`` as plain data. It writes nothing in the outbox, the ledger or the spool; only its
+own private temp audio, in ``<workdir>/workers/<name>/tmp``: several workers (and the
+coordinator) may share one config and one workdir.
 A run past the task's time limits (the coordinator's ``time_limits``) is stopped here: its
 ``Failed`` answer is stored, and the worker kills what it started and starts afresh in place.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import os
+import re
 import threading
 import time
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from hushdrop.pipeline.config import Profile, Settings, TimeLimits, profile_from_document
 from hushdrop.pipeline.engines import engine_for
+from hushdrop.pipeline.errors import HushdropError
 from hushdrop.pipeline.fsutil import private_dir, sha256_file
 from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.watch.dispatch import RunClock, overrun
@@ -31,26 +35,51 @@ from hushdrop.pipeline.watch.remote import (
     LEASE_KEY, TASK_NAME, TOKEN_KEY, WORKER_KEY, Beat, broker_url, dumps, host_name, make_app, redact, redis_client,
 )
 from hushdrop.pipeline.watch.recovery import remove_temp_audio
-from hushdrop.pipeline.watch.service import lock_workdir
-from hushdrop.pipeline.watch.worker import load_model, restart_this_process, run_job
+from hushdrop.pipeline.watch.worker import load_model, restart_this_process, run_job, spool_file
 
 LIMIT_CHECK_SECONDS = 1.0
+
+
+class WorkerNameRefused(HushdropError):
+    """This worker cannot use its name here: another running worker has it, or it cannot name a folder."""
+
+
+def worker_settings(settings: Settings, name: str) -> tuple[Settings, int]:
+    """The settings this worker runs with — its temp audio in ``<workdir>/workers/<name>/tmp``,
+    the spool where the config puts it — and the lock on that folder, held while it runs."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise WorkerNameRefused(
+            f"the worker name {name!r} cannot name a folder: use letters, digits, '.', '_' and '-' (--name)"
+        )
+    own = settings.workdir / "workers" / name
+    private_dir(settings.workdir)
+    private_dir(own.parent)
+    private_dir(own)
+    fd = os.open(own / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise WorkerNameRefused(
+            f"another `hushdrop worker` named {name!r} runs with the workdir {settings.workdir}; "
+            f"give this one another name (--name)"
+        ) from None
+    return settings.model_copy(update={"workdir": own, "spool": settings.spool_dir}), fd
 
 
 class RemoteWorker:
     def __init__(self, settings: Settings, queues: list[str], name: str | None = None):
         from hushdrop.pipeline.process import Processor
 
-        self.settings = settings
         self.url = broker_url(settings)
         self.lease_s = settings.lease_seconds
         self.queues = queues
         self.host = host_name()
         self.name = name or f"{self.host}-{os.getpid()}"
-        # One process per workdir: the temp audio in it is this worker's own, so what a killed
-        # predecessor left there can go now.
-        self._workdir_lock = lock_workdir(settings)
-        private_dir(settings.workdir)
+        # The temp audio in its own folder is this worker's alone (the lock says so), so what
+        # a killed predecessor of the same name left there can go now.
+        settings, self._lock_fd = worker_settings(settings, self.name)
+        self.settings = settings
         left = remove_temp_audio(settings)
         if left:
             log().info("removed %d temp audio folder(s) a previous worker left in %s", left, settings.tmp_root)
@@ -107,11 +136,11 @@ class RemoteWorker:
     # -- one task ---------------------------------------------------------------------------
 
     def _make_task(self):
-        def run_remote_job(task, payload: dict[str, Any]) -> dict[str, Any]:
+        def run_remote_job(task, message: dict[str, Any]) -> dict[str, Any]:
             from celery.exceptions import Ignore
 
             task_id = task.request.id
-            answer = self.run(task_id, payload)
+            answer = self.run(task_id, message)
             if answer is None:
                 raise Ignore()  # stores no result: it must not overwrite the answer of the delivery that ran
             return answer
@@ -119,18 +148,23 @@ class RemoteWorker:
         run_remote_job.__name__ = "run_remote_job"
         return run_remote_job
 
-    def run(self, task_id: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The answer for one task as JSON data, or None when this delivery must not run."""
-        message = from_dict(payload["run"])
-        assert isinstance(message, RunJob), message
+    def run(self, task_id: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to one task's ``RunJob`` (as plain data), as plain data; None when this
+        delivery must not run."""
+        message = from_dict(data)
+        if not isinstance(message, RunJob):
+            raise TypeError(f"task {task_id} carries a {type(message).__name__}, not a RunJob")
         logger = job_log(message.job_id)
         if not self.redis.exists(TOKEN_KEY.format(task_id)):
             logger.info("task %s is no longer wanted by the coordinator; skipped", task_id)
             return None
         lease = LEASE_KEY.format(task_id)
-        state = {"host": self.host, "worker": self.name, "pid": os.getpid(), "stage": None, "fraction": 0.0, "duration_s": None}
+        state = {
+            "host": self.host, "worker": self.name, "pid": os.getpid(), "stage": None, "fraction": 0.0,
+            "stage_index": 0, "stage_count": 1, "duration_s": None,
+        }
         clock = [RunClock.begin(time.monotonic())]
-        limited = self._settings_with_limits(payload)
+        limited = self._settings_with_limits(message)
         if not self.redis.set(lease, dumps(state), nx=True, ex=math.ceil(self.lease_s)):
             logger.info("task %s already runs elsewhere (a second delivery); skipped", task_id)
             return None
@@ -142,7 +176,9 @@ class RemoteWorker:
             self.redis.set(lease, dumps(state), ex=math.ceil(self.lease_s))
 
         def progress(update: Progress) -> None:
-            state.update(stage=update.stage, fraction=update.fraction)
+            state.update(
+                stage=update.stage, fraction=update.fraction, stage_index=update.stage_index, stage_count=update.stage_count,
+            )
             if update.duration_s is not None:
                 state["duration_s"] = update.duration_s
             clock[0] = clock[0].advance(update.stage, update.duration_s, time.monotonic())
@@ -161,7 +197,7 @@ class RemoteWorker:
         renewer = Beat(f"lease {task_id}", self.lease_s / 4, renew).start()
         watchdog = Beat(f"time limits {task_id}", LIMIT_CHECK_SECONDS, check_limits).start()
         try:
-            answer = self._run_checked(message, payload, progress)
+            answer = self._run_checked(message, progress)
         finally:
             watchdog.stop()
             renewer.stop()  # the lease is left to expire: the coordinator reads the result first
@@ -171,11 +207,13 @@ class RemoteWorker:
             self.announce()
         return to_dict(answer)
 
-    def _settings_with_limits(self, payload: dict[str, Any]) -> Settings:
-        """This worker's settings with the time limits the task carries (the coordinator's), or its own."""
+    def _settings_with_limits(self, message: RunJob) -> Settings:
+        """This worker's settings with the time limits the message carries (the coordinator's), or its own."""
+        if message.time_limits is None:
+            return self.settings
         try:
-            return self.settings.model_copy(update={"time_limits": TimeLimits.model_validate(payload["time_limits"])})
-        except (KeyError, TypeError, ValueError):
+            return self.settings.model_copy(update={"time_limits": TimeLimits.model_validate(message.time_limits)})
+        except (TypeError, ValueError):
             return self.settings
 
     def _stop_overrun(self, task_id: str, failure: Failed) -> None:
@@ -190,9 +228,9 @@ class RemoteWorker:
             log().error("could not tell the coordinator (%s); its own limit will fail the attempt", exc)
         restart_this_process()
 
-    def _run_checked(self, message: RunJob, payload: dict[str, Any], progress):
+    def _run_checked(self, message: RunJob, progress):
         try:
-            path = self.spool_path(payload["spool_relative"])
+            path = spool_file(self.settings, message.spool_relative)
         except ValueError as exc:
             return Failed(message.job_id, "worker", str(exc), Fault.RECORDING, message.attempt)
         try:
@@ -211,19 +249,14 @@ class RemoteWorker:
                 f"is not the same folder on both machines, or it is still syncing",
                 Fault.ENVIRONMENT, message.attempt,
             )
-        profile = profile_from_document(payload["profile"])
+        document = message.profile_document
+        profile = self.settings.profile(message.profile) if document is None else profile_from_document(document)
         refused = self.refused_model(profile)
         if refused:
             return Failed(message.job_id, "transcribe", refused, Fault.ENVIRONMENT, message.attempt)
-        self._use_profile(profile, payload["profile"])
-        return run_job(self.processor, self.settings, replace(message, spool_path=str(path)), progress, profile=profile)
-
-    def spool_path(self, relative: str) -> Path:
-        """The claimed original in this machine's view of the shared spool; never outside it."""
-        parts = Path(relative).parts
-        if Path(relative).is_absolute() or ".." in parts or not parts:
-            raise ValueError(f"the task names {relative!r}, which is not a path inside the spool")
-        return self.settings.spool_dir / relative
+        if document is not None:
+            self._use_profile(profile, document)
+        return run_job(self.processor, self.settings, message, progress, profile=profile)
 
     def refused_model(self, profile: Profile) -> str | None:
         """Why this worker will not load the model the task's profile asks for, or None.

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from hushdrop.pipeline.config import Profile, Settings, resolve_workers
-from hushdrop.pipeline.watch.executor import Executor, LocalExecutor
+from hushdrop.pipeline.config import Profile, Settings
+from hushdrop.pipeline.watch.executor import Executor
 from hushdrop.pipeline.watch.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
 from hushdrop.pipeline.errors import EnvironmentFault
 from hushdrop.pipeline.fsutil import private_dir
@@ -26,6 +26,7 @@ from hushdrop.pipeline.watch.recovery import recover
 from hushdrop.pipeline.watch.scheduler import (
     QUARANTINE_CHECK_SECONDS, Scheduler, bound_quarantine, expire_outbox, finish_stale_seen, requeue_due_retries,
 )
+from hushdrop.pipeline.watch.sizing import resolve_workers
 from hushdrop.pipeline.watch.watcher import BLOCKED, BUSY, CHANGED, REFUSED, TAKEN, Watcher
 
 
@@ -34,12 +35,15 @@ class AlreadyRunning(RuntimeError):
 
 
 def make_executor(settings: Settings, ledger: Ledger) -> Executor:
-    """The backend ``executor`` names: the local process pool, or Celery workers (docs/scale-out.md)."""
+    """The dispatch loop over the backend ``executor`` names: the local process pool, or Celery
+    workers (docs/scale-out.md)."""
     if settings.executor == "celery":
-        from hushdrop.pipeline.watch.celery_executor import CeleryExecutor
+        from hushdrop.pipeline.watch.celery_executor import CeleryBackend
 
-        return CeleryExecutor(settings, ledger)
-    return LocalExecutor(settings, ledger)
+        return Executor(settings, ledger, CeleryBackend(settings))
+    from hushdrop.pipeline.watch.local_pool import LocalPool
+
+    return Executor(settings, ledger, LocalPool(settings))
 
 
 def lock_workdir(settings: Settings) -> int:
@@ -50,7 +54,10 @@ def lock_workdir(settings: Settings) -> int:
     except BlockingIOError:
         other = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise AlreadyRunning(f"another `hushdrop watch` (pid {other or '?'}) uses {settings.workdir}") from None
+        raise AlreadyRunning(
+            f"another `hushdrop watch` (pid {other or '?'}) uses {settings.workdir}; stop it first, "
+            f"or give this one another workdir in its config"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
@@ -104,7 +111,7 @@ class Service:
 
     def heartbeat(self) -> None:
         assert self.ledger is not None and self.executor is not None and self.watcher is not None
-        self.ledger.set_service(
+        self.ledger.facts.set(
             heartbeat_at=time.time(),
             pid=os.getpid(),
             started_at=self.started_at,
@@ -211,7 +218,7 @@ class Service:
             self.executor.stop(self.settings.shutdown_grace_seconds, self.hurry)
         if self.ledger is not None:
             if self.ledger.broken is None:
-                self.ledger.set_service(stopped_at=time.time(), workers=[])
+                self.ledger.facts.set(stopped_at=time.time(), workers=[])
             self.ledger.close()
         log().info("stopped")
 

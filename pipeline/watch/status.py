@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from hushdrop.pipeline.config import Settings
+from hushdrop.pipeline.retention import retention_words
 from hushdrop.pipeline.text import terminal_text
 from hushdrop.pipeline.watch.ledger import WAITING, Ledger, State
 
@@ -59,21 +60,21 @@ def collect(settings: Settings, recent: int = 5) -> dict[str, Any]:
         return {"running": False, "ledger": str(settings.ledger_path), "note": "no ledger yet: `hushdrop watch` has never run here"}
     ledger = Ledger(settings.ledger_path, readonly=True)
     try:
-        service = ledger.service()
+        service = ledger.facts.all()
         counts = ledger.counts()
         now = time.time()
         beat = service.get("heartbeat_at")
         running = bool(beat) and not service.get("stopped_at") and now - beat < 3 * settings.heartbeat_seconds + 2
         in_flight = [
             {
-                "job": r.id, "name": r.name, "profile": r.profile, "stage": r.stage, "progress": r.progress,
+                "job": r.id, "name": r.name, "profile": r.profile, "stage": r.stage, "progress": r.chain_progress(),
                 "worker": r.worker, "attempt": r.attempts, "seconds": round(now - (r.started_at or now), 1),
             }
             for r in ledger.in_state(State.PROCESSING)
         ]
         done = [
             {"job": r.id, "name": r.name, "profile": r.profile, "outputs": [str(p) for p in r.outputs],
-             "duplicate_of": r.duplicate_of, "finished_at": r.finished_at, "original": r.retention}
+             "duplicate_of": r.duplicate_of, "finished_at": r.finished_at, "original": retention_words(r.retention)}
             for r in ledger.in_state(State.DONE, limit=recent, newest_first=True)
         ]
         failed = [
@@ -178,5 +179,10 @@ def render(status: dict[str, Any], console) -> None:
     if status["recent_failed"]:
         console.print("recently failed:")
         for j in status["recent_failed"]:
-            where = f" → {shown(j['quarantine'])}" if j["quarantine"] else " (will retry)"
+            if j["quarantine"]:
+                where = f" → {shown(j['quarantine'])}"
+            elif j["state"] == State.QUARANTINED:
+                where = " (set aside; its recording has since been deleted or sent back to the inbox)"
+            else:
+                where = " (will retry)"
             console.print(f"  {j['job']} {shown(j['name'])}: {shown(j['stage'])}: {shown(j['error'])}{where}")

@@ -33,7 +33,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from hushdrop.pipeline.config import Profile, Settings
-from hushdrop.pipeline.containers import is_incomplete
+from hushdrop.pipeline.audio.containers import is_incomplete
 from hushdrop.pipeline.fsutil import random_name
 from hushdrop.pipeline.watch.intake import InboxUnsafe, classify, file_identity, opened_profile_folder, profile_folder
 from hushdrop.pipeline.logs import log
@@ -149,15 +149,21 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("created", "modified", "closed"):
-            self.watcher.note(Path(os.fsdecode(event.src_path)))
+            path = Path(os.fsdecode(event.src_path))
         elif event.event_type == "moved":
-            self.watcher.note(Path(os.fsdecode(event.dest_path)))
+            path = Path(os.fsdecode(event.dest_path))
+        else:
+            return
+        self.watcher.heard(path)
+        self.watcher.note(path)
 
 
 class Watcher:
     """Turns inbox changes into settled files for ``on_settled``; keeps no state that must survive."""
 
     TICK = 0.2
+    # how often, with events, the profile folders are compared with what the events said
+    EVENT_CHECK_SECONDS = 5.0
 
     def __init__(self, settings: Settings, on_settled: Settled, once: bool = False):
         self.settings = settings
@@ -176,6 +182,10 @@ class Watcher:
         self._observer = None
         self._thread: threading.Thread | None = None
         self.paused = False  # True while intake refuses work (backpressure)
+        self._heard: set[Path] = set()  # paths events reported since the last check_events
+        self._listings: dict[str, tuple[tuple[int, int], frozenset[str]]] = {}  # profile → ((inode, mtime), names)
+        self._next_event_check = 0.0
+        self._missed_checks = 0
         self._block_reason: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------
@@ -191,16 +201,79 @@ class Watcher:
                     log().error("cannot create the folder of profile %s, %s: %s", profile.name, folder, exc.strerror)
         remove_probe_markers(self.settings.inbox)
         self.mode, why = choose_mode(self.settings)
+        self._start_observer()
+        log().info("watching %s with %s (%s)", self.settings.inbox, self.mode, why)
+        self.rescan()
+        self._thread = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
+        self._thread.start()
+
+    def _start_observer(self) -> None:
         if self.mode == "polling":
             self._observer = PollingObserver(timeout=self.settings.poll_seconds)
         else:
             self._observer = Observer()
         self._observer.schedule(_Handler(self), str(self.settings.inbox), recursive=True)
         self._observer.start()
-        log().info("watching %s with %s (%s)", self.settings.inbox, self.mode, why)
+
+    def _restart_observer(self, why: str) -> None:
+        log().error("the inbox's change events stopped (%s): restarting the observer and listing every folder", why)
+        old = self._observer
+        if old is not None:
+            old.stop()
+            old.join(10)
+        self._start_observer()
         self.rescan()
-        self._thread = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
-        self._thread.start()
+
+    def heard(self, path: Path) -> None:
+        """The observer reported ``path`` (the event handler calls this)."""
+        with self._lock:
+            self._heard.add(path)
+
+    def check_events(self) -> None:
+        """With events, make sure every name that appeared in a profile folder was reported.
+
+        A folder whose inode or mtime moved on is listed (names only), and each name new since
+        the last check that no event reported is taken up here: an inotify queue overflow, or a
+        watch lost while a folder was renamed away and back, then costs seconds instead of a
+        rescan period. When that happens at three checks in a row, or the observer's thread has
+        ended, the observer is started anew and every folder listed.
+        """
+        if self.mode != "events" or self._observer is None or self._stop.is_set():
+            return
+        if not self._observer.is_alive() or not all(e.is_alive() for e in self._observer.emitters):
+            self._restart_observer("its thread has ended")
+            return
+        with self._lock:
+            heard, self._heard = self._heard, set()
+        unheard: list[Path] = []
+        for profile in self.settings.profiles.values():
+            folder = profile_folder(self.settings, profile)
+            st = _lstat(folder)
+            if st is None:
+                continue
+            last = self._listings.get(profile.name)
+            if last is not None and last[0] == (st.st_ino, st.st_mtime_ns):
+                continue
+            try:
+                with opened_profile_folder(self.settings, profile) as fd:
+                    names = frozenset(os.listdir(fd))
+            except (InboxUnsafe, OSError):
+                continue
+            self._listings[profile.name] = ((st.st_ino, st.st_mtime_ns), names)
+            if last is not None:
+                unheard += [folder / name for name in sorted(names - last[1]) if folder / name not in heard]
+        if not unheard:
+            self._missed_checks = 0
+            return
+        self._missed_checks += 1
+        if self._missed_checks >= 3:
+            self._missed_checks = 0
+            self._restart_observer(f"{len(unheard)} new file(s) came with no change event three checks in a row")
+            return
+        log().warning("%d new file(s) in the inbox came with no change event (e.g. %s); taking them up now",
+                      len(unheard), unheard[0].name)
+        for path in unheard:
+            self.note(path)
 
     def stop(self) -> None:
         self._stop.set()
@@ -299,6 +372,9 @@ class Watcher:
             self._wake.wait(self.TICK)
             self._wake.clear()
             try:
+                if time.monotonic() >= self._next_event_check:
+                    self._next_event_check = time.monotonic() + self.EVENT_CHECK_SECONDS
+                    self.check_events()
                 self._settle_once()
             except Exception:  # never let one bad path stop the watcher
                 log().exception("settle check failed; will try again")

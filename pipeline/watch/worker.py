@@ -40,10 +40,19 @@ def fault_of_stage_error(exc: StageError) -> Fault:
     return Fault.TRANSIENT if exc.retryable else Fault.RECORDING
 
 
+def spool_file(settings: Settings, relative: str) -> Path:
+    """The claimed original ``relative`` names, in this worker's view of the spool; never outside
+    it (a ValueError says why)."""
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or not parts:
+        raise ValueError(f"the task names {relative!r}, which is not a path inside the spool")
+    return settings.spool_dir / relative
+
+
 def run_job(
     processor, settings: Settings, message: RunJob, send_progress: Callable[[Progress], None], profile: Profile | None = None
 ) -> Finished | Failed:
-    """Run the chain of ``message.profile`` on ``message.spool_path``; never raises for a job's failure.
+    """Run the chain of ``message.profile`` on the claimed original; never raises for a job's failure.
 
     ``profile``: the profile as the coordinator sent it (a remote worker); None: this config's.
 
@@ -54,6 +63,10 @@ def run_job(
     from hushdrop.pipeline.job import no_progress
 
     job_id = message.job_id
+    try:
+        path = spool_file(settings, message.spool_relative)
+    except ValueError as exc:
+        return Failed(job_id, "worker", str(exc), Fault.RECORDING, message.attempt)
     profile = profile or settings.profile(message.profile)
     names = [spec.name for spec in profile.chain]
     last = [0.0]
@@ -64,13 +77,13 @@ def run_job(
             return
         last[0] = now
         index = names.index(stage) if stage in names else 0
-        send_progress(Progress(job_id, stage, round((index + fraction) / max(1, len(names)), 4)))
+        send_progress(Progress(job_id, stage, round(fraction, 4), index, len(names)))
 
     logger = job_log(job_id)
     started = time.perf_counter()
-    send_progress(Progress(job_id, OPENING_STAGE, 0.0, recording_duration(Path(message.spool_path))))
+    send_progress(Progress(job_id, OPENING_STAGE, 0.0, 0, len(names), recording_duration(path)))
     try:
-        job = processor.run_chain(Path(message.spool_path), profile, progress, language=message.language)
+        job = processor.run_chain(path, profile, progress, language=message.language)
     except StageError as exc:
         logger.info("failed in %s: %s", exc.stage, exc.message)
         return Failed(job_id, exc.stage, exc.message, fault_of_stage_error(exc), message.attempt)

@@ -5,6 +5,7 @@ sent a request: the connection's peer, or the client named by a proxy listed in
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,17 +46,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_HOST_HEADER = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.\-]+))(?::[0-9]{1,5})?")
+
+
 def host_of(header: str) -> str:
-    """The host part of a ``Host`` header (``[::1]:8765`` → ``::1``)."""
-    header = header.strip()
-    if header.startswith("["):
-        return header[1:].partition("]")[0]
-    return header.rpartition(":")[0] if header.count(":") == 1 else header
+    """The host part of a ``Host`` header (``[::1]:8765`` → ``::1``); '' for anything that is not
+    ``host[:port]`` (``localhost:80@elsewhere``, two hosts, a user part), which is then no loopback."""
+    found = _HOST_HEADER.fullmatch(header.strip())
+    if found is None:
+        return ""
+    return found.group("ip6") or found.group("name")
 
 
 # -- who is asking: the connection's peer, or the client a trusted proxy names ---------------
 
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+# What a proxy adds when it says so; a proxy that adds none of them (nginx with
+# proxy_http_version 1.1 and no proxy_set_header, a TCP tunnel) cannot be told from a program on
+# this machine: docs/web.md says to set a password before putting any proxy in front.
+FORWARDING_HEADERS = (
+    "forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+    "x-forwarded-server", "x-client-ip", "via",
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -158,6 +169,12 @@ def client_of(peer: str | None, headers: Headers, trusted: tuple[Network, ...], 
         address = str(hop) if hop is not None else entry[:64]
         if hop is None or not _within(hop, trusted):
             break
+    real_ip = ip_of((_listed(headers, "x-real-ip") or [""])[-1])
+    if real_ip is not None and not _within(real_ip, trusted) and str(real_ip) != address:
+        # The proxy set one of X-Real-IP and X-Forwarded-For from the connection and passed the
+        # other through from the client, and nothing here says which: a client that forged one
+        # must not get a fresh login allowance each time, so all such requests count as one client.
+        address = f"inconsistent forwarding via {shown}"
     proto = (_listed(headers, "x-forwarded-proto") or _forwarded_params(headers, "proto") or [""])[0].lower()
     host = (_listed(headers, "x-forwarded-host") or _forwarded_params(headers, "host") or [""])[0].lower()
     origin = f"{proto}://{host}" if proto in ("http", "https") and host else None

@@ -21,6 +21,7 @@ import math
 import os
 import sqlite3
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -51,6 +52,7 @@ CREATE INDEX IF NOT EXISTS stage_times_job ON stage_times(job_id);
 """
 
 MAX_JSON_BYTES = 64 << 20
+MAX_QUERY_CHARS = 500
 _DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "no such table", "no such column")
 _MARK_OPEN, _MARK_CLOSE = "\x02", "\x03"
 
@@ -137,6 +139,16 @@ def _items(value: Any) -> list[dict]:
 
 def json_output(outputs: list[Path]) -> Path | None:
     return next((p for p in outputs if p.name.endswith(".json")), None)
+
+
+def query_problem(query: str) -> str | None:
+    """Why a search text is refused (400), or None: too long, or holding a control character
+    such as NUL, which would cut the full-text query short."""
+    if len(query) > MAX_QUERY_CHARS:
+        return f"the search text is {len(query)} characters long; search for at most {MAX_QUERY_CHARS}"
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r" for c in query):
+        return "the search text holds a control character (such as NUL); search for plain text"
+    return None
 
 
 class CatalogUnavailable(Exception):

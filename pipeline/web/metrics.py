@@ -32,7 +32,7 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.logs import log
 from hushdrop.pipeline.watch import quarantine
 from hushdrop.pipeline.watch.ledger import Ledger, State
-from hushdrop.pipeline.outputs import hushdrop_version
+from hushdrop.pipeline.job import hushdrop_version
 from hushdrop.pipeline.web.catalog import Catalog, CatalogUnavailable
 
 JOB_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
@@ -107,7 +107,7 @@ class LedgerCollector(Collector):
             value=max(0.0, time.time() - oldest) if oldest else 0.0,
         )
 
-        service = ledger.service()
+        service = ledger.facts.all()
         ready = [w for w in service.get("workers") or [] if w.get("ready")] if watcher_running(self.settings, service) else []
         yield GaugeMetricFamily("hushdrop_workers", "Worker processes ready to transcribe", value=len(ready))
 

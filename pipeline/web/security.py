@@ -144,8 +144,9 @@ def limit_key(client: str) -> str:
 
 
 class LoginLimiter:
-    """At most ``per_client`` failed logins per client (``limit_key``) and ``overall`` in total per
-    ``window`` seconds."""
+    """At most ``per_client`` failed logins per client (``limit_key``) per ``window`` seconds; once
+    ``overall`` have failed in that window, a client that has failed once may not try again until
+    it ends, while a client with no failure still may."""
 
     def __init__(self, per_client: int = 5, overall: int = 50, window: float = 900.0):
         self.per_client = per_client
@@ -170,7 +171,9 @@ class LoginLimiter:
             waits = []
             if len(mine) >= self.per_client:
                 waits.append(self.window - (now - mine[0]))
-            if len(self._all) >= self.overall:
+            # the overall limit holds back only clients that have failed themselves: a flood of wrong
+            # guesses from many addresses must not lock the owner out of their own page
+            if mine and len(self._all) >= self.overall:
                 waits.append(self.window - (now - self._all[0]))
             return max(waits, default=0.0)
 

@@ -16,35 +16,30 @@ The profile folder is opened from ``/`` one component at a time without followin
 is relative to that descriptor, so a folder on the way swapped for a link changes nothing
 outside the inbox: the request is refused with 409 instead.
 
-"Send again" (:func:`retry_quarantined`) moves a quarantined original back the same way: from
-the quarantine folder's descriptor to the profile folder's descriptor, by ``renameat2`` without
-replacing anything (or a verified copy where the two are on different filesystems); the ledger
-says it moved only once it has.
+"Send again" (:mod:`pipeline.web.quarantine`) puts a quarantined original back through
+:func:`place` the same way. The ledger's note of an upload is written through
+:mod:`pipeline.watch.page_requests`, the service's one door for the page's writes.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 import stat
 import threading
 import time
 import unicodedata
 from contextlib import contextmanager
-from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import anyio
 
 from hushdrop.pipeline.config import Profile, Settings, known_languages
-from hushdrop.pipeline.fsutil import (
-    FolderUnsafe, NotOurs, check_sole_regular_file, copy_verified_at, identity_of, opened_folder, random_name,
-    rename_noreplace,
-)
+from hushdrop.pipeline.fsutil import FolderUnsafe, opened_folder, random_name, rename_noreplace
 from hushdrop.pipeline.watch.intake import InboxUnsafe, is_ignored, opened_profile_folder, profile_folder
-from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.logs import log
+from hushdrop.pipeline.watch import page_requests
+from hushdrop.pipeline.watch.ledger import Ledger
 
 TEMP_PREFIX = ".hushdrop-upload-"
 TEMP_SUFFIX = ".partial"
@@ -160,18 +155,18 @@ def place(ledger: Ledger, settings: Settings, profile: Profile, dir_fd: int, tem
                 continue  # taken (perhaps by an upload still waiting to be claimed)
             except FileNotFoundError:
                 pass
-            ledger.add_upload(folder / candidate, profile.name, language, st)
+            page_requests.note_upload(ledger, folder / candidate, profile.name, language, st)
             try:
                 renamed = rename_noreplace(src_dir_fd, temp, candidate, dir_fd)
             except BaseException:
-                ledger.forget_upload(folder / candidate)
+                page_requests.forget_upload(ledger, folder / candidate)
                 raise
             if renamed:
                 os.fsync(dir_fd)
                 if src_dir_fd != dir_fd:
                     os.fsync(src_dir_fd)
                 return candidate
-            ledger.forget_upload(folder / candidate)
+            page_requests.forget_upload(ledger, folder / candidate)
     raise UploadError(409, f"no free name for {name} in the folder of profile {profile.name}")
 
 
@@ -246,109 +241,6 @@ async def receive(
         context.__exit__(None, None, None)
     log().info("web: upload of %d bytes placed in %s as %s (language %s)", total, folder, final, language or "of the profile")
     return {"name": final, "profile": profile.name, "language": language, "size": total}
-
-
-def retry_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> dict:
-    """Put a quarantined original back into its profile's inbox folder (a new job); the note goes.
-
-    The file is moved from the quarantine folder's descriptor to the profile folder's descriptor
-    (opened from ``/`` without following links), under the first free name, never replacing a file.
-    The ledger says it moved only once it has; if the ledger cannot say so, the move is undone.
-    Any refusal leaves the recording and its note in quarantine and the ledger as it was.
-    """
-    from hushdrop.pipeline.web.jobs import JobActionError, opened_quarantine, quarantine_actions, quarantined
-
-    with quarantine_actions:
-        row = quarantined(ledger, job_id)
-        profile = settings.profiles.get(row.profile)
-        if profile is None:
-            raise UploadError(409, f"profile {row.profile!r} is no longer in the config")
-        try:
-            with opened_quarantine(row) as (quarantine_fd, name):
-                source_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                                    dir_fd=quarantine_fd)
-                try:
-                    st = os.fstat(source_fd)
-                    check_sole_regular_file(st, Path(name))
-                    with opened_inbox_folder(settings, profile) as inbox_fd:
-                        final = _send_back(settings, ledger, profile, row, quarantine_fd, name, source_fd, st, inbox_fd)
-                finally:
-                    os.close(source_fd)
-                try:
-                    os.unlink(f"{name}.error.txt", dir_fd=quarantine_fd)
-                except FileNotFoundError:
-                    pass
-        except (UploadError, JobActionError):
-            raise
-        except FileNotFoundError:
-            raise UploadError(409, "the recording is no longer in quarantine; nothing was moved") from None
-        except (NotOurs, FolderUnsafe) as exc:
-            log().warning("web: quarantined job %d not sent again: %s", row.id, exc)
-            raise UploadError(409, "the quarantined recording is not a plain file with one name; nothing was moved") from None
-        except sqlite3.Error as exc:
-            log().error("web: quarantined job %d not sent again: the ledger could not record it: %s", row.id, exc)
-            raise UploadError(503, "the ledger could not record the move, so it was undone; try again") from None
-        except OSError as exc:
-            log().warning("web: quarantined job %d not sent again: %s", row.id, exc)
-            raise UploadError(503, f"cannot move the recording back: {exc.strerror or 'the move failed'}; it stays in quarantine") from None
-    log().info("web: quarantined job %d sent again as %s", row.id, profile_folder(settings, profile) / final)
-    return {"name": final, "profile": profile.name}
-
-
-def _send_back(settings: Settings, ledger: Ledger, profile: Profile, row: JobRow, quarantine_fd: int, name: str,
-               source_fd: int, st: os.stat_result, inbox_fd: int) -> str:
-    """Move quarantine entry ``name`` (open as ``source_fd``, ``st``) into the profile folder and
-    record it in the ledger; returns the name it got. Undone on any failure."""
-    from hushdrop.pipeline.web.jobs import RETRIED
-
-    folder = profile_folder(settings, profile)
-    try:  # same filesystem: one atomic rename, from one descriptor to the other
-        final = place(ledger, settings, profile, inbox_fd, name, row.name, row.language, st, src_dir_fd=quarantine_fd)
-        copied = None
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"  # a hidden copy; swept if the server stops now
-        copy_verified_at(source_fd, inbox_fd, temp)
-        copied = os.stat(temp, dir_fd=inbox_fd, follow_symlinks=False)
-        try:
-            final = place(ledger, settings, profile, inbox_fd, temp, row.name, row.language, copied)
-        except BaseException:
-            os.unlink(temp, dir_fd=inbox_fd)
-            raise
-    landed = os.stat(final, dir_fd=inbox_fd, follow_symlinks=False)
-    if copied is None and identity_of(landed) != identity_of(st):  # replaced between the open and the rename
-        _take_back(ledger, folder, final, inbox_fd, quarantine_fd, name)
-        raise NotOurs(f"{name} was replaced while it was being sent again")
-    try:
-        ledger.update(row.id, expect=State.QUARANTINED, quarantine_path=None, retention=RETRIED + final)
-    except BaseException:
-        if copied is None:
-            _take_back(ledger, folder, final, inbox_fd, quarantine_fd, name)
-        elif identity_of(os.stat(final, dir_fd=inbox_fd, follow_symlinks=False)) == identity_of(copied):
-            os.unlink(final, dir_fd=inbox_fd)  # the original never left quarantine
-            _forget(ledger, folder / final)
-        raise
-    if copied is not None and identity_of(os.stat(name, dir_fd=quarantine_fd, follow_symlinks=False)) == identity_of(st):
-        os.unlink(name, dir_fd=quarantine_fd)
-        os.fsync(quarantine_fd)
-    return final
-
-
-def _take_back(ledger: Ledger, folder: Path, final: str, inbox_fd: int, quarantine_fd: int, name: str) -> None:
-    """Undo a rename into the inbox: ``final`` goes back to quarantine as ``name``."""
-    if rename_noreplace(inbox_fd, final, name, quarantine_fd):
-        _forget(ledger, folder / final)
-    else:
-        log().error("web: could not put %s back into quarantine (%s is taken there); it stays in the inbox as %s",
-                    name, name, final)
-
-
-def _forget(ledger: Ledger, path: Path) -> None:
-    try:
-        ledger.forget_upload(path)
-    except sqlite3.Error:
-        pass  # a row for a name that no file has is never matched (the claim checks the inode)
 
 
 def sweep_stale(settings: Settings, older_than: float = 3600.0) -> int:

@@ -29,14 +29,14 @@ def add_hostile_rows(ledger: Ledger, spool: Path, left_alone: Path) -> None:
 
     running = claimed(TERMINAL_NAME + MARKUP_NAME)
     ledger.start(running, "worker-1")
-    ledger.progress(running, "transcribe\x1b[2J", 0.5)
+    ledger.progress(running, "transcribe\x1b[2J", 0.5, 4, 7)
     quarantined = claimed(NEWLINE_NAME)
     ledger.transition(quarantined, State.QUARANTINED, error_stage="probe", error=f"{WINDOW_TITLE_ERROR}: {NEWLINE_NAME}",
                       quarantine_path=spool / "q" / TERMINAL_NAME)
     waiting = claimed(TERMINAL_NAME)
     ledger.start(waiting, "worker-1")
     ledger.transition(waiting, State.FAILED, error_stage="decode", error=f"disk: {TERMINAL_NAME}", env_failures=2)
-    ledger.set_service(intake_problems=[{"path": str(left_alone), "reason": f"left alone: {WINDOW_TITLE_ERROR}"}])
+    ledger.facts.set(intake_problems=[{"path": str(left_alone), "reason": f"left alone: {WINDOW_TITLE_ERROR}"}])
 
 
 def test_hostile_names_stay_one_visible_line_in_the_log_status_and_markdown(watch_run):

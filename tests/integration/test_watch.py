@@ -28,22 +28,27 @@ def complete_sets(run, profile: str = "default") -> dict[str, set[str]]:
     return sets
 
 
+SLOW_COPY_SETTLE_S = 5.0  # the writer pauses a fiftieth of this between chunks
+
+
 def test_slow_copy_is_processed_once_after_it_is_complete(watch_run):
-    run = watch_run().start()
+    run = watch_run(profile={"settle_seconds": SLOW_COPY_SETTLE_S}).start()
     data = SPEECH_EN.read_bytes()
     target = run.inbox / "meeting.wav"
     chunks = 24
     size = len(data) // chunks + 1
     with open(target, "wb") as f:
-        for i in range(chunks):  # ~11 s: pauses shorter than the 1 s settle period
+        for i in range(chunks):
+            before_write = time.time()
             f.write(data[i * size:(i + 1) * size])
             f.flush()
-            time.sleep(0.46)
+            time.sleep(SLOW_COPY_SETTLE_S / 50)
             assert not run.jobs(), "a file still being written was claimed"
-    copy_done = time.time()
     wait_for(lambda: run.done_names() == ["meeting.wav"], 120, "the recording to be transcribed")
     (job,) = run.jobs()
-    assert job["claimed_at"] >= copy_done and job["size"] == len(data) and job["content_hash"] == sha(data)
+    # claimed once, whole, and only after it had stayed unchanged for the settle period
+    assert job["claimed_at"] >= before_write + SLOW_COPY_SETTLE_S, job["claimed_at"] - before_write
+    assert job["size"] == len(data) and job["content_hash"] == sha(data)
     assert complete_sets(run) == {"meeting": ALL}
     text = (run.outbox / "default" / "meeting.txt").read_text().lower()
     assert "planning meeting" in text and "saturday" in text
@@ -61,16 +66,19 @@ def test_syncthing_temp_file_renamed_into_place_is_processed_once(watch_run):
     for n, temp in enumerate(temps.values()):
         data = cheap_wav(n)
         temp.write_bytes(data[:1000])
-    time.sleep(2.5)  # longer than the settle period: only the ignore patterns keep them out
-    assert not run.jobs()
+    # a file dropped after them settles after them: once it is done, they would have been taken
+    run.drop("first.wav", cheap_wav(10))
+    wait_for(lambda: run.done_names() == ["first.wav"], 60, "the file dropped after the temp files")
+    assert [j["name"] for j in run.jobs()] == ["first.wav"]  # only the ignore patterns kept them out
     for n, (final, temp) in enumerate(temps.items()):
         with open(temp, "ab") as f:
             f.write(cheap_wav(n)[1000:])
         os.rename(temp, run.inbox / final)
-    wait_for(lambda: sorted(run.done_names()) == ["memo.wav", "note.wav"], 60, "both renamed files")
-    time.sleep(1.5)
-    assert [j["name"] for j in run.jobs()] in (["note.wav", "memo.wav"], ["memo.wav", "note.wav"])
-    assert complete_sets(run) == {"note": ALL, "memo": ALL}
+    wait_for(lambda: sorted(run.done_names()) == ["first.wav", "memo.wav", "note.wav"], 60, "both renamed files")
+    run.drop("last.wav", cheap_wav(11))  # settles after any second claim of a renamed file would have been made
+    wait_for(lambda: "last.wav" in run.done_names(), 60, "the file dropped after the renames")
+    assert sorted(j["name"] for j in run.jobs()) == ["first.wav", "last.wav", "memo.wav", "note.wav"]
+    assert complete_sets(run) == {"first": ALL, "last": ALL, "note": ALL, "memo": ALL}
     assert run.stop() == 0
 
 

@@ -82,6 +82,23 @@ def _wav_header(data_bytes: int) -> bytes:
     return b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", data_bytes)
 
 
+def test_a_profile_folder_renamed_away_and_back_in_a_loop_does_not_stall_intake(watch_run, tmp_path):
+    # Someone who can write to the inbox churns a profile folder until inotify loses its events
+    # (queue overflow, a watch dropped mid-rename); the rescan is an hour away, so only noticing
+    # the lost events gets the next recording taken.
+    run = watch_run(rescan_seconds=3600, profiles={"meetings": {"folder": "meetings"}})
+    run.start()
+    folder, away = run.inbox / "meetings", tmp_path / "away"
+    renames, ends = 0, time.monotonic() + 15
+    while time.monotonic() < ends and renames < 40000:
+        os.rename(folder, away)
+        os.rename(away, folder)
+        renames += 1
+    run.drop("after-the-churn.wav", cheap_wav(31))
+    wait_for(lambda: any(j["name"] == "after-the-churn.wav" and j["state"] == "done" for j in run.jobs()), 60,
+             "the recording dropped after the churn to be transcribed")
+
+
 def test_6_a_slow_writer_is_not_taken_before_the_header_is_satisfied(watch_run):
     run = watch_run(profile={"settle_seconds": 1, "incomplete_grace_seconds": 60}).start()
     body = cheap_wav(31)[44:]

@@ -23,7 +23,9 @@ def test_kill9_at_random_moments_twenty_times_loses_and_doubles_nothing(tmp_path
 
 @pytest.mark.slow
 def test_watcher_memory_stays_flat_over_500_small_files(tmp_path: Path):
-    result = watcher_rss(500, tmp_path / "site")
-    assert result["done"] == 530
+    # The first hundred jobs fill SQLite's page cache and the allocator's pools (RSS rises, then
+    # stays level), so the files counted start after them.
+    result = watcher_rss(500, tmp_path / "site", warmup=100)
+    assert result["done"] == 600
     # flat: no growth with the number of files beyond allocator noise
     assert result["watcher_rss_mib_after"] - result["watcher_rss_mib_before"] < 8, result

@@ -138,7 +138,9 @@ def test_engine_options_and_language_checked_against_the_engine(tmp_path):
     chain[1]["transcribe"]["engine_options"] = {}
     with pytest.raises(ConfigError, match="not one the qwen3-asr engine can be forced to"):
         parse_config({"profiles": {"default": {"chain": chain, "language": "sw"}}}, tmp_path / "c.yaml")
-    assert parse_config({"profiles": {"default": {"chain": chain, "language": "yue"}}}, tmp_path / "c.yaml")
+    settings = parse_config({"profiles": {"default": {"chain": chain, "language": "yue"}}}, tmp_path / "c.yaml")
+    assert settings.profile("default").language == "yue"
+    assert settings.profile("default").transcribe_options().engine == "qwen3-asr"
 
 
 def test_whisper_engine_options_are_checked_at_load_time(tmp_path):
@@ -158,13 +160,15 @@ def test_whisper_engine_options_are_checked_at_load_time(tmp_path):
     )
     assert proc.returncode == 2 and "did you mean 'beam_size'?" in proc.stderr
     chain[1]["transcribe"]["engine_options"] = {"beam_size": 3, "initial_prompt": "Hello."}
-    assert load_config(write(tmp_path, {"profiles": {"default": {"chain": chain}}}))
+    options = load_config(write(tmp_path, {"profiles": {"default": {"chain": chain}}})).profile("default").transcribe_options()
+    assert options.engine_options == {"beam_size": 3, "initial_prompt": "Hello."}
 
 
 def test_language_is_checked_against_whispers_languages(tmp_path):
     with pytest.raises(ConfigError, match="not one the whisper engine can be forced to"):
         parse_config({"profiles": {"default": {"language": "fil"}}}, tmp_path / "c.yaml")  # qwen3-asr knows it
-    assert parse_config({"profiles": {"default": {"language": "yue"}}}, tmp_path / "c.yaml")
+    default = parse_config({"profiles": {"default": {"language": "yue"}}}, tmp_path / "c.yaml").profile("default")
+    assert (default.language, default.transcribe_options().engine) == ("yue", "whisper")
 
 
 def test_one_problem_is_reported_once_with_a_suggestion(tmp_path):
@@ -225,27 +229,7 @@ def test_readme_stage_defaults_are_the_codes():
             assert _yaml.safe_load(written) == default, f"README says {stage}.{key}: {written}, the code says {default!r}"
 
 
-# -- workers: auto --------------------------------------------------------------------------
-# The machine is faked: the core count, the available memory and whether CUDA is visible are
-# the three functions resolve_workers asks; everything else is the real rule.
-
-GB = 10**9
-
-
-@pytest.fixture
-def machine(monkeypatch):
-    from hushdrop.pipeline import config
-
-    def set_machine(cores: int, memory_gb: float, cuda: bool = False) -> None:
-        monkeypatch.setattr(config, "usable_cores", lambda: cores)
-        monkeypatch.setattr(config, "available_memory", lambda: int(memory_gb * GB))
-        monkeypatch.setattr(config, "cuda_visible", lambda: cuda)
-
-    return set_machine
-
-
-def auto_settings(tmp_path, **profile):
-    return parse_config({"workers": "auto", "profiles": {"default": profile}}, tmp_path / "c.yaml")
+# -- workers: a number or auto (what auto resolves to: tests/watch/test_sizing.py) -------------
 
 
 @pytest.mark.parametrize("value", ["auto", "AUTO", " auto "])
@@ -259,101 +243,3 @@ def test_workers_may_be_auto(tmp_path, value):
 def test_workers_is_a_number_or_auto(tmp_path, value):
     with pytest.raises(ConfigError, match=r"workers: must be a whole number from 1 to 64, or auto"):
         parse_config({"workers": value}, tmp_path / "c.yaml")
-
-
-def test_auto_on_cpu_gives_one_single_threaded_worker_per_core(tmp_path, machine):
-    from hushdrop.pipeline.config import resolve_workers
-
-    machine(cores=2, memory_gb=8)
-    plan = resolve_workers(auto_settings(tmp_path))
-    assert (plan.count, plan.threads) == (2, 1)
-    assert plan.describe() == (
-        "workers: auto → 2 (2 cores; memory for 13 (8.0 GB available, ~0.55 GB per worker); 1 thread each)"
-    )
-    machine(cores=6, memory_gb=64)
-    assert (resolve_workers(auto_settings(tmp_path)).count, resolve_workers(auto_settings(tmp_path)).threads) == (6, 1)
-
-
-def test_auto_is_bounded_by_memory_and_shares_the_cores(tmp_path, machine):
-    from hushdrop.pipeline.config import resolve_workers
-
-    machine(cores=8, memory_gb=2.0)  # (2.0 - 0.5 reserve) / 0.55 → 2 workers, 4 threads each
-    plan = resolve_workers(auto_settings(tmp_path))
-    assert (plan.count, plan.threads) == (2, 4)
-    assert "8 cores, but memory for 2 (2.0 GB available" in plan.describe()
-    assert plan.describe().endswith("; 4 threads each)")
-    machine(cores=4, memory_gb=0.6)  # not even one fits: one anyway, with every core
-    plan = resolve_workers(auto_settings(tmp_path))
-    assert (plan.count, plan.threads) == (1, 4)
-    assert "memory for 0" in plan.describe() and "one anyway" in plan.describe()
-
-
-def test_auto_on_cuda_is_one_worker(tmp_path, machine):
-    from hushdrop.pipeline.config import resolve_workers
-
-    machine(cores=16, memory_gb=64, cuda=True)
-    plan = resolve_workers(auto_settings(tmp_path))
-    assert (plan.count, plan.threads) == (1, None)
-    assert plan.describe() == "workers: auto → 1 (the model runs on CUDA: one worker per GPU)"
-    # a profile forced onto the CPU on a machine with a GPU: the CPU rule
-    cpu = auto_settings(tmp_path, chain=["resample", {"transcribe": {"device": "cpu"}}])
-    assert resolve_workers(cpu).count == 16
-
-
-def test_auto_counts_the_models_size(tmp_path, machine):
-    from hushdrop.pipeline.config import WORKER_RUNTIME_BYTES, resolve_workers
-
-    own = tmp_path / "my-model"
-    own.mkdir()
-    with open(own / "model.bin", "wb") as f:  # a sparse 1.5 GB model
-        f.truncate(int(1.5 * GB))
-    machine(cores=8, memory_gb=6.5)
-    settings = auto_settings(tmp_path, chain=["resample", {"transcribe": {"model": str(own)}}])
-    per_worker = WORKER_RUNTIME_BYTES + int(1.5 * GB)
-    assert resolve_workers(settings).count == (int(6.5 * GB) - 500 * 10**6) // per_worker == 3
-    # a second profile with another model: each worker holds both
-    both = parse_config(
-        {"workers": "auto", "profiles": {
-            "default": {},
-            "qwen": {"chain": ["resample", {"transcribe": {"engine": "qwen3-asr", "model": str(own)}}]},
-        }},
-        tmp_path / "c.yaml",
-    )
-    assert resolve_workers(both).count == 1  # 0.55 + 4 GB per worker: one fits in 6.5 GB
-
-
-def test_a_number_stays_as_configured(tmp_path, machine):
-    from hushdrop.pipeline.config import resolve_workers
-
-    machine(cores=2, memory_gb=8)
-    settings = parse_config({"workers": 3}, tmp_path / "c.yaml")
-    plan = resolve_workers(settings)
-    assert (plan.count, plan.threads, plan.describe()) == (3, None, "workers: 3 (as configured)")
-    assert plan.apply(settings).profile("default").transcribe_options().cpu_threads == 0
-
-
-def test_auto_gives_threads_only_where_the_profile_left_them_to_the_library(tmp_path, machine):
-    from hushdrop.pipeline.config import resolve_workers
-
-    machine(cores=8, memory_gb=2.0)
-    settings = parse_config(
-        {"workers": "auto", "profiles": {"default": {}, "mine": {"chain": ["resample", {"transcribe": {"cpu_threads": 3}}]}}},
-        tmp_path / "c.yaml",
-    )
-    resolved = resolve_workers(settings).apply(settings)
-    assert resolved.workers == 2
-    assert resolved.profile("default").transcribe_options().cpu_threads == 4
-    assert resolved.profile("mine").transcribe_options().cpu_threads == 3
-    assert settings.workers == "auto" and settings.profile("default").transcribe_options().cpu_threads == 0
-
-
-def test_config_check_shows_what_auto_resolves_to(tmp_path, machine, capsys):
-    from hushdrop.pipeline import cli
-
-    machine(cores=4, memory_gb=16)
-    path = write(tmp_path, {"workers": "auto"})
-    assert cli.main(["--config", str(path), "config", "check"]) == 0
-    assert "workers: auto → 4 (4 cores; memory for 28 (16.0 GB available, ~0.55 GB per worker); 1 thread each)" in capsys.readouterr().out
-    path = write(tmp_path, {"workers": 2})
-    assert cli.main(["--config", str(path), "config", "check"]) == 0
-    assert "workers: 2 (as configured)" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hushdrop.pipeline.config import parse_config
-from hushdrop.pipeline.containers import declared_size, is_incomplete
+from hushdrop.pipeline.audio.containers import declared_size, is_incomplete
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.watch.dispatch import MAX_CHANGES_AFTER_CLAIM, SpoolWatch, prepare_for_run
 from hushdrop.pipeline.watch.finish import fail_job
@@ -279,14 +279,27 @@ def test_9_12_the_watcher_asks_again_only_after_a_change_and_backs_off_when_bloc
     watcher._settle_once()
     assert calls == [refused, refused]
 
-    blocked = Watcher(settings, lambda p, profile, st: calls.append(p) or blocked.block(profile, "read-only") or BLOCKED, once=True)
-    calls.clear()
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+    asked_at: list[float] = []  # when each claim was tried, and the pause it announced
+    announced: list[float] = []
+
+    def blocked_claim(path, profile, st):
+        asked_at.append(time.monotonic())
+        blocked.block(profile, "read-only")
+        announced.append(blocked._block_delay[profile.name])
+        return BLOCKED
+
+    blocked = Watcher(settings, blocked_claim, once=True)
+
+    def asked(times: int) -> bool:
         blocked.rescan()
         blocked._settle_once()
-        time.sleep(0.05)
-    assert 2 <= len(calls) <= 3, f"{len(calls)} claim attempts in 3 s: backoff 1 s, 2 s, 4 s …"
+        return len(asked_at) >= times
+
+    wait_for(lambda: asked(3), 30, "three claim attempts")
+    assert announced == [1.0, 2.0, 4.0], "the pause doubles with each blocked attempt"
+    assert asked_at[1] - asked_at[0] >= announced[0] and asked_at[2] - asked_at[1] >= announced[1], (
+        "the folder is not asked again before its pause is over"
+    )
     assert "intake paused" in blocked.problems()[0]["reason"]
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hushdrop.pipeline.config import Settings, parse_config
-from hushdrop.pipeline.outputs import planned_outputs
+from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.outputs import plan_outputs
 from hushdrop.pipeline.fsutil import move_file
 from hushdrop.pipeline.watch.intake import ClaimLost, claim, classify, finish_seen, is_ignored
 from hushdrop.pipeline.watch.ledger import Ledger, State
@@ -180,7 +181,7 @@ def processing_row(settings: Settings, ledger: Ledger, name: str = "talk.wav") -
     ledger.start(job, "worker-1:123")
     folder = settings.outbox / "default"
     folder.mkdir(parents=True, exist_ok=True)
-    planned = planned_outputs(folder, Path(name).stem, settings.profiles["default"].outputs)
+    planned = plan_outputs(Job(source=Path(name)), folder, settings.profiles["default"].outputs).paths
     ledger.plan_outputs(job, planned)
     return job, spool, planned
 

@@ -112,3 +112,22 @@ def test_same_content_matches_hash_and_profile(ledger: Ledger):
     assert [r.id for r in ledger.same_content(ledger.get(b))] == [a]
     assert ledger.count_active() == 3
     assert ledger.counts() == {State.CLAIMED: 3}
+
+
+def test_an_uploads_language_belongs_to_that_very_file_until_forgotten(ledger: Ledger, tmp_path: Path):
+    upload = tmp_path / "memo.wav"
+    upload.write_bytes(b"RIFF")
+    ledger.uploads.add(upload, "default", "de", upload.stat())
+    assert ledger.uploads.language_for(upload, upload.stat()) == "de"
+    assert [(u["inbox_path"], u["profile"]) for u in ledger.uploads.pending()] == [(upload, "default")]
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF")
+    assert ledger.uploads.language_for(upload, other.stat()) is None  # same name, another file
+    ledger.uploads.forget(upload)
+    assert ledger.uploads.language_for(upload, upload.stat()) is None and ledger.uploads.pending() == []
+
+
+def test_service_facts_keep_json_values_by_key(ledger: Ledger):
+    ledger.facts.set(heartbeat_at=1.5, workers=[{"name": "worker-1"}])
+    ledger.facts.set(heartbeat_at=2.5)
+    assert ledger.facts.all() == {"heartbeat_at": 2.5, "workers": [{"name": "worker-1"}]}

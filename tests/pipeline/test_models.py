@@ -13,9 +13,9 @@ from hushdrop.pipeline.models import (
     assemble_model,
     bundled_whisper_base,
     bundled_whisper_sources,
-    list_models,
     verify_model_dir,
 )
+from hushdrop.pipeline.engines import list_models
 
 
 def test_bundled_model_is_verified_and_listed():

@@ -23,9 +23,9 @@ from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
 from hushdrop.pipeline.names import safe_name
 from hushdrop.pipeline.watch.ledger import Ledger, State
-from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, planned_outputs, render_txt, subtitle_language
+from hushdrop.pipeline.outputs import NO_SPEECH, commit_outputs, plan_outputs, render_txt
 from hushdrop.pipeline.process import Processor
-from hushdrop.stages.grammar import apply_script
+from hushdrop.pipeline.script import apply_script
 from tests.hostile import FORBIDDEN_ON_TERMINAL, HOSTILE_TEXTS, HTML_NAME, NEWLINE_NAME, TERMINAL_NAME, assert_outputs_inert
 
 FORMATS = ["txt", "srt", "vtt", "json", "md"]
@@ -187,9 +187,10 @@ def test_subtitles_can_carry_the_language_in_their_names(tmp_path):
 
 def test_planned_outputs_match_what_is_committed(tmp_path):
     job = sample_job()
-    planned = planned_outputs(tmp_path, "Team call 03", FORMATS, subtitle_language(job, "language"))
+    (tmp_path / "Team call 03.en.srt").write_text("someone else's")
+    planned = plan_outputs(job, tmp_path, FORMATS, subtitle_names="language").paths
     written = commit_outputs(job, tmp_path, FORMATS, subtitle_names="language")
-    assert planned == written
+    assert planned == written and written[0].name == "Team call 03 (2).txt"
 
 
 # ---------------------------------------------------------------- mode and group, for a share
@@ -302,7 +303,7 @@ def test_watch_mode_commit_uses_the_ledger_time_mode_group_and_names(tmp_path):
     group = other_group()
     settings = parse_config(
         {"output_mode": "0660", "output_group": group.gr_name,
-         "profiles": {"default": {"subtitle_names": "language", "script": "traditional"}}},
+         "profiles": {"default": {"subtitle_names": "language"}}},
         tmp_path / "config.yaml",
     )
     settings.workdir.mkdir(parents=True)
@@ -314,9 +315,8 @@ def test_watch_mode_commit_uses_the_ledger_time_mode_group_and_names(tmp_path):
         row = ledger.transition(job_id, State.PROCESSING)
         job = sample_job()
         job.transcript.language = "zh"
-        job.transcript.segments[0].text = "这是一个测试"
         row = commit_job(settings, ledger, row, job)
-        assert row.state == State.COMMITTED
+        assert row.state == State.DONE
         names = [p.name for p in row.outputs]
         assert names == [f"Team call 03{s}" for s in (".txt", ".zh.srt", ".zh.vtt", ".json", ".md")]
         for path in row.outputs:
@@ -324,8 +324,7 @@ def test_watch_mode_commit_uses_the_ledger_time_mode_group_and_names(tmp_path):
             assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == group.gr_gid
         record = json.loads(next(p for p in row.outputs if p.suffix == ".json").read_text())
         created = datetime.fromtimestamp(row.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        assert record["received_at"] == created
-        assert record["segments"][0]["text"] == "這是一個測試" and record["segments"][0]["raw_text"] == "这是一个测试"
+        assert record["received_at"] == created and record["source"]["name"] == "Team call 03.m4a"
     finally:
         ledger.close()
 
@@ -368,3 +367,23 @@ def test_a_markdown_title_shows_an_undecodable_name_by_its_bytes(tmp_path):
     name = os.fsdecode(b"caf\xe9 <b>call_03 _x_.wav")
     md = {p.suffix[1:]: p for p in commit_outputs(hostile_job(name), tmp_path, FORMATS)}["md"].read_text()
     assert md.startswith("# caf\\\\xe9 &lt;b&gt;call_03 \\_x\\_.wav\n")  # renders as: caf\xe9 <b>call_03 _x_.wav
+
+
+@pytest.mark.parametrize("hidden", ["\u2028", "\u2029", "\u200b", "\ufeff", "\u00ad", "\u202e", "\u2066"])
+def test_a_name_with_an_invisible_or_reordering_character_gets_a_visible_safe_name(hidden):
+    name = f"meeting{hidden}notes.wav"
+    safe = safe_name(name)
+    assert hidden not in safe and safe.startswith("meeting_notes~") and safe.endswith(".wav"), safe
+
+
+def test_joiners_that_shape_persian_and_emoji_names_are_kept():
+    for name in ("می\u200cخواهم.wav", "family\U0001F468\u200d\U0001F469.wav"):
+        assert safe_name(name) == name
+
+
+def test_stored_text_drops_bidi_overrides_but_keeps_the_marks_right_to_left_text_uses():
+    from hushdrop.pipeline.text import stored_text
+
+    assert stored_text("invoice\u202eexe.txt") == "invoiceexe.txt"
+    assert stored_text("a\u2067b\u2069c") == "abc"
+    assert stored_text("שלום\u200f abc \u200e") == "שלום\u200f abc \u200e"

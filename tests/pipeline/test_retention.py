@@ -9,7 +9,7 @@ import pytest
 
 from hushdrop.pipeline.config import OriginalsPolicy
 from hushdrop.pipeline.fsutil import identity_of
-from hushdrop.pipeline.retention import RetentionError, apply_policy, delete, overwrite_with_random, shred
+from hushdrop.pipeline.retention import Action, Disposal, RetentionError, apply_policy, delete, overwrite_with_random, shred
 from tests.unprivileged import give_to_user, run_unprivileged
 
 
@@ -114,20 +114,30 @@ def test_shred_of_a_read_only_file_changes_nothing(shared_tree):
     assert digest(original) == before
 
 
-def test_keep_delete_move(tmp_path):
-    for name in ("a.wav", "b.wav", "c.wav"):
+def test_keep_delete_move_and_shred_say_what_they_did_as_data(tmp_path):
+    for name in ("a.wav", "b.wav", "c.wav", "d.wav"):
         (tmp_path / name).write_bytes(name.encode())
-    apply_policy(tmp_path / "a.wav", OriginalsPolicy(action="keep"))
+    assert apply_policy(tmp_path / "a.wav", OriginalsPolicy(action="keep")) == Disposal(Action.KEPT, tmp_path / "a.wav")
     assert (tmp_path / "a.wav").exists()
-    apply_policy(tmp_path / "b.wav", OriginalsPolicy(action="delete"))
+    assert apply_policy(tmp_path / "b.wav", OriginalsPolicy(action="delete")) == Disposal(Action.DELETED, tmp_path / "b.wav")
     assert not (tmp_path / "b.wav").exists()
     archive = tmp_path / "archive"
     archive.mkdir()
     (archive / "c.wav").write_bytes(b"older")
-    apply_policy(tmp_path / "c.wav", OriginalsPolicy(action="move", move_to=archive))
+    moved = apply_policy(tmp_path / "c.wav", OriginalsPolicy(action="move", move_to=archive))
+    assert moved == Disposal(Action.MOVED, archive / "c (2).wav") and moved.sentence() == f"moved to {archive / 'c (2).wav'}"
     assert not (tmp_path / "c.wav").exists()
     assert (archive / "c.wav").read_bytes() == b"older"
     assert (archive / "c (2).wav").read_bytes() == b"c.wav"
+    shredded = apply_policy(tmp_path / "d.wav", OriginalsPolicy(action="shred"))
+    assert shredded.sentence() == f"shredded {tmp_path / 'd.wav'}" and not (tmp_path / "d.wav").exists()
+    for disposal in (moved, shredded, Disposal(Action.ALREADY_GONE)):  # the ledger's column, and back
+        assert Disposal.from_column(disposal.to_column()) == disposal
+
+
+def test_a_disposal_of_a_name_that_is_not_utf8_survives_the_column(tmp_path):
+    disposal = Disposal(Action.MOVED, tmp_path / os.fsdecode(b"r\xe9sum\xe9.wav"))
+    assert Disposal.from_column(disposal.to_column()) == disposal
 
 
 def test_delete_leaves_a_hard_link_alone(tmp_path):
@@ -136,3 +146,19 @@ def test_delete_leaves_a_hard_link_alone(tmp_path):
     with pytest.raises(RetentionError):
         delete(tmp_path / "x.wav")
     assert (tmp_path / "x.wav").exists() and (tmp_path / "y.wav").exists()
+
+
+def test_what_the_page_and_quarantines_limit_did_is_stored_as_data_and_old_notes_still_read():
+    from pathlib import Path
+
+    from hushdrop.pipeline.retention import Action, Disposal
+
+    sent = Disposal(Action.SENT_AGAIN, Path("/srv/inbox/talk (2).wav"), "from the web page")
+    assert Disposal.from_column(sent.to_column()) == sent
+    assert sent.sentence() == "sent again as /srv/inbox/talk (2).wav (from the web page)"
+    # notes written before they were data
+    old = Disposal.from_column("sent again from the web page as talk (2).wav")
+    assert old.action == Action.SENT_AGAIN and old.target == Path("talk (2).wav")
+    assert Disposal.from_column("deleted from the web page").action == Action.SHREDDED
+    pruned = Disposal.from_column("removed from quarantine on 2026-12-01 10:00 (over 10 GB; set aside on 2026-09-01)")
+    assert pruned.action == Action.SHREDDED and pruned.note.startswith("removed from quarantine")

@@ -43,15 +43,18 @@ class Cluster:
         assert self.coordinator.proc.poll() is None, self.coordinator.log_text()
         return self.coordinator
 
-    def start_worker(self, name: str, queues: str = "hushdrop") -> subprocess.Popen:
+    def start_worker(self, name: str, queues: str = "hushdrop", config: Path | None = None) -> subprocess.Popen:
+        """A `hushdrop worker` with a config of its own (a GPU box's), or with ``config``: the
+        coordinator's, as on the coordinator's own machine."""
         root = self.worker_root(name)
         root.mkdir(parents=True, exist_ok=True)
-        config = root / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "workdir": str(root / ".hushdrop"), "inbox": str(root / "inbox"), "outbox": str(root / "outbox"),
-            "spool": str(self.spool), "broker_url": self.broker_url, "lease_seconds": self.lease_seconds,
-            "profiles": {"default": {}},
-        }))
+        if config is None:
+            config = root / "config.yaml"
+            config.write_text(yaml.safe_dump({
+                "workdir": str(root / ".hushdrop"), "inbox": str(root / "inbox"), "outbox": str(root / "outbox"),
+                "spool": str(self.spool), "broker_url": self.broker_url, "lease_seconds": self.lease_seconds,
+                "profiles": {"default": {}},
+            }))
         log = root / f"worker-{sum(1 for p in root.glob('worker-*.log')) + 1}.log"
         self.worker_logs[name] = log
         with open(log, "wb") as stream:

@@ -1,8 +1,9 @@
 """`hushdrop worker`'s decisions for one task, in-process, against a real Redis-compatible server.
 
-Each check points at :meth:`RemoteWorker.run`: a task the coordinator no longer wants, a second
-delivery of a running task, a path outside the spool, bytes that differ from the claim, and a
-real run whose answer is the protocol's JSON.
+Each check points at :meth:`RemoteWorker.run`, whose task body is the protocol's ``RunJob`` as
+plain data: a task the coordinator no longer wants, a second delivery of a running task, a path
+outside the spool, bytes that differ from the claim, and a real run whose answer is the
+protocol's JSON.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def task(worker, name: str, data: bytes | None = None, relative: str | None = No
     if data is not None:
         path.write_bytes(data)
     content_hash = claimed_hash or (hashlib.sha256(data).hexdigest() if data is not None else None)
-    run = RunJob(7, 1, f"/coordinator/spool/default/{name}/clip.wav", "default", None, content_hash)
     profile = worker.settings.profile("default")
-    return {"run": to_dict(run), "profile": profile_document(profile), "spool_relative": relative or f"default/{name}/clip.wav"}
+    relative = f"default/{name}/clip.wav" if relative is None else relative
+    # the task's one argument: the protocol's RunJob as plain data, as the coordinator sends it
+    return to_dict(RunJob(7, 1, relative, "default", None, content_hash, profile_document(profile)))
 
 
 def test_a_task_the_coordinator_gave_up_on_does_nothing(worker):
@@ -124,7 +126,7 @@ def test_a_task_naming_a_model_folder_the_worker_was_not_given_is_refused_withou
     planted = tmp_path / "planted-model"
     shutil.copytree(bundled_whisper_base(), planted)
     payload = task(worker, "planted", SPEECH.read_bytes())
-    chain = payload["profile"]["chain"]
+    chain = payload["profile_document"]["chain"]
     transcribe = next(entry for entry in chain if "transcribe" in entry)
     transcribe["transcribe"]["model"] = str(planted)
     worker.redis.set(TOKEN_KEY.format("task-planted"), "1")

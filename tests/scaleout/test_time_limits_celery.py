@@ -73,7 +73,7 @@ def test_a_remote_worker_stops_a_hanging_stage_and_the_job_is_retried_then_quara
 def test_the_coordinator_fails_a_remote_run_past_its_limit_when_the_worker_does_not(tmp_path, redis_server):
     """A worker that keeps its lease but never stops the run (one without time limits): the
     coordinator fails the attempt itself ``lease_seconds`` after the limit, and withdraws the task."""
-    from hushdrop.pipeline.watch.celery_executor import CeleryExecutor
+    from hushdrop.pipeline.watch.service import make_executor
     from hushdrop.pipeline.watch.ledger import Ledger, State
     from tests.watch.conftest import claimed
 
@@ -83,7 +83,7 @@ def test_the_coordinator_fails_a_remote_run_past_its_limit_when_the_worker_does_
     }, tmp_path / "config.yaml")
     ledger = Ledger(settings.ledger_path)
     client = redis_server.client()
-    executor = CeleryExecutor(settings, ledger)
+    executor = make_executor(settings, ledger)
     stop = threading.Event()
     try:
         row = claimed(settings, ledger, "talk.wav")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from hushdrop.pipeline.audio import Audio, bundled_ffmpeg, probe
-from hushdrop.pipeline.containers import ALLOWED, APE, container_of
+from hushdrop.pipeline.audio.containers import ALLOWED, APE, container_of
 from hushdrop.pipeline.errors import RejectedInput
 from tests.helpers import tone, write_wav
 

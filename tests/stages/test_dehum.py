@@ -50,6 +50,18 @@ def test_dehum_removes_5db_hum_and_keeps_the_speech(tmp_path):
     assert any("50 Hz mains hum" in n and "notching 50, 100, 150 Hz" in n for n in job.notes)
 
 
+def test_dehum_filters_in_blocks_without_a_seam(tmp_path):
+    """Its blocks only bound memory: the notches' state carries across, so 5 s blocks give
+    what one pass over the whole recording gives."""
+    noisy, _ = with_hum(load_speech(), 50.0, 5.0)
+    path = write_wav(tmp_path / "hum.wav", noisy, RATE)
+    (tmp_path / "short").mkdir()
+    blocks, _, _ = run_chain(path, RATE, [Dehum(DehumOptions(block_seconds=5.0))], tmp_path / "short")
+    sections = notch_sections((50.0, 100.0, 150.0), DehumOptions().notch_width_hz, RATE)
+    whole, _ = sosfilt(sections, noisy.astype(np.float64), zi=settled_state(sections, noisy, RATE))
+    assert np.array_equal(blocks, whole.astype(np.float32))
+
+
 @pytest.mark.parametrize("background", ["digital silence", "white noise 30 dB", "white noise 10 dB"])
 @pytest.mark.usefixtures("each_ffmpeg")
 def test_dehum_leaves_recordings_without_hum_untouched(tmp_path, background):

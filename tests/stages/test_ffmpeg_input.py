@@ -64,22 +64,26 @@ def test_a_name_that_looks_like_a_protocol_is_read_as_that_file(tmp_path, monkey
 
 
 @pytest.mark.parametrize(
-    "name, text",
+    "name, text, what",
     [
-        ("list.wav", "ffconcat version 1.0\nfile a.wav\nfile b.wav\n"),
-        ("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\na.wav\n#EXTINF:3,\nb.wav\n#EXT-X-ENDLIST\n"),
+        ("list.wav", "ffconcat version 1.0\nfile a.wav\nfile b.wav\n", "an ffconcat list"),
+        ("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\na.wav\n#EXTINF:3,\nb.wav\n#EXT-X-ENDLIST\n",
+         "an M3U/HLS playlist"),
     ],
 )
-def test_a_list_of_other_files_is_not_a_recording(tmp_path, name, text):
+def test_a_list_of_other_files_is_refused_by_what_it_is(tmp_path, name, text, what):
+    """Probe and render both refuse it as a bad recording that names what it is, before ffmpeg
+    could open a.wav or b.wav."""
     write_wav(tmp_path / "a.wav", tone(300, 3.0, 16000), 16000)
     write_wav(tmp_path / "b.wav", tone(500, 3.0, 16000), 16000)
     (tmp_path / name).write_text(text)
+    expected = f"{name} is not a recording ffmpeg can read: it is {what}, which names other files or streams"
     with pytest.raises(RejectedInput) as caught:
         probe(tmp_path / name)
-    assert "which names other files or streams" in caught.value.message
+    assert caught.value.message.startswith(expected)
     with pytest.raises(RejectedInput) as caught:
         render(tmp_path / name, 16000, tmp_path)
-    assert "which names other files or streams" in caught.value.message
+    assert caught.value.message.startswith(expected)
 
 
 def test_a_recording_named_like_an_image_sequence_is_read_as_itself(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hushdrop.pipeline.audio import AudioFacts
-from hushdrop.pipeline.job import Job, Segment, Transcript
-from hushdrop.stages.tag import EVENT_VOCABULARY, Tag, TagOptions, split_tags
+from hushdrop.pipeline.job import EVENT_VOCABULARY, Job, Segment, Transcript
+from hushdrop.stages.tag import Tag, TagOptions, split_tags
 
 
 def test_split_tags_normalises_vocabulary_and_keeps_ordinary_parentheses():

@@ -11,8 +11,9 @@ import pytest
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.job import Job, Segment, Transcript, Word
+from hushdrop.pipeline.outputs import commit_outputs
 from hushdrop.pipeline.watch.intake import claim
-from hushdrop.pipeline.watch.ledger import JobRow, Ledger
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from tests.harness import cheap_wav
 
 
@@ -53,6 +54,16 @@ def claimed(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: in
 
 def processing(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: int = 1, profile: str = "default") -> JobRow:
     return ledger.start(claimed(settings, ledger, name, seed, profile).id, "worker-1:1")
+
+
+def committed(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: int = 1) -> JobRow:
+    """A job whose outputs were committed when the service stopped, before its original was
+    disposed of: what a restart finds in state ``committed``."""
+    row = processing(settings, ledger, name, seed)
+    written = commit_outputs(
+        transcript_job(str(row.spool_path)), settings.outbox / row.profile, settings.profiles[row.profile].outputs, name=row.name,
+    )
+    return ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=written, stage="committed", progress=1.0)
 
 
 def transcript_job(source: str = "/spool/x/talk.wav") -> Job:

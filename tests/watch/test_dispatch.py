@@ -7,9 +7,10 @@ import os
 import time
 from pathlib import Path
 
+from hushdrop.pipeline.retention import Action, Disposal
 from hushdrop.pipeline.watch.dispatch import (
     MAX_CHANGES_AFTER_CLAIM, MAX_MISSING_CHECKS, SpoolWatch, accept_failure, accept_lost_worker, accept_result,
-    prepare_for_run, run_message,
+    lost_process_words, prepare_for_run, run_message,
 )
 from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.watch.protocol import Failed, Fault, Finished
@@ -25,9 +26,20 @@ def test_a_plain_claimed_job_is_ready_and_its_message_names_attempt_and_hash(set
     assert prepare_for_run(settings, ledger, row, SpoolWatch()) is True
     assert ledger.get(row.id).state == State.CLAIMED  # preparing changes nothing for a plain job
     started = ledger.start(row.id, "worker-1:1")
-    message = run_message(started)
+    message = run_message(settings, started)
     assert (message.job_id, message.attempt, message.profile) == (row.id, 1, "default")
-    assert message.spool_path == str(row.spool_path) and message.content_hash == sha(cheap_wav(1))
+    assert settings.spool_dir / message.spool_relative == row.spool_path and message.content_hash == sha(cheap_wav(1))
+    assert message.profile_document is None and message.time_limits is None  # a local worker shares this config
+
+
+def test_a_message_for_a_worker_with_its_own_config_carries_the_profile_and_the_time_limits(settings, ledger):
+    from hushdrop.pipeline.config import profile_from_document
+
+    started = ledger.start(claimed(settings, ledger).id, "celery:t")
+    message = run_message(settings, started, own_config=True)
+    assert not Path(message.spool_relative).is_absolute()  # each worker finds it in its own view of the spool
+    assert profile_from_document(message.profile_document) == settings.profile("default")
+    assert message.time_limits == settings.time_limits.model_dump(mode="json")
 
 
 def test_a_job_whose_profile_left_the_config_is_quarantined(tmp_path):
@@ -122,6 +134,27 @@ def test_an_unreadable_spool_file_fails_the_job_as_an_environment_fault(settings
     assert prepare_for_run(settings, ledger, row, SpoolWatch()) is False
     after = ledger.get(row.id)
     assert after.state == State.FAILED and after.error_stage == "hash" and after.env_failures == 1
+    # straight from claimed: it never ran on a worker, and an environment fault counts no attempt
+    assert after.started_at is None and after.worker is None and after.attempts == 0
+
+
+def test_an_unreadable_spool_file_with_a_transient_error_counts_an_attempt_without_running(settings, ledger, monkeypatch):
+    import errno
+
+    from hushdrop.pipeline.watch import dispatch
+
+    def refused(path):
+        raise OSError(errno.ESTALE, "Stale file handle", str(path))
+
+    monkeypatch.setattr(dispatch, "sha256_file", refused)
+    row = ledger.update(claimed(settings, ledger).id, content_hash=None)
+    for attempt in range(1, settings.max_attempts + 1):
+        assert prepare_for_run(settings, ledger, row, SpoolWatch()) is False
+        row = ledger.get(row.id)
+        assert row.started_at is None and row.attempts == attempt, row
+        if row.state == State.FAILED:
+            row = ledger.transition(row.id, State.CLAIMED, expect=State.FAILED)  # what requeue_due_retries does
+    assert row.state == State.QUARANTINED and row.error_stage == "hash" and "Stale file handle" in row.error
 
 
 # -- after a run ----------------------------------------------------------------------------------
@@ -131,7 +164,7 @@ def test_a_result_is_committed_under_the_dropped_name_and_the_original_shredded(
     row = processing(settings, ledger, "Team call.wav")
     job = transcript_job(str(row.spool_path))
     final = accept_result(settings, ledger, Finished(row.id, job, row.attempts))
-    assert final.state == State.DONE and final.retention.startswith("shredded")
+    assert final.state == State.DONE and Disposal.from_column(final.retention) == Disposal(Action.SHREDDED, row.spool_path)
     assert [p.name for p in final.outputs] == [f"Team call.{f}" for f in settings.profiles["default"].outputs]
     record = json.loads(next(p for p in final.outputs if p.suffix == ".json").read_text())
     assert record["source"]["name"] == "Team call.wav"
@@ -172,7 +205,7 @@ def test_failures_go_by_their_fault(settings, ledger):
 
 def test_a_lost_worker_is_a_counted_transient_failure(settings, ledger):
     row = processing(settings, ledger)
-    after = accept_lost_worker(settings, ledger, row.id, -9)
+    after = accept_lost_worker(settings, ledger, row.id, row.attempts, lost_process_words(-9))
     assert after.state == State.FAILED and after.attempts == 1 and "exit code -9" in after.error
-    assert accept_lost_worker(settings, ledger, row.id, -9) is None  # not processing any more
+    assert accept_lost_worker(settings, ledger, row.id, row.attempts, "gone") is None  # not processing any more
     assert Path(after.spool_path).exists()

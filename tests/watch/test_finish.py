@@ -11,55 +11,117 @@ import pytest
 from hushdrop.pipeline.watch.finish import (
     MAX_INTERRUPTIONS, commit_job, dispose_of_original, fail_job, quarantine_job, resolve_interrupted,
 )
-from hushdrop.pipeline.watch.ledger import State
+from hushdrop.pipeline.retention import Action, Disposal, retention_words
+from hushdrop.pipeline.watch.ledger import State, TransitionError
 from hushdrop.pipeline.watch.protocol import Fault
+from hushdrop.pipeline.web.views import original_path
 from tests.harness import cheap_wav
-from tests.watch.conftest import make, processing, transcript_job
+from tests.watch.conftest import committed, make, processing, transcript_job
 
 
-def test_commit_plans_then_writes_every_output_under_the_first_free_name(settings, ledger):
+def test_commit_plans_writes_and_records_the_outputs_then_disposes_of_the_original(settings, ledger):
     row = processing(settings, ledger, "talk.wav")
     folder = settings.outbox / "default"
     folder.mkdir(parents=True)
     (folder / "talk.srt").write_text("someone else's")
     os.symlink(folder / "nowhere", folder / "talk (2).txt")  # a dangling link is a taken name too
+    spool = row.spool_path
     row = commit_job(settings, ledger, row, transcript_job())
-    assert row.state == State.COMMITTED and row.stage == "committed" and row.progress == 1.0
+    assert row.state == State.DONE and row.stage == "done" and row.progress == 1.0
     assert [p.name for p in row.outputs] == [f"talk (3).{f}" for f in settings.profiles["default"].outputs]
     assert all(p.stat().st_size > 0 for p in row.outputs)
     assert (folder / "talk.srt").read_text() == "someone else's"
-    assert row.spool_path.exists()  # committing never touches the original
+    assert Disposal.from_column(row.retention) == Disposal(Action.SHREDDED, spool) and not spool.exists()
+
+
+def test_status_says_what_became_of_the_original_in_words(settings, ledger):
+    from hushdrop.pipeline.watch import status
+
+    row = processing(settings, ledger)
+    spool = row.spool_path
+    commit_job(settings, ledger, row, transcript_job())
+    [done] = status.collect(settings)["recent_done"]
+    assert done["original"] == f"shredded {spool}"
 
 
 def test_dispose_of_original_shreds_it_and_is_safe_to_repeat(settings, ledger):
-    row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+    row = committed(settings, ledger)
     spool = row.spool_path
     done = dispose_of_original(settings, ledger, row)
-    assert done.state == State.DONE and done.retention == f"shredded {spool}"
+    assert done.state == State.DONE and Disposal.from_column(done.retention) == Disposal(Action.SHREDDED, spool)
+    assert retention_words(done.retention) == f"shredded {spool}"
     assert not spool.exists() and not spool.parent.exists()
+    with pytest.raises(TransitionError):  # done once: a second disposal changes nothing
+        dispose_of_original(settings, ledger, row)
+    assert ledger.get(row.id).retention == done.retention
 
 
 def test_dispose_after_a_crash_that_already_removed_the_original(settings, ledger):
-    row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+    row = committed(settings, ledger)
     row.spool_path.unlink()
     done = dispose_of_original(settings, ledger, row)
-    assert done.state == State.DONE and done.retention == "already retired before a restart"
+    assert done.state == State.DONE and Disposal.from_column(done.retention) == Disposal(Action.ALREADY_GONE)
+    assert retention_words(done.retention) == "already retired before a restart"
 
 
-def test_keep_in_watch_mode_moves_the_original_out_of_the_inbox(tmp_path):
+@pytest.fixture
+def keeping(tmp_path):
+    """Settings whose profile keeps originals (moved to workdir/kept in watch mode), and their ledger."""
     from hushdrop.pipeline.config import parse_config
     from hushdrop.pipeline.watch.ledger import Ledger
 
     settings = parse_config({"profiles": {"default": {"settle_seconds": 0, "originals": "keep"}}}, tmp_path / "config.yaml")
     ledger = Ledger(settings.ledger_path)
-    try:
-        row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
-        done = dispose_of_original(settings, ledger, row)
-        kept = settings.workdir / "kept" / "default" / "talk.wav"
-        assert done.state == State.DONE and kept.read_bytes() == cheap_wav(1)
-        assert not row.spool_path.exists()
-    finally:
-        ledger.close()
+    yield settings, ledger
+    ledger.close()
+
+
+def test_keep_in_watch_mode_moves_the_original_out_of_the_inbox(keeping):
+    settings, ledger = keeping
+    row = commit_job(settings, ledger, processing(settings, ledger), transcript_job())
+    kept = settings.workdir / "kept" / "default" / "talk.wav"
+    assert row.state == State.DONE and kept.read_bytes() == cheap_wav(1)
+    assert Disposal.from_column(row.retention) == Disposal(Action.MOVED, kept)
+    assert not ledger.get(row.id).spool_path.exists()
+
+
+def test_a_move_interrupted_by_a_restart_records_the_moved_file_not_its_folder(keeping):
+    settings, ledger = keeping
+    row = committed(settings, ledger)
+    kept = settings.workdir / "kept" / "default" / "talk.wav"
+    kept.parent.mkdir(parents=True)
+    os.link(row.spool_path, kept)  # the move had linked it into place when the service stopped
+    done = dispose_of_original(settings, ledger, row)
+    assert original_path(settings, done) == kept  # the page plays it
+    assert Disposal.from_column(done.retention) == Disposal(Action.MOVED, kept)
+    assert not row.spool_path.exists() and kept.read_bytes() == cheap_wav(1)
+    assert list(kept.parent.iterdir()) == [kept]  # moved once
+
+
+def test_a_move_resumed_after_a_restart_goes_to_the_target_recorded_before_it(keeping):
+    settings, ledger = keeping
+    row = committed(settings, ledger)
+    kept = settings.workdir / "kept" / "default"
+    kept.mkdir(parents=True)
+    (kept / "talk.wav").write_bytes(b"an earlier recording of the same name")
+    target = kept / "talk (2).wav"
+    ledger.update(row.id, retention=Disposal(Action.MOVED, target).to_column())  # recorded, then the copy began
+    target.write_bytes(row.spool_path.read_bytes())  # a copy across filesystems, done before the stop
+    done = dispose_of_original(settings, ledger, ledger.get(row.id))
+    assert Disposal.from_column(done.retention) == Disposal(Action.MOVED, target) and original_path(settings, done) == target
+    assert sorted(p.name for p in kept.iterdir()) == ["talk (2).wav", "talk.wav"]  # no third copy
+    assert not row.spool_path.exists()
+
+
+def test_sentences_in_rows_written_before_disposals_were_data_still_read():
+    assert Disposal.from_column("moved to /srv/kept/a (2).wav") == Disposal(Action.MOVED, Path("/srv/kept/a (2).wav"))
+    assert Disposal.from_column("shredded /var/spool/x/a.wav") == Disposal(Action.SHREDDED, Path("/var/spool/x/a.wav"))
+    assert Disposal.from_column("left alone: /s/a.wav is not a regular file") == Disposal(Action.LEFT_ALONE, Path("/s/a.wav"))
+    assert Disposal.from_column("already retired before a restart") == Disposal(Action.ALREADY_GONE)
+    # what the page and quarantine's limit did to a quarantined original, as they wrote it then
+    assert Disposal.from_column("deleted from the web page") == Disposal(Action.SHREDDED, None, "deleted from the web page")
+    assert Disposal.from_column("removed from quarantine on 2026-11-02 (quarantine_max_days)").action == Action.SHREDDED
+    assert retention_words("deleted from the web page") == "shredded (deleted from the web page)"
 
 
 def test_quarantine_keeps_the_bytes_beside_a_note_under_a_free_name(settings, ledger):

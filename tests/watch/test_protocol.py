@@ -20,13 +20,16 @@ from tests.watch.conftest import transcript_job
 
 
 @pytest.mark.parametrize("message", [
-    RunJob(7, 2, "/spool/default/ab12/talk.wav", "default", None, "e3b0" * 16),
-    RunJob(7, 1, "/spool/default/ab12/r\udcffsum\u00e9.wav", "meetings", "de"),  # a name that is not UTF-8
+    RunJob(7, 2, "default/ab12/talk.wav", "default", None, "e3b0" * 16),
+    RunJob(7, 1, "default/ab12/r\udcffsum\u00e9.wav", "meetings", "de"),  # a name that is not UTF-8
+    # what a worker with its own config gets: the profile and the coordinator's time limits
+    RunJob(7, 1, "default/ab12/talk.wav", "default", None, "e3b0" * 16,
+           {"name": "default", "chain": [{"normalize": {}}]}, {"stage_floor_seconds": 600.0}),
     Stop(),
     Ready({"pid": 12, "engine": "whisper", "model": "base", "device": "cpu", "compute_type": "int8"}),
     CannotStart("ModelError: model.bin has the wrong sha256"),
-    Progress(7, "transcribe", 0.4286),
-    Progress(7, "open", 0.0, 61.25),  # the recording's duration, for the time limits
+    Progress(7, "transcribe", 0.4286, 4, 7),  # 43 % of the fifth of seven stages
+    Progress(7, "open", 0.0, 0, 7, 61.25),  # the recording's duration, for the time limits
     Failed(7, "open", "not a recording ffmpeg can read", Fault.RECORDING, 2),
     Finished(7, transcript_job(), 2),
 ])
@@ -34,7 +37,11 @@ def test_every_message_survives_plain_json(message):
     text = to_json(message)
     assert json.loads(text)["kind"] == message.kind  # plain JSON, no pickles
     back = from_json(text)
-    assert back == message and type(back) is type(message)
+    assert type(back) is type(message)
+    if isinstance(back, Finished):  # the job travels as its record: what it found, not where it ran
+        assert (back.job_id, back.attempt, back.job.to_record()) == (message.job_id, message.attempt, message.job.to_record())
+    else:
+        assert back == message
     if isinstance(back, Failed):
         assert isinstance(back.fault, Fault)
 
@@ -53,8 +60,8 @@ def processed(processor_session) -> Job:
 
 def test_a_real_processed_job_survives_json_and_renders_byte_identical_outputs(processed, tmp_path):
     assert processed.transcript.segments and processed.stages and processed.facts  # a real run, not an empty job
-    back = Job.from_dict(json.loads(json.dumps(processed.to_dict())))
-    assert back.to_dict() == processed.to_dict()
+    back = Job.from_record(json.loads(json.dumps(processed.to_record())))
+    assert back.to_record() == processed.to_record()
     for fmt, render in RENDERERS.items():
         assert render(back).encode() == render(processed).encode(), fmt
     # and through the commit itself (which stamps its own finished_at: give both the same clock)
@@ -68,16 +75,30 @@ def test_a_real_processed_job_survives_json_and_renders_byte_identical_outputs(p
         assert a == b, one.name
 
 
+def in_spool(settings, source, relative: str = "default/t1/clip.wav") -> str:
+    """``source`` copied to ``relative`` inside the settings' spool, as a claim puts it there."""
+    target = settings.spool_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return relative
+
+
 def test_run_job_answers_finished_with_a_document_and_reports_progress(processor_session):
+    settings = processor_session.settings
     sent = []
-    answer = run_job(processor_session, processor_session.settings, RunJob(3, 1, str(SPEECH_EN), "default", "en"), sent.append)
+    answer = run_job(processor_session, settings, RunJob(3, 1, in_spool(settings, SPEECH_EN), "default", "en"), sent.append)
     assert isinstance(answer, Finished) and answer.job_id == 3 and answer.attempt == 1
     assert answer.job.audio is None and answer.job.transcript.segments
-    assert from_json(to_json(answer)).job.to_dict() == answer.job.to_dict()
+    assert from_json(to_json(answer)).job.to_record() == answer.job.to_record()
     assert sent and all(isinstance(p, Progress) and p.job_id == 3 for p in sent)
-    assert [p.fraction for p in sent] == sorted(p.fraction for p in sent) and sent[-1].fraction == 1.0
+    # each report says where in the chain it is: stage by stage, each from 0 to its end
+    names = [spec.name for spec in settings.profile("default").chain]
+    assert all(p.stage_count == len(names) for p in sent)
+    assert all(names[p.stage_index] == p.stage for p in sent[1:])
+    positions = [(p.stage_index, p.fraction) for p in sent]
+    assert positions == sorted(positions) and positions[-1] == (len(names) - 1, 1.0)
     # the first report names the opening and the recording's length, which scales the time limits
-    assert (sent[0].stage, sent[0].fraction) == ("open", 0.0)
+    assert (sent[0].stage, sent[0].stage_index, sent[0].fraction) == ("open", 0, 0.0)
     assert sent[0].duration_s == pytest.approx(soundfile.info(str(SPEECH_EN)).duration, abs=0.01)
     assert all(p.duration_s is None for p in sent[1:])
 
@@ -86,7 +107,8 @@ def test_a_file_whose_length_cannot_be_read_reports_no_duration_and_fails_in_the
     unreadable = tmp_path / "not-audio.wav"
     unreadable.write_bytes(b"this is not a recording at all")
     sent = []
-    answer = run_job(_Failing(RejectedInput("open", "not audio")), settings, RunJob(5, 1, str(unreadable), "default"), sent.append)
+    message = RunJob(5, 1, in_spool(settings, unreadable), "default")
+    answer = run_job(_Failing(RejectedInput("open", "not audio")), settings, message, sent.append)
     assert [(p.stage, p.duration_s) for p in sent] == [("open", None)]
     assert isinstance(answer, Failed) and answer.stage == "open"
 
@@ -109,7 +131,15 @@ class _Failing:
     (ValueError("a bug"), "worker", Fault.TRANSIENT),
 ])
 def test_run_job_turns_every_failure_into_a_failed_message(settings, exc, stage, fault):
-    answer = run_job(_Failing(exc), settings, RunJob(4, 2, "/nowhere.wav", "default"), lambda p: None)
+    answer = run_job(_Failing(exc), settings, RunJob(4, 2, "default/t4/nowhere.wav", "default"), lambda p: None)
     assert isinstance(answer, Failed) and (answer.job_id, answer.attempt, answer.stage) == (4, 2, stage)
     expected = fault or (Fault.TRANSIENT if exc.retryable else Fault.RECORDING)
     assert answer.fault == expected
+
+
+@pytest.mark.parametrize("relative", ["../../etc/passwd", "/etc/passwd", ""])
+def test_run_job_refuses_a_path_outside_the_spool_without_opening_it(settings, relative):
+    sent = []
+    answer = run_job(_Failing(AssertionError("the chain must not run")), settings, RunJob(6, 1, relative, "default"), sent.append)
+    assert isinstance(answer, Failed) and answer.fault == Fault.RECORDING and "not a path inside the spool" in answer.message
+    assert sent == []

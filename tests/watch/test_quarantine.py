@@ -19,7 +19,8 @@ from hushdrop.pipeline.watch import status as statusview
 from hushdrop.pipeline.watch.finish import quarantine_job
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.watch.protocol import Fault
-from hushdrop.pipeline.watch.quarantine import REMOVED, Usage, prune, usage
+from hushdrop.pipeline.watch.quarantine import Usage, prune, usage
+from hushdrop.pipeline.retention import Action, Disposal
 from hushdrop.pipeline.watch.scheduler import bound_quarantine
 from hushdrop.pipeline.watch.watcher import Watcher
 from tests.harness import sha
@@ -59,7 +60,9 @@ def test_over_the_size_limit_the_oldest_go_first_with_a_log_line_and_a_ledger_no
     assert note_of(middle).exists() and note_of(newest).exists()
     gone = ledger.get(oldest.id)
     assert gone.state == State.QUARANTINED and gone.quarantine_path is None  # rows are never deleted
-    assert gone.retention.startswith(REMOVED) and "quarantine_max_gb" in gone.retention
+    disposal = Disposal.from_column(gone.retention)
+    assert disposal.action == Action.SHREDDED and disposal.target == oldest.quarantine_path
+    assert disposal.note.startswith("removed from quarantine on ") and "quarantine_max_gb" in disposal.note
     assert ledger.get(middle.id).quarantine_path == middle.quarantine_path
     [line] = [r for r in caplog.records if "removed the oldest" in r.getMessage()]
     day = time.strftime("%Y-%m-%d", time.localtime(oldest.finished_at))
@@ -220,7 +223,7 @@ def test_status_no_longer_lists_files_and_folders_that_are_gone(tmp_path):
     watcher = Watcher(settings, lambda *a: "taken")
     watcher.rescan()
     ledger = Ledger(settings.ledger_path)
-    ledger.set_service(intake_problems=watcher.problems(), heartbeat_at=time.time() - 3600, stopped_at=time.time() - 3600)
+    ledger.facts.set(intake_problems=watcher.problems(), heartbeat_at=time.time() - 3600, stopped_at=time.time() - 3600)
     ledger.close()
     before = {p["path"] for p in statusview.collect(settings)["intake_problems"]}
     assert before == {str(settings.inbox / "linked"), str(settings.inbox / "a folder.wav"), str(link)}
@@ -242,3 +245,15 @@ def test_the_checksums_of_kept_recordings_do_not_change(tmp_path):
     assert [r.name for r in removed] == ["r0.wav", "r1.wav"]
     assert {row.id: sha(row.quarantine_path.read_bytes()) for row in rows[2:]} == {r.id: sums[r.id] for r in rows[2:]}
     ledger.close()
+
+
+def test_status_never_promises_a_retry_for_a_recording_that_quarantine_no_longer_holds(tmp_path):
+    settings = make(tmp_path, quarantine_max_gb=0.000005, quarantine_max_days=None)  # 5 kB
+    ledger = Ledger(settings.ledger_path)
+    pruned = set_aside(settings, ledger, "pruned.wav", 10_000, 2, seed=4)
+    assert [r.name for r in prune(settings, ledger)] == ["pruned.wav"]
+    assert ledger.get(pruned.id).quarantine_path is None
+    ledger.close()
+    text = rendered(statusview.collect(settings))
+    line = next(line for line in text.splitlines() if "pruned.wav" in line)
+    assert "will retry" not in line and "set aside" in line, line

@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hushdrop.pipeline.watch.finish import commit_job
 from hushdrop.pipeline.watch.ledger import State
 from hushdrop.pipeline.watch.recovery import recover, remove_strays, remove_temp_audio
 from tests.harness import cheap_wav
-from tests.watch.conftest import claimed, processing, transcript_job
+from tests.watch.conftest import claimed, committed, processing
 
 
 def test_recovery_brings_every_unfinished_state_to_a_consistent_one(settings, ledger):
     waiting = claimed(settings, ledger, "waiting.wav", seed=1)
     running = processing(settings, ledger, "running.wav", seed=2)
-    committed = commit_job(settings, ledger, processing(settings, ledger, "committed.wav", seed=3), transcript_job())
+    stopped = committed(settings, ledger, "committed.wav", seed=3)
     counts = recover(settings, ledger)
     assert ledger.get(waiting.id).state == State.CLAIMED  # nothing to do: it runs when workers start
     assert ledger.get(running.id).state == State.CLAIMED and ledger.get(running.id).interruptions == 1
-    assert ledger.get(committed.id).state == State.DONE and not committed.spool_path.exists()
+    assert ledger.get(stopped.id).state == State.DONE and not stopped.spool_path.exists()
     assert counts["rerun"] == 1 and counts["retired"] == 1
     assert recover(settings, ledger)["retired"] == 0  # a second run finds nothing more to do
 

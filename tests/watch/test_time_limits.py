@@ -155,14 +155,14 @@ def hanging(tmp_path, monkeypatch):
 
 
 def test_a_hanging_stage_is_stopped_retried_then_quarantined_naming_it_and_the_queue_goes_on(tmp_path, hanging):
-    from hushdrop.pipeline.watch.executor import LocalExecutor
+    from hushdrop.pipeline.watch.service import make_executor
 
     settings = make(
         tmp_path, max_attempts=2, retry_backoff_seconds=0.2,
         time_limits={"stage_floor_seconds": 4, "stage_factor": 1, "job_floor_seconds": 60, "job_factor": 2},
     )
     ledger = Ledger(settings.ledger_path)
-    executor = LocalExecutor(settings, ledger)
+    executor = make_executor(settings, ledger)
     try:
         stuck = claimed(settings, ledger, "hang-1.wav", seed=1)
         # 30 s long: its stages may take 30 s each (the limit scales with the duration), a busy machine's margin

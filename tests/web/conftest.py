@@ -20,7 +20,7 @@ from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.job import Event, Job, Segment, StageRecord, Transcript, Word
 from hushdrop.pipeline.watch.ledger import Ledger, State
-from hushdrop.pipeline.outputs import commit_outputs
+from hushdrop.pipeline.watch.finish import commit_job
 from tests.harness import REPO, WatchRun, base_config, cheap_wav, wait_for  # noqa: F401 (re-exported for these tests)
 
 BASE = "http://127.0.0.1:8765"
@@ -89,19 +89,23 @@ def sample_job(name: str = "meeting.wav", texts: tuple[str, ...] = ("Good mornin
     return job
 
 
-def add_done_job(settings: Settings, ledger: Ledger, job: Job | None = None, *, retention: str = "shredded the original",
-                 language: str | None = None) -> int:
-    """A job that went all the way: real outputs in the outbox, a ledger row in state done."""
+def add_done_job(settings: Settings, ledger: Ledger, job: Job | None = None, *, language: str | None = None,
+                 original: bytes = b"RIFF-audio-bytes") -> int:
+    """A job that went all the way: a claimed original (``original``) in the spool, committed by
+    the coordinator's own commit (real outputs in the outbox; the original disposed of by the
+    profile's ``originals``), its row in state done."""
     job = job or sample_job()
     spool = settings.spool_dir / "default" / f"t{time.monotonic_ns()}" / job.source.name
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(original)
+    st = os.lstat(spool)
     job_id = ledger.add(
         profile="default", name=job.source.name, inbox_path=settings.inbox / job.source.name, spool_path=spool,
-        size=100, mtime_ns=1, state="claimed", content_hash=os.urandom(8).hex(), language=language,
+        size=st.st_size, mtime_ns=st.st_mtime_ns, state="claimed", content_hash=os.urandom(8).hex(), language=language,
+        device=st.st_dev, inode=st.st_ino,
     )
-    ledger.start(job_id, "worker-test")
-    outputs = commit_outputs(job, settings.outbox / "default", ["txt", "srt", "vtt", "json", "md"])
-    ledger.transition(job_id, State.COMMITTED, outputs=outputs, stage="committed", progress=1.0)
-    ledger.transition(job_id, State.DONE, retention=retention, stage="done")
+    row = commit_job(settings, ledger, ledger.start(job_id, "worker-test"), job)
+    assert row.state == State.DONE, row
     return job_id
 
 

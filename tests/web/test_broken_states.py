@@ -349,3 +349,13 @@ def test_a_recording_removed_by_quarantines_limit_shows_as_deleted_without_retry
         token = csrf_of(client)
         assert client.post(f"/api/jobs/{job}/retry", headers=unsafe_headers(client, token)).status_code == 409
         assert 'id="quarantine-usage"' not in client.get("/").text
+
+
+@pytest.mark.parametrize("job_id", ["%C2%B2", "1%C2%B2", "%EF%BC%91", "%F0%9D%9F%99", "%D9%A1"])
+def test_a_job_id_in_other_digits_than_ascii_is_a_404_never_a_500_nor_another_job(tmp_path, job_id):
+    settings = web_settings(tmp_path)
+    two_jobs(settings)
+    with app_client(settings) as client:
+        for path in (f"/jobs/{job_id}", f"/api/jobs/{job_id}", f"/jobs/{job_id}/original", f"/jobs/{job_id}/files/x.txt"):
+            assert client.get(path).status_code == 404, path
+        assert client.post(f"/api/jobs/{job_id}/retry", headers=unsafe_headers(client, csrf_of(client))).status_code == 404

@@ -23,8 +23,9 @@ from fastapi.testclient import TestClient
 from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.watch.finish import quarantine_job
 from hushdrop.pipeline.watch.ledger import Ledger, State
-from hushdrop.pipeline.web.jobs import DELETED, RETRIED
-from hushdrop.pipeline.web.uploads import UploadError, retry_quarantined
+from hushdrop.pipeline.retention import Action, Disposal
+from hushdrop.pipeline.web.quarantine import retry_quarantined
+from hushdrop.pipeline.web.uploads import UploadError
 from tests.web.conftest import BASE, csrf_of, unsafe_headers
 
 _RENAME_EXCHANGE = 2
@@ -130,7 +131,8 @@ def assert_retry_outcome(settings: Settings, ledger: Ledger, job_id: int, data: 
     assert response.status_code in (200, 409), response.text
     if response.status_code == 200:
         name = response.json()["name"]
-        assert row.quarantine_path is None and row.retention == RETRIED + name
+        assert row.quarantine_path is None
+        assert Disposal.from_column(row.retention) == Disposal(Action.SENT_AGAIN, settings.inbox / name, "from the web page")
         assert (settings.inbox / name).read_bytes() == data
     else:
         assert "symbolic link" in response.json()["error"]
@@ -232,7 +234,7 @@ def test_a_retry_the_ledger_cannot_record_is_undone(tmp_path):
         assert list(settings.inbox.iterdir()) == []
         after = ledger.get(job_id)
         assert (after.state, after.quarantine_path, after.retention) == (State.QUARANTINED, row.quarantine_path, None)
-        assert ledger.uploads() == []
+        assert ledger.uploads.pending() == []
         ledger._db.execute("DROP TRIGGER refuse_retry")
         assert retry_quarantined(settings, ledger, job_id)["name"] == "talk.wav"
     finally:
@@ -340,7 +342,7 @@ def test_property_nothing_outside_the_inbox_ever_changes_through_the_page(tmp_pa
                         response = client.post(f"/api/jobs/{job_id}/{action}", headers=headers)
                         assert response.status_code in (200, 409), response.text
                         if response.status_code == 200:
-                            outcomes[job_id] = response.json().get("name", DELETED)
+                            outcomes[job_id] = response.json().get("name", "deleted")
             finally:
                 swapper.stop()
             assert tree(outside) == before, "something outside the inbox changed"
@@ -348,14 +350,36 @@ def test_property_nothing_outside_the_inbox_ever_changes_through_the_page(tmp_pa
                 row = ledger.get(job_id)
                 if job_id not in outcomes:
                     assert row.quarantine_path is not None and row.quarantine_path.read_bytes() == data
-                elif outcomes[job_id] == DELETED:
-                    assert row.quarantine_path is None and row.retention == DELETED
+                elif outcomes[job_id] == "deleted":
+                    assert row.quarantine_path is None
+                    assert Disposal.from_column(row.retention).action == Action.SHREDDED
                 else:
-                    assert row.quarantine_path is None and row.retention == RETRIED + outcomes[job_id]
                     folder = settings.inbox / (settings.profiles[row.profile].folder or "")
+                    assert row.quarantine_path is None
+                    assert Disposal.from_column(row.retention) == Disposal(
+                        Action.SENT_AGAIN, folder / outcomes[job_id], "from the web page")
                     assert (folder / outcomes[job_id]).read_bytes() == data
             for (profile, name), data in uploaded.items():
                 folder = settings.inbox / (settings.profiles[profile].folder or "")
                 assert (folder / name).read_bytes() == data
+        finally:
+            ledger.close()
+
+
+def test_retry_of_a_quarantined_recording_swapped_for_a_link_is_a_409_and_moves_nothing(tmp_path):
+    settings, outside, _ = site(tmp_path)
+    with page(settings) as client:
+        ledger = Ledger(settings.ledger_path)
+        try:
+            job_id = quarantined(settings, ledger, "talk.wav", b"talk bytes")
+            kept = ledger.get(job_id).quarantine_path
+            kept.unlink()
+            kept.symlink_to(outside / "keep.wav")
+            before = tree(outside)
+            response = client.post(f"/api/jobs/{job_id}/retry", headers=unsafe_headers(client, csrf_of(client)))
+            assert response.status_code == 409 and "symbolic link" in response.json()["error"], response.text
+            assert kept.is_symlink() and ledger.get(job_id).state == State.QUARANTINED
+            assert not [p for p in settings.inbox.rglob("*") if p.is_file()]
+            assert tree(outside) == before
         finally:
             ledger.close()

@@ -302,3 +302,55 @@ def test_an_ipv6_client_is_limited_by_its_64():
     limiter.failed("2001:db8:1:2:ffff::b")  # the same host's /64, another address
     assert limiter.retry_after("2001:db8:1:2::c") > 0
     assert limiter.retry_after("2001:db8:1:3::a") == 0 and limiter.retry_after("192.0.2.1") == 0
+
+
+def _who(peer, trusted=("127.0.0.1",), http_version="1.1", **headers):
+    from starlette.datastructures import Headers
+
+    from hushdrop.pipeline.web.address import client_of, parse_networks
+
+    return client_of(peer, Headers({k.replace("_", "-"): v for k, v in headers.items()}), parse_networks(trusted), http_version)
+
+
+@pytest.mark.parametrize("header", ["via", "x_forwarded_proto", "x_forwarded_port", "x_forwarded_server", "x_client_ip"])
+def test_any_header_a_proxy_announces_itself_with_makes_a_loopback_request_remote(header):
+    assert _who("127.0.0.1", trusted=(), **{header: "1.1 nginx" if header == "via" else "https"}).local is False
+    assert _who("127.0.0.1", trusted=()).local is True
+
+
+def test_a_forged_x_forwarded_for_behind_a_proxy_that_sets_x_real_ip_buys_no_fresh_logins():
+    from hushdrop.pipeline.web.security import LoginLimiter
+
+    limiter = LoginLimiter(per_client=5)
+    # nginx with only `proxy_set_header X-Real-IP $remote_addr` passes the client's own XFF through
+    forged = {_who("127.0.0.1", x_real_ip="192.0.2.60", x_forwarded_for=f"203.0.113.{k}").address for k in range(12)}
+    assert len(forged) == 1, forged
+    (one,) = forged
+    for _ in range(5):
+        limiter.failed(one)
+    assert limiter.retry_after(one) > 0
+    # a proxy that sets both from the connection agrees with itself: the client is the client
+    agreed = _who("127.0.0.1", x_real_ip="192.0.2.61", x_forwarded_for="203.0.113.9, 192.0.2.61")
+    assert agreed.address == "192.0.2.61"
+
+
+def test_a_flood_of_wrong_guesses_from_many_addresses_never_locks_out_a_client_that_has_not_failed():
+    from hushdrop.pipeline.web.security import LoginLimiter
+
+    limiter = LoginLimiter(per_client=5, overall=50)
+    for k in range(10):
+        for _ in range(5):
+            limiter.failed(f"198.51.100.{k}")
+    assert limiter.retry_after("198.51.100.0") > 0  # each attacker is held back
+    assert limiter.retry_after("192.0.2.50") == 0  # the owner, who has not failed, may still log in
+    limiter.failed("192.0.2.50")
+    assert limiter.retry_after("192.0.2.50") > 0  # one failure during the flood: the overall limit holds it
+
+
+@pytest.mark.parametrize("host", ["localhost:80@elsewhere.example", "localhost:8765, elsewhere.example",
+                                  "127.0.0.1:x", "user@127.0.0.1", "[::1", ""])
+def test_a_host_header_that_is_not_host_and_port_is_no_loopback(host):
+    from hushdrop.pipeline.web.address import host_of, is_loopback
+
+    assert not is_loopback(host_of(host))
+    assert is_loopback(host_of("127.0.0.1:8765")) and is_loopback(host_of("[::1]:8765")) and is_loopback(host_of("localhost"))

@@ -42,7 +42,7 @@ def test_an_upload_is_streamed_into_the_profile_folder_under_its_name(client, se
     assert not [p for p in settings.inbox.iterdir() if p.name.startswith(".")], "no temp file is left behind"
     ledger = Ledger(settings.ledger_path)
     try:
-        [row] = ledger.uploads()
+        [row] = ledger.uploads.pending()
         assert (row["inbox_path"], row["profile"], row["language"]) == (placed, "default", "en")
     finally:
         ledger.close()
@@ -125,7 +125,7 @@ def test_the_chosen_language_reaches_the_job_through_the_ledger(client, settings
         claimed[name] = claim(settings, ledger, path, settings.profile("default"), os.lstat(path))
     assert claimed["cantonese.wav"].language == "yue"
     assert claimed["plain.wav"].language is None  # the profile's own language applies
-    assert ledger.uploads() == []  # consumed at the claim
+    assert ledger.uploads.pending() == []  # consumed at the claim
 
 
 def test_a_file_put_where_an_upload_was_does_not_inherit_its_language(client, settings, ledger):

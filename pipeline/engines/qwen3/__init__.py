@@ -32,6 +32,10 @@ from hushdrop.pipeline.engines.qwen3.text import (
     split_sentences,
 )
 
+# One worker's peak memory with the 0.6B checkpoint in fp32, from the qwen3 CPU table in
+# docs/benchmarks.md; every checkpoint is counted at that figure.
+WORKER_BYTES = 4 * 10**9
+
 
 ENTRY = EngineEntry(
     name=ENGINE_NAME,
@@ -40,6 +44,7 @@ ENTRY = EngineEntry(
     load=Qwen3AsrEngine,
     model_statuses=model_statuses,
     is_catalogue_model=lambda name: canonical_name(name) is not None,
+    worker_memory=lambda name: WORKER_BYTES,
     pull=pull_model,
 )
 

@@ -1,28 +1,21 @@
-"""config.yaml: global settings and profiles, validated when loaded.
+"""What config.yaml may say: global settings and profiles, as pydantic models.
 
-Every problem is reported at once with its place: the file, the profile, the
-stage and the field (``config.yaml: profiles.meetings.chain[3] (denoise).mode: …``),
-so a bad config is rejected before any job starts, never halfway through one.
-
-A profile that is not ``default`` inherits every key it does not set from
-``default``. Relative paths are resolved against the config file's folder, so a
-copied config works in its new place.
+Each model rejects unknown keys and checks its own fields; the checks that need the
+whole file (inheritance from ``default``, unique profile folders, folders that must not
+contain one another) are :mod:`hushdrop.pipeline.config.load`'s.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hushdrop.pipeline.engines import ENGINES, engine_for
 from hushdrop.pipeline.errors import ConfigError
-from hushdrop.pipeline.text import option_error_text
-from hushdrop.stages import DEFAULT_CHAIN, REGISTRY, StageOptions
+from hushdrop.stages import REGISTRY, StageOptions
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "md")
 # What watch mode claims by default: audio containers, and videos whose sound track is transcribed.
@@ -214,9 +207,8 @@ class TimeLimits(BaseModel):
 
     Each limit is ``max(floor, factor × the recording's duration)``: a stuck worker (a stage
     blocked on a file, an ffmpeg that never ends) is stopped, the attempt counts, and the job
-    is retried, then quarantined naming the stage. The defaults leave room for CPU Whisper on
-    a slow, busy machine (docs/benchmarks.md measured real-time factors of 0.2 to 0.6, and up
-    to 7 on two oversubscribed cores).
+    is retried, then quarantined naming the stage. The defaults leave room for a CPU engine on
+    a slow, oversubscribed machine (docs/benchmarks.md, "Time limits").
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -250,7 +242,7 @@ class Settings(BaseModel):
     outbox: Path = Path("outbox")
     workdir: Path = Field(Path(".hushdrop"), description="spool, quarantine, ledger and private temp files")
     workers: int | Literal["auto"] = Field(
-        1, description="worker processes (1-64), or auto: from the cores, the memory and the model's size (resolve_workers)"
+        1, description="worker processes (1-64), or auto: from the cores, the memory and the model's size (pipeline/watch/sizing.py)"
     )
     max_duration_hours: float = Field(12.0, gt=0, description="longer recordings are refused")
     max_temp_gb: float = Field(8.0, gt=0, description="a job's temporary audio may not grow past this; a recording that needs more is refused")
@@ -375,292 +367,3 @@ class Settings(BaseModel):
             if profile.folder == folder:
                 return profile
         return None
-
-
-def folder_overlaps(settings: Settings) -> list[str]:
-    """The inbox, outbox, workdir, spool and move targets must not contain one another:
-    hushdrop takes every file in the inbox and removes its own temp files in the others."""
-    named = [("inbox", settings.inbox), ("outbox", settings.outbox), ("workdir", settings.workdir)]
-    if settings.spool is not None:
-        named.append(("spool", settings.spool))
-    for profile in settings.profiles.values():
-        if profile.originals.move_to is not None:
-            named.append((f"profiles.{profile.name}.originals.move", profile.originals.move_to))
-    problems = []
-    for i, (a_key, a_named) in enumerate(named):
-        for b_key, b_named in named[i + 1:]:
-            # as written, and as the filesystem resolves them (a link to the inbox is the inbox)
-            for a, b in ((a_named, b_named), (Path(os.path.realpath(a_named)), Path(os.path.realpath(b_named)))):
-                if a_key == "workdir" and b_key != "inbox" and b_key != "outbox" and b.is_relative_to(a) and a != b:
-                    continue  # the spool and a move target may live inside the workdir (the defaults do)
-                if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-                    problems.append(f"{a_key} ({a_named}) and {b_key} ({b_named}) overlap: give each its own folder")
-                    break
-    return problems
-
-
-def profile_document(profile: Profile) -> dict[str, Any]:
-    """A profile as plain JSON data (what a remote worker needs to rebuild it exactly)."""
-    document = profile.model_dump(mode="json", exclude={"chain"})
-    document["chain"] = [{spec.name: spec.as_dict()["options"]} for spec in profile.chain]
-    return document
-
-
-def profile_from_document(document: dict[str, Any]) -> Profile:
-    """The profile :func:`profile_document` described; a ConfigError says what does not fit."""
-    problems: list[str] = []
-    where = f"profiles.{document.get('name', '?')}"
-    chain = _parse_chain(document.get("chain"), f"{where}.chain", problems)
-    if problems:
-        raise ConfigError("the task's profile", problems)
-    try:
-        return Profile.model_validate({**document, "chain": chain})
-    except ValidationError as exc:
-        raise ConfigError("the task's profile", [f"{where}: {exc}"]) from None
-
-
-def _parse_chain(entries: Any, where: str, problems: list[str]) -> list[StageSpec]:
-    if not isinstance(entries, list) or not entries:
-        problems.append(f"{where}: must be a list of stage names, e.g. [normalize, resample, transcribe]")
-        return []
-    specs: list[StageSpec] = []
-    for i, entry in enumerate(entries):
-        if isinstance(entry, str):
-            name, raw = entry, {}
-        elif isinstance(entry, dict) and len(entry) == 1:
-            name, raw = next(iter(entry.items()))
-            raw = raw or {}
-        else:
-            problems.append(f"{where}[{i}]: write a stage as `name` or `name: {{option: value}}`")
-            continue
-        stage = REGISTRY.get(name)
-        if stage is None:
-            problems.append(f"{where}[{i}]: unknown stage {name!r}; stages: {', '.join(REGISTRY)}")
-            continue
-        if not isinstance(raw, dict):
-            problems.append(f"{where}[{i}] ({name}): options must be a mapping, got {raw!r}")
-            continue
-        try:
-            specs.append(StageSpec(name=name, options=stage.Options.model_validate(raw)))
-        except ValidationError as exc:
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "options"
-                problems.append(f"{where}[{i}] ({name}).{field}: {option_error_text(err, stage.Options)}")
-    return specs
-
-
-def _resolve(base: Path, value: Any) -> Path:
-    """An absolute, normalised path; symbolic links are kept as written, so that `watch` can
-    refuse an inbox reached through one instead of silently following it."""
-    path = Path(str(value)).expanduser()
-    return Path(os.path.abspath(path if path.is_absolute() else base / path))
-
-
-def parse_config(raw: Any, source: Path) -> Settings:
-    """Validate an already-loaded YAML document; ``source`` is used for paths and messages."""
-    where = str(source)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(where, ["the file must be a mapping of settings (inbox:, outbox:, profiles: …)"])
-    raw = copy.deepcopy(raw)
-    problems: list[str] = []
-    raw_profiles = raw.pop("profiles", None) or {}
-    if not isinstance(raw_profiles, dict):
-        raise ConfigError(where, ["profiles: must be a mapping of profile name to settings"])
-    base_profile = raw_profiles.get(DEFAULT_PROFILE) or {}
-    if not isinstance(base_profile, dict):
-        base_profile = {}
-    profiles: dict[str, Profile] = {}
-    for name in [DEFAULT_PROFILE, *[n for n in raw_profiles if n != DEFAULT_PROFILE]]:
-        own = raw_profiles.get(name) or {}
-        if not isinstance(own, dict):
-            problems.append(f"profiles.{name}: must be a mapping of settings")
-            continue
-        merged = {**{k: v for k, v in base_profile.items() if k != "folder"}, **own}
-        merged.setdefault("folder", "" if name == DEFAULT_PROFILE else name)
-        inherited = name != DEFAULT_PROFILE and set(merged) - set(own) - {"folder"}
-        # a problem in an inherited key is reported once, under `default`, not again here
-        chain_problems: list[str] = []
-        chain = _parse_chain(merged.pop("chain", list(DEFAULT_CHAIN)), f"profiles.{name}.chain", chain_problems)
-        if not (inherited and "chain" in inherited):
-            problems += chain_problems
-        try:
-            profile = Profile.model_validate({**merged, "name": name, "chain": chain})
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                top = str(err["loc"][0]) if err["loc"] else ""
-                if top == "chain" and chain_problems:
-                    continue  # a stage's own error was reported; the chain's shape follows from it
-                if inherited and top in inherited:
-                    continue
-                problems.append(f"profiles.{name}.{loc}: {option_error_text(err, Profile)}")
-            continue
-        if profile.originals.move_to is not None:
-            profile.originals.move_to = _resolve(source.parent, profile.originals.move_to)
-        profiles[name] = profile
-    folders: dict[str, str] = {}
-    for profile in profiles.values():
-        if profile.folder in folders:
-            problems.append(
-                f"profiles.{profile.name}.folder: {profile.folder!r} is already the folder of "
-                f"profile {folders[profile.folder]!r}"
-            )
-        folders[profile.folder] = profile.name
-    settings = None
-    try:
-        base = source.parent
-        for key in ("inbox", "outbox", "workdir"):
-            if key in raw:
-                raw[key] = _resolve(base, raw[key])
-            else:
-                raw[key] = _resolve(base, Settings.model_fields[key].default)
-        if raw.get("spool"):
-            raw["spool"] = _resolve(base, raw["spool"])
-        settings = Settings.model_validate({**raw, "source": source, "profiles": profiles or {}})
-        problems += folder_overlaps(settings)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{loc}: {option_error_text(err, Settings)}")
-    if problems:
-        raise ConfigError(where, problems)
-    assert settings is not None
-    return settings
-
-
-def load_config(path: str | Path) -> Settings:
-    source = Path(path).expanduser().resolve()
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(source), ["file not found; create it or pass --config PATH"]) from None
-    except OSError as exc:
-        raise ConfigError(str(source), [f"cannot read it: {exc.strerror}"]) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        place = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(source), [f"{place}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
-    return parse_config(raw, source)
-
-
-# -- workers: auto ------------------------------------------------------------------------
-# What one local worker process holds, measured (docs/benchmarks.md, "Many small files"):
-# Whisper base on CPU (int8) peaks at ~0.55 GB per worker (Python, the chain, Silero VAD,
-# CTranslate2 and the model); a CTranslate2 model of one's own is estimated as that runtime
-# plus its model.bin; qwen3-asr 0.6B in fp32 peaked at ~4 GB.
-WHISPER_BASE_WORKER_BYTES = 550 * 10**6
-WORKER_RUNTIME_BYTES = 420 * 10**6  # the base figure less its 145 MB model.bin
-QWEN3_WORKER_BYTES = 4 * 10**9
-WATCHER_RESERVE_BYTES = 500 * 10**6  # the watcher itself and some room for the rest of the machine
-
-
-class WorkerPlan(BaseModel):
-    """How many local worker processes `watch` starts, and why (``workers`` or ``workers: auto``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    count: int
-    auto: bool
-    reason: str
-    threads: int | None = None  # auto on CPU: cpu_threads each worker's engine gets where a profile leaves it at 0
-
-    def describe(self) -> str:
-        if not self.auto:
-            return f"workers: {self.count} (as configured)"
-        return f"workers: auto → {self.count} ({self.reason})"
-
-    def apply(self, settings: "Settings") -> "Settings":
-        """``settings`` with ``workers`` set to the number, and each transcribe stage that leaves
-        ``cpu_threads`` at 0 (the library's choice) given this plan's share of the cores."""
-        profiles = settings.profiles
-        if self.threads:
-            profiles = {}
-            for name, profile in settings.profiles.items():
-                chain = [
-                    StageSpec(name=s.name, options=s.options.model_copy(update={"cpu_threads": self.threads}))
-                    if s.name == "transcribe" and getattr(s.options, "cpu_threads", None) == 0 else s
-                    for s in profile.chain
-                ]
-                profiles[name] = profile.model_copy(update={"chain": chain})
-        return settings.model_copy(update={"workers": self.count, "profiles": profiles})
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, so a container's or taskset's limit counts)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def available_memory() -> int:
-    """Bytes of memory available to start new processes without swapping (psutil's ``available``)."""
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def cuda_visible() -> bool:
-    from hushdrop.pipeline.engines.whisper import cuda_available
-
-    return cuda_available()
-
-
-def worker_memory(settings: "Settings") -> tuple[int, bool]:
-    """Estimated bytes one worker holds once it has run every profile's chain (each distinct model
-    is loaded once per worker), and whether any of those models runs on CUDA."""
-    total, on_cuda, seen = 0, False, set()
-    for profile in settings.profiles.values():
-        o = profile.transcribe_options()
-        key = (o.engine, o.model, o.device, o.compute_type)
-        if key in seen:
-            continue
-        seen.add(key)
-        if o.device == "cuda" or (o.device == "auto" and cuda_visible()):
-            on_cuda = True
-        if o.engine == "whisper":
-            if o.model == "base":
-                need = WHISPER_BASE_WORKER_BYTES
-            else:
-                try:
-                    need = WORKER_RUNTIME_BYTES + (Path(o.model).expanduser() / "model.bin").stat().st_size
-                except OSError:
-                    need = WHISPER_BASE_WORKER_BYTES  # the model is missing: the worker will say so
-        else:
-            need = QWEN3_WORKER_BYTES
-        total += need
-    return max(total, WHISPER_BASE_WORKER_BYTES), on_cuda
-
-
-def resolve_workers(settings: "Settings") -> WorkerPlan:
-    """``workers`` as a number, with the reason when it is ``auto``.
-
-    auto: on CUDA one worker (a second would hold a second copy of the model in the same GPU's
-    memory and compete for the same GPU). On CPU as many workers as there are cores, each
-    single-threaded — for many short recordings that beats one worker using every core
-    (docs/benchmarks.md) — but no more than the available memory holds at the model's
-    estimated size per worker (after a reserve for the watcher), and at least one.
-    """
-    if settings.workers != "auto":
-        return WorkerPlan(count=int(settings.workers), auto=False, reason="as configured")
-    per_worker, on_cuda = worker_memory(settings)
-    if on_cuda:
-        return WorkerPlan(count=1, auto=True, reason="the model runs on CUDA: one worker per GPU")
-    cores = usable_cores()
-    available = available_memory()
-    by_memory = max(0, (available - WATCHER_RESERVE_BYTES) // per_worker)
-    count = max(1, min(cores, by_memory, MAX_WORKERS))
-    threads = max(1, cores // count)
-    memory = f"memory for {by_memory} ({available / 1e9:.1f} GB available, ~{per_worker / 1e9:.2f} GB per worker)"
-    if count < cores and by_memory < cores:
-        why = f"{cores} cores, but {memory}"
-        if by_memory == 0:
-            why += "; one anyway"
-    else:
-        why = f"{cores} cores; {memory}"
-    why += f"; {threads} thread{'s' if threads > 1 else ''} each"
-    return WorkerPlan(count=count, auto=True, reason=why, threads=threads)

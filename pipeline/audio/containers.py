@@ -26,7 +26,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from hushdrop.pipeline.errors import RejectedInput
+from hushdrop.pipeline.errors import DECODE_STAGE, RejectedInput
 
 
 # ---------------------------------------------------------------------------
@@ -70,7 +70,6 @@ ALLOWED: tuple[Container, ...] = (
 # ("data references"); ffmpeg leaves them unread by default, and this says so outright
 DEMUXER_OPTIONS: dict[str, dict[str, str]] = {"mov": {"enable_drefs": "0"}}
 
-_STAGE = "decode"
 _HEAD_BYTES = 64 * 1024  # where a stream of MP3/AAC frames must begin, past any ID3 tags
 
 _W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
@@ -92,7 +91,7 @@ def container_of(fd: int, name: str) -> Container:
         found = _elementary_stream(head, whole_file)
     if found is not None:
         return found
-    raise RejectedInput(_STAGE, f"{name} is not a recording ffmpeg can read: {_refusal(head)}")
+    raise RejectedInput(DECODE_STAGE, f"{name} is not a recording ffmpeg can read: {_refusal(head)}")
 
 
 def _after_id3_tags(fd: int) -> int:

@@ -1,150 +1,32 @@
-"""The ledger: one SQLite row per job, and the one job state machine.
+"""The ledger file: one SQLite database, opened once per process, and the job table's face.
 
-::
+:class:`Ledger` owns the connection. Its own methods are the job table's: every change of
+state is one transaction through :meth:`Ledger.transition`, which refuses a move
+:data:`~hushdrop.pipeline.watch.ledger.jobs.TRANSITIONS` does not allow;
+:meth:`Ledger.update` changes fields without changing the state. Rows are never deleted: a
+claim is an UPDATE, so a crash can never lose a job. The other two tables have their own
+faces: ``ledger.uploads`` (:class:`~hushdrop.pipeline.watch.ledger.uploads.Uploads`) and
+``ledger.facts`` (:class:`~hushdrop.pipeline.watch.ledger.facts.ServiceFacts`).
 
-    seen ──► claimed ──► processing ──► committed ──► done
-      │         ▲  │          │  │
-      ▼         │  │          │  └──► quarantined
-    abandoned   │  │          ▼
-                │  └─(dup)─► committed
-                └─────────── failed  (retry due)
-
-- ``seen``: a settled inbox file is about to be claimed; its spool path is already
-  chosen, so a crash between the two can be finished from either side.
-- ``claimed``: the original is ours, in the spool, with its content hash.
-- ``processing``: a worker has it. ``outputs`` holds the planned output paths
-  *before* they are written, so recovery can tell a complete set from a partial one.
-- ``committed``: every output is on disk; only the original's retirement is left.
-- ``done`` / ``quarantined`` / ``abandoned``: terminal. ``abandoned`` is a ``seen``
-  file that went away before it could be claimed (the user took it back), or a
-  claimed original that someone else deleted from the spool.
-
-Names and paths are stored as the filesystem's bytes (``os.fsencode``), so a name
-that is not valid UTF-8 is kept exactly. ``device`` and ``inode`` identify the
-claimed original, so nothing but that very file is ever shredded.
-
-Every change of state is one transaction through :meth:`Ledger.transition`, which
-refuses a move the table below does not allow; :meth:`Ledger.update` changes fields
-without changing the state. Rows are never deleted: a claim is
-an UPDATE, so a crash can never lose a job (rq's registry, not huey's DELETE).
-The database runs in WAL mode so ``hushdrop status`` can read while the watcher writes.
+The database runs in WAL mode so ``hushdrop status`` can read while the watcher writes;
+opening it (not read-only) creates or migrates its tables (:mod:`.schema`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
 from hushdrop.pipeline.errors import HushdropError
-
-class State(StrEnum):
-    """A job's state; the values are what the ledger stores."""
-
-    SEEN = "seen"
-    CLAIMED = "claimed"
-    PROCESSING = "processing"
-    COMMITTED = "committed"
-    DONE = "done"
-    FAILED = "failed"
-    QUARANTINED = "quarantined"
-    ABANDONED = "abandoned"
-
-
-TERMINAL = frozenset({State.DONE, State.QUARANTINED, State.ABANDONED})
-ACTIVE = frozenset(State) - TERMINAL  # the original is (or may be) in the spool or inbox
-WAITING = frozenset({State.CLAIMED, State.FAILED})  # queued: not on a worker yet
-
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.SEEN: frozenset({State.CLAIMED, State.ABANDONED}),
-    # committed: a skipped duplicate
-    State.CLAIMED: frozenset({State.PROCESSING, State.COMMITTED, State.QUARANTINED, State.ABANDONED}),
-    # claimed: released / redo
-    State.PROCESSING: frozenset({State.COMMITTED, State.FAILED, State.QUARANTINED, State.CLAIMED}),
-    State.FAILED: frozenset({State.CLAIMED, State.QUARANTINED}),
-    State.COMMITTED: frozenset({State.DONE}),
-    State.DONE: frozenset(),
-    State.QUARANTINED: frozenset(),
-    State.ABANDONED: frozenset(),
-}
-
-STATES = tuple(State)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    state           TEXT NOT NULL,
-    profile         TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    inbox_path      TEXT NOT NULL,
-    spool_path      TEXT NOT NULL,
-    size            INTEGER,
-    mtime_ns        INTEGER,
-    content_hash    TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL,
-    worker          TEXT,
-    stage           TEXT,
-    progress        REAL,
-    error_stage     TEXT,
-    error           TEXT,
-    outputs         TEXT,
-    duplicate_of    INTEGER,
-    quarantine_path TEXT,
-    retention       TEXT,
-    created_at      REAL NOT NULL,
-    claimed_at      REAL,
-    started_at      REAL,
-    finished_at     REAL,
-    updated_at      REAL NOT NULL,
-    device          INTEGER,
-    inode           INTEGER,
-    env_failures    INTEGER NOT NULL DEFAULT 0,
-    env_since       REAL,
-    interruptions   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_hash ON jobs(content_hash, profile);
-CREATE INDEX IF NOT EXISTS jobs_inbox ON jobs(inbox_path, state);
-CREATE TABLE IF NOT EXISTS service (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
--- files the web page renamed into an inbox, with the language chosen for them; intake
--- consults it when it claims the file (matched by path, inode, size and mtime), so the choice reaches
--- the job through the ledger, never through the file name
-CREATE TABLE IF NOT EXISTS uploads (
-    inbox_path TEXT PRIMARY KEY,
-    profile    TEXT NOT NULL,
-    language   TEXT,
-    device     INTEGER NOT NULL,
-    inode      INTEGER NOT NULL,
-    size       INTEGER NOT NULL,
-    mtime_ns   INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
-
-
-# columns added after the first release, for ledgers created before them
-_ADDED_COLUMNS = {
-    "device": "INTEGER",
-    "inode": "INTEGER",
-    "env_failures": "INTEGER NOT NULL DEFAULT 0",
-    "env_since": "REAL",
-    "interruptions": "INTEGER NOT NULL DEFAULT 0",
-    "language": "TEXT",  # a per-job language override (an upload's choice); NULL: the profile's
-}
-
-
-class TransitionError(RuntimeError):
-    """A state change the state machine does not allow (a bug, never a user error)."""
+from hushdrop.pipeline.watch.ledger.facts import ServiceFacts
+from hushdrop.pipeline.watch.ledger.jobs import (
+    ACTIVE, COLUMNS, TERMINAL, TRANSITIONS, JobRow, State, TransitionError, encode_field,
+)
+from hushdrop.pipeline.watch.ledger.schema import LedgerTooNew, prepare
+from hushdrop.pipeline.watch.ledger.uploads import Uploads
 
 
 class LedgerCorrupt(HushdropError):
@@ -165,83 +47,15 @@ def is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return type(exc) is sqlite3.DatabaseError or "malformed" in text or "not a database" in text
 
 
-@dataclass(frozen=True)
-class JobRow:
-    id: int
-    state: State
-    profile: str
-    name: str
-    inbox_path: Path
-    spool_path: Path
-    size: int | None
-    mtime_ns: int | None
-    content_hash: str | None
-    attempts: int
-    next_attempt_at: float | None
-    worker: str | None
-    stage: str | None
-    progress: float | None
-    error_stage: str | None
-    error: str | None
-    outputs: list[Path]
-    duplicate_of: int | None
-    quarantine_path: Path | None
-    retention: str | None
-    created_at: float
-    claimed_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    updated_at: float
-
-    device: int | None = None
-    inode: int | None = None
-    env_failures: int = 0
-    env_since: float | None = None
-    interruptions: int = 0
-    language: str | None = None
-
-    @property
-    def identity(self) -> tuple[int, int] | None:
-        """(device, inode) of the claimed original in the spool."""
-        return (self.device, self.inode) if self.device is not None and self.inode is not None else None
-
-    @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> "JobRow":
-        data = dict(row)
-        data["state"] = State(data["state"])
-        data["name"] = _text(data["name"])
-        data["inbox_path"] = Path(_text(data["inbox_path"]))
-        data["spool_path"] = Path(_text(data["spool_path"]))
-        data["outputs"] = [Path(p) for p in json.loads(data["outputs"] or "[]")]
-        data["quarantine_path"] = Path(_text(data["quarantine_path"])) if data["quarantine_path"] else None
-        return cls(**data)
-
-
-_NAME_FIELDS = {"name", "inbox_path", "spool_path", "quarantine_path"}
-_COLUMNS = set(JobRow.__dataclass_fields__) - {"id", "state"}
-
-
-def _text(value: bytes | str) -> str:
-    """A stored name back as Python's ``str`` for a file name (surrogate escapes for odd bytes)."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _encode(field: str, value: Any) -> Any:
-    if field == "outputs":
-        # outputs get names hushdrop made (valid UTF-8), so JSON text holds them exactly
-        return json.dumps([str(p) for p in value or []])
-    if field in _NAME_FIELDS and value is not None:
-        return os.fsencode(str(value))
-    return value
-
-
 class Ledger:
-    """The job table. Thread-safe: one connection, one lock, one transaction per change."""
+    """The ledger file and its job table. Thread-safe: one connection, one lock, one transaction per change."""
 
     def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.RLock()
         self.broken: LedgerCorrupt | None = None
+        self.uploads = Uploads(self)
+        self.facts = ServiceFacts(self)
         try:
             if readonly:
                 uri = f"file:{self.path}?mode=ro"
@@ -252,8 +66,11 @@ class Ledger:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # a committed state survives power loss
                 self._check_integrity()
-                self._db.executescript(_SCHEMA)
-                self._add_missing_columns()
+                try:
+                    prepare(self._db, self.path)
+                except LedgerTooNew:
+                    self._db.close()
+                    raise
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout=30000")
         except sqlite3.DatabaseError as exc:
@@ -266,12 +83,6 @@ class Ledger:
         if problems != ["ok"]:
             self._db.close()
             raise LedgerCorrupt(self.path, "; ".join(problems[:3]))
-
-    def _add_missing_columns(self) -> None:
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in have:
-                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -297,7 +108,7 @@ class Ledger:
         with self._tx() as db:
             cur = db.execute(
                 f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
-                tuple(_encode(k, v) for k, v in values.items()),
+                tuple(encode_field(k, v) for k, v in values.items()),
             )
             return int(cur.lastrowid)
 
@@ -319,7 +130,7 @@ class Ledger:
     def _write(
         self, job_id: int, to: State | None, expect: State | tuple[State, ...] | None, fields: dict[str, Any]
     ) -> JobRow:
-        unknown = set(fields) - _COLUMNS
+        unknown = set(fields) - COLUMNS
         if unknown:
             raise ValueError(f"unknown job fields: {', '.join(sorted(unknown))}")
         now = time.time()
@@ -344,7 +155,7 @@ class Ledger:
             names = ", ".join(f"{k} = ?" for k in fields)
             db.execute(
                 f"UPDATE jobs SET {names} WHERE id = ?",
-                (*(_encode(k, v) for k, v in fields.items()), job_id),
+                (*(encode_field(k, v) for k, v in fields.items()), job_id),
             )
             return JobRow.from_sql(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
@@ -367,12 +178,14 @@ class Ledger:
                 outputs=[], attempts=attempts, **fields,
             )
 
-    def progress(self, job_id: int, stage: str, fraction: float) -> None:
-        """Not a state change: where a processing job is, for ``hushdrop status``."""
+    def progress(self, job_id: int, stage: str, fraction: float, stage_index: int, stage_count: int) -> None:
+        """Not a state change: where a processing job is (``fraction`` of stage ``stage``, number
+        ``stage_index`` of ``stage_count``), for ``hushdrop status`` and the page."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET stage = ?, progress = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (stage, fraction, time.time(), job_id, State.PROCESSING),
+                "UPDATE jobs SET stage = ?, progress = ?, stage_index = ?, stage_count = ?, updated_at = ? "
+                "WHERE id = ? AND state = ?",
+                (stage, fraction, stage_index, stage_count, time.time(), job_id, State.PROCESSING),
             )
 
     def plan_outputs(self, job_id: int, outputs: list[Path]) -> None:
@@ -380,7 +193,7 @@ class Ledger:
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE jobs SET outputs = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (_encode("outputs", outputs), time.time(), job_id, State.PROCESSING),
+                (encode_field("outputs", outputs), time.time(), job_id, State.PROCESSING),
             )
             if cur.rowcount != 1:
                 raise TransitionError(f"job {job_id} is not processing")
@@ -443,49 +256,6 @@ class Ledger:
     def recent(self, limit: int) -> list[JobRow]:
         """The newest ``limit`` jobs, newest first (the web page's queue)."""
         return self._select("1", (), f"ORDER BY id DESC LIMIT {int(limit)}")
-
-    # -- uploads from the web page ---------------------------------------------------
-
-    def add_upload(self, inbox_path: Path, profile: str, language: str | None, st: os.stat_result) -> None:
-        """Record an upload (``st``: its file's stat) about to be renamed to ``inbox_path`` (before the rename)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO uploads (inbox_path, profile, language, device, inode, size, mtime_ns, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (os.fsencode(str(inbox_path)), profile, language, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, time.time()),
-            )
-
-    def upload_language(self, inbox_path: Path, st: os.stat_result) -> str | None:
-        """The language chosen for the upload that is this very file (same path, inode, size and mtime), or None."""
-        rows = self._read(
-            "SELECT language FROM uploads WHERE inbox_path = ? AND device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
-            (os.fsencode(str(inbox_path)), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
-        )
-        return rows[0]["language"] if rows else None
-
-    def forget_upload(self, inbox_path: Path) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM uploads WHERE inbox_path = ?", (os.fsencode(str(inbox_path)),))
-
-    def uploads(self) -> list[dict[str, Any]]:
-        """Uploads not claimed yet, newest first."""
-        return [
-            {**dict(r), "inbox_path": Path(_text(r["inbox_path"]))}
-            for r in self._read("SELECT * FROM uploads ORDER BY created_at DESC")
-        ]
-
-    # -- service facts (heartbeat, model, device) --------------------------------
-
-    def set_service(self, **values: Any) -> None:
-        with self._tx() as db:
-            for key, value in values.items():
-                db.execute(
-                    "INSERT INTO service (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, json.dumps(value)),
-                )
-
-    def service(self) -> dict[str, Any]:
-        return {r["key"]: json.loads(r["value"]) for r in self._read("SELECT key, value FROM service")}
 
 
 class _Tx:

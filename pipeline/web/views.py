@@ -6,10 +6,10 @@
 - a result: the job's JSON output, its output files (by name, only those the ledger lists
   for it), and the original recording where the profile kept or moved it;
 - an edit: new text for some segments; the JSON keeps the engine's text (``raw_text``) and
-  txt/srt/vtt/md are rendered again from it, each written to a temp file, fsynced and
-  renamed over the old one (the JSON last);
-- retry and delete, for quarantined jobs only (nothing else is racing them): retry puts the
-  original back into the inbox folder (it becomes a new job); delete shreds it.
+  txt/srt/vtt/md are rendered again from it, written through the service's door for the page
+  (:func:`pipeline.watch.page_requests.rewrite_outputs`).
+
+Retry and delete of quarantined jobs live in :mod:`pipeline.web.quarantine`.
 
 A name in a URL is never a path: it is compared with the names the ledger lists.
 """
@@ -19,31 +19,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import stat
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hushdrop.pipeline.config import Settings
-from hushdrop.pipeline.fsutil import NotOurs, fsync_dir, taken_aside_at, write_temp
-from hushdrop.pipeline.audio import AudioFacts
-from hushdrop.pipeline.job import Event, Job, Segment, Transcript, Word
+from hushdrop.pipeline.job import Job, utc_time
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
-from hushdrop.pipeline.watch.quarantine import REMOVED as QUARANTINE_LIMIT
+from hushdrop.pipeline.watch.page_requests import OutputReplaced, rewrite_outputs
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.names import display_name
-from hushdrop.pipeline.outputs import RENDERERS, group_id, json_text, utc_time
+from hushdrop.pipeline.outputs import json_text
+from hushdrop.pipeline.retention import Action, Disposal
 from hushdrop.pipeline.text import stored_text
 from hushdrop.pipeline.web.catalog import MAX_JSON_BYTES, json_output, well_formed
 
 NOTE_LIMIT = 16 * 1024
-RETRIED = "sent again from the web page as "
-DELETED = "deleted from the web page"
 
 
 class JobActionError(Exception):
@@ -83,9 +76,10 @@ class ProgressTracker:
 
 def shown_state(row: JobRow) -> str:
     if row.state == State.QUARANTINED and row.quarantine_path is None and row.retention:
-        if row.retention.startswith(RETRIED):
+        disposal = Disposal.from_column(row.retention)
+        if disposal is not None and disposal.action == Action.SENT_AGAIN:
             return "retried"
-        if row.retention == DELETED or row.retention.startswith(QUARANTINE_LIMIT):
+        if disposal is not None and disposal.action == Action.SHREDDED:
             return "deleted"  # from the page, or by quarantine's size or age limit
     return row.state
 
@@ -104,7 +98,7 @@ def error_note(row: JobRow) -> str | None:
 def queue_rows(settings: Settings, ledger: Ledger, tracker: ProgressTracker, limit: int = 200) -> list[dict[str, Any]]:
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for upload in ledger.uploads():
+    for upload in ledger.uploads.pending():
         path = upload["inbox_path"]
         try:
             st = os.lstat(path)
@@ -130,12 +124,8 @@ def queue_row(settings: Settings, row: JobRow, tracker: ProgressTracker, now: fl
         "attempts": row.attempts, "url": f"/jobs/{row.id}",
     }
     if row.state == State.PROCESSING:
-        profile = settings.profiles.get(row.profile)
-        names = [spec.name for spec in profile.chain] if profile else []
-        overall = row.progress or 0.0
-        index = names.index(row.stage) if row.stage in names else 0
-        in_stage = min(1.0, max(0.0, overall * max(1, len(names)) - index))
-        item.update(progress=round(overall, 4), stage_progress=round(in_stage, 4))
+        in_stage = min(1.0, max(0.0, row.progress or 0.0))
+        item.update(progress=round(row.chain_progress(), 4), stage_progress=round(in_stage, 4))
         started = row.started_at or row.created_at
         item["elapsed_s"] = round(now - started, 1)
         if row.stage == "transcribe":
@@ -199,9 +189,10 @@ def read_output(path: Path) -> bytes | None:
 
 def original_path(settings: Settings, row: JobRow) -> Path | None:
     """Where a done job's original was moved (``originals: keep`` or ``move``), if it is still there."""
-    if row.state != State.DONE or not row.retention or not row.retention.startswith("moved to "):
+    disposal = Disposal.from_column(row.retention) if row.state == State.DONE else None
+    if disposal is None or disposal.action != Action.MOVED or disposal.target is None:
         return None
-    path = Path(row.retention.removeprefix("moved to "))
+    path = disposal.target
     allowed = [settings.workdir / "kept"] + [
         p.originals.move_to for p in settings.profiles.values() if p.originals.move_to is not None
     ]
@@ -232,55 +223,6 @@ def load_result(settings: Settings, row: JobRow) -> tuple[Path, dict[str, Any], 
 
 
 # -- editing --------------------------------------------------------------------------
-
-
-def _pick(cls, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
-
-
-def timestamp_of(text: Any) -> float | None:
-    """Unix time of an ISO 8601 string from a JSON output (``2026-11-21T17:04:05Z``), or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def job_from_record(record: dict[str, Any]) -> Job:
-    """A Job again from its JSON output, enough for every renderer."""
-    source = record.get("source") or {}
-    audio = record.get("audio")
-    facts = AudioFacts(**{"path": "", **_pick(AudioFacts, audio)}) if isinstance(audio, dict) else None
-    segments = []
-    for s in record.get("segments") or []:
-        words = [Word(**_pick(Word, w)) for w in s.get("words") or []]
-        segments.append(Segment(**{**_pick(Segment, s), "words": words}))
-    transcript = Transcript(
-        language=record.get("language"),
-        language_probability=record.get("language_probability"),
-        segments=segments,
-        events=[Event(**_pick(Event, e)) for e in record.get("events") or []],
-        speech_regions=[tuple(r) for r in record.get("speech_regions") or []],
-        no_speech=bool(record.get("no_speech")),
-    )
-    timestamps = not any(
-        s.get("name") == "tag" and (s.get("options") or {}).get("timestamps") is False for s in record.get("stages") or []
-    )
-    job = Job(
-        source=Path(source.get("name") or "recording"), profile=source.get("profile") or "default", facts=facts,
-        transcript=transcript, engine_info=record.get("engine") or {}, notes=list(record.get("notes") or []),
-        show_timestamps=timestamps,
-    )
-    for key, value in (("script", record.get("script")),):
-        if value is not None and hasattr(job, key):
-            setattr(job, key, value)
-    for key in ("received_at", "finished_at"):
-        if hasattr(job, key):
-            setattr(job, key, timestamp_of(record.get(key)))
-    return job
 
 
 def _clean_text(text: Any) -> str:
@@ -322,114 +264,16 @@ def save_edits(settings: Settings, row: JobRow, edits: list[dict[str, Any]], bas
     if changed:
         record["text"] = " ".join(s.get("text") or "" for s in segments if s.get("text")).strip()
         record["edited_at"] = utc_time(time.time())
-        write_outputs(settings, row, record, json_path)
+        try:
+            rewrite_outputs(settings, row, Job.from_record(record), record, json_path)
+        except OutputReplaced as exc:
+            raise JobActionError(409, str(exc)) from None
         job_log(row.id).info("transcript edited on the web page (%d segment(s)); outputs written again", changed)
     data = json_text(record)
     return record, hashlib.sha256(data.encode("utf-8")).hexdigest() if changed else sha
 
 
-def write_outputs(settings: Settings, row: JobRow, record: dict[str, Any], json_path: Path) -> None:
-    """Render every output of ``row`` from ``record`` and replace each file atomically (JSON last)."""
-    job = job_from_record(record)
-    gid = group_id(settings.output_group)
-    mode = settings.output_mode_bits
-    folder = json_path.parent
-    plan: list[tuple[Path, bytes]] = []
-    for path in row.outputs:
-        if path == json_path or path.parent != folder:
-            continue
-        fmt = path.suffix.lstrip(".")
-        if fmt in RENDERERS and fmt != "json":
-            plan.append((path, RENDERERS[fmt](job).encode("utf-8")))
-    plan.append((json_path, json_text(record).encode("utf-8")))
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for final, data in plan:
-            if not stat.S_ISREG(os.lstat(final).st_mode):
-                raise JobActionError(409, f"{final.name} is not a regular file any more")
-            temp = write_temp(folder, data)
-            temps.append((temp, final))
-            if gid is not None:
-                os.chown(temp, -1, gid)
-            os.chmod(temp, mode)
-        for temp, final in temps:
-            os.replace(temp, final)
-        fsync_dir(folder)
-    finally:
-        for temp, _ in temps:
-            temp.unlink(missing_ok=True)
-
-
-# -- retry and delete ---------------------------------------------------------------------
-
-
-# one retry or delete at a time: both act on quarantine entries and then on the ledger
-quarantine_actions = threading.Lock()
-
-
-def quarantined(ledger: Ledger, job_id: int) -> JobRow:
-    try:
-        row = ledger.get(job_id)
-    except KeyError:
-        raise JobActionError(404, "no such job") from None
-    if row.state != State.QUARANTINED or row.quarantine_path is None:
-        raise JobActionError(409, "only a quarantined recording can be sent again or deleted")
-    return row
-
-
-@contextmanager
-def opened_quarantine(row: JobRow) -> Iterator[tuple[int, str]]:
-    """The quarantine folder of ``row``'s original, as a descriptor (the folder itself never a
-    link), and the original's name in it: every retry and delete step is relative to it."""
-    assert row.quarantine_path is not None
-    try:
-        folder_fd = os.open(row.quarantine_path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise JobActionError(409, "the recording is no longer in quarantine") from None
-    except OSError as exc:
-        job_log(row.id).warning("cannot open the quarantine folder %s: %s", row.quarantine_path.parent, exc.strerror)
-        raise JobActionError(409, "the quarantine folder is a symbolic link or cannot be opened; nothing was changed") from None
-    try:
-        yield folder_fd, row.quarantine_path.name
-    finally:
-        os.close(folder_fd)
-
-
-def delete_quarantined(settings: Settings, ledger: Ledger, job_id: int) -> JobRow:
-    """Shred a quarantined original and remove its note, through the quarantine folder's descriptor."""
-    from hushdrop.pipeline.retention import overwrite_with_random
-
-    with quarantine_actions:
-        row = quarantined(ledger, job_id)
-        with opened_quarantine(row) as (folder_fd, name):
-            try:
-                with taken_aside_at(folder_fd, name, writable=True, shown=Path(name)) as (fd, hidden):
-                    overwrite_with_random(fd)
-                    os.ftruncate(fd, 0)
-                    os.fsync(fd)
-                    os.unlink(hidden, dir_fd=folder_fd)
-            except FileNotFoundError:
-                pass  # already gone: the note and the ledger follow
-            except OSError as exc:
-                reason = str(exc) if isinstance(exc, NotOurs) else (exc.strerror or str(exc))
-                raise JobActionError(409, f"did not shred it: {reason}; nothing was changed") from exc
-            try:
-                os.unlink(f"{name}.error.txt", dir_fd=folder_fd)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                job_log(row.id).warning("the note of the deleted original stays: %s", exc.strerror)
-            os.fsync(folder_fd)
-        job_log(row.id).info("quarantined original deleted (shredded) from the web page")
-        try:
-            return ledger.update(row.id, quarantine_path=None, retention=DELETED)
-        except sqlite3.Error as exc:  # the file is gone; deleting again finds nothing and records it
-            job_log(row.id).error("the ledger could not record the deletion: %s", exc)
-            raise JobActionError(503, "the recording was shredded but the ledger could not record it; delete it again") from None
-
-
 __all__ = [
-    "JobActionError", "ProgressTracker", "delete_quarantined", "job_from_record", "load_result",
-    "opened_quarantine", "original_path", "output_file", "queue_rows", "quarantine_actions", "quarantined", "save_edits",
-    "shown_state",
+    "JobActionError", "ProgressTracker", "load_result", "original_path", "output_file", "queue_rows",
+    "save_edits", "shown_state",
 ]
