@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hushdrop.pipeline.config import OriginalsPolicy, Settings, load_config
-from hushdrop.pipeline.errors import ConfigError, HushdropError, StageError
+from hushdrop.pipeline.errors import ConfigError, HushdropError, ModelError, StageError
 from hushdrop.pipeline.text import terminal_text
 
 # emoji=False: a name holding ":warning:" is printed as it is, not as an emoji
@@ -106,6 +107,8 @@ def cmd_run(args) -> int:
                 progress.advance(files_task)
             job = outcome.job
             summary = "no speech" if job.transcript.no_speech else f"language {job.transcript.language}"
+            if job.translated:
+                summary += f", translated into English ({job.text_language})"
             out.print(f"[green]✓[/] {shown(path)} → {shown(summary)}, {outcome.seconds:.1f} s")
             for warning in job.warnings:
                 out.print(f"    [yellow]warning:[/] {shown(warning)}")
@@ -133,8 +136,15 @@ def cmd_worker(args) -> int:
     from hushdrop.pipeline import logs
     from hushdrop.pipeline.watch.remote_worker import serve
 
+    from hushdrop.pipeline.engines.hub import profile_model_problems
+
     settings = _load(args)
     logs.setup(args.log_format or settings.log_format)
+    missing = profile_model_problems(settings)
+    if missing:
+        for line in missing:
+            console.print(f"not starting: {terminal_text(line)}", style="red", markup=False)
+        return 2
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     return serve(settings, queues, args.name)
 
@@ -168,22 +178,75 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from hushdrop.pipeline.engines import list_models
+    from hushdrop.pipeline.engines import catalogue, hub, list_models
 
+    settings = _load(args)
+    cat = catalogue.for_settings(settings)
     if args.action == "pull":
-        from hushdrop.pipeline.engines import pull_model
-
-        path = pull_model(args.name)
-        out.print(f"{shown(args.name)} is ready in {shown(path)}")
+        entry = cat.find(args.name)
+        if entry is None:
+            out.print(f"[red]✗[/] unknown model {shown(args.name)}; choose one of: {shown(', '.join(cat.names()))}")
+            return 2
+        start = time.monotonic()
+        try:
+            pulled = hub.pull(entry, cat, revision=args.revision, say=lambda line: out.print(terminal_text(line), markup=False))
+        except ModelError as exc:
+            out.print(f"[red]✗[/] ", end="")
+            out.print(terminal_text(str(exc)), markup=False)
+            return 1
+        verb = f"pulled and verified in {time.monotonic() - start:.1f} s" if pulled.downloaded else "already pulled and verified"
+        out.print(f"[green]✓[/] {shown(entry.name)} {verb}: {shown(pulled.folder)} (revision {pulled.revision[:12]})")
+        out.print(f"  pinned in {shown(cat.lock_path)}; use it with `model: {shown(entry.name)}` in a profile", markup=False)
         return 0
-    table = Table("engine", "model", "ready", "where / what to do")
-    ready_all = True
-    for status in list_models():
+    statuses = {(s.engine, s.name): s for s in list_models()}
+    from rich.table import Column
+
+    table = Table(Column("model", no_wrap=True), "engine", "here", "size", "RAM/worker", "GPU mem", "languages")
+    ready_all, lines = True, []
+    for entry in cat.entries:
+        status = statuses.get((entry.engine, entry.name))
+        if status is None:
+            continue
         ready_all &= status.ready or status.optional
-        where = status.detail if not status.ready else status.where
-        table.add_row(shown(status.engine), shown(status.name), "yes" if status.ready else "no", shown(where))
+        gb = lambda n: f"{n / 1e9:.1f} GB" if n else "?"  # noqa: E731
+        languages = ("many" if entry.languages == "multilingual" else entry.languages) + (", →en" if entry.can_translate else "")
+        table.add_row(
+            shown(entry.name), shown(entry.engine), "[green]ready[/]" if status.ready else "-",
+            gb(entry.size_bytes), gb(entry.memory_int8), gb(entry.memory_float16), shown(languages),
+        )
+        if status.ready or not status.optional:
+            lines.append(f"  {entry.name}: {status.where if status.ready else status.detail}")
     out.print(table)
+    for line in lines:
+        out.print(terminal_text(line), markup=False)
+    out.print("→en: can translate into English (task: translate). Get another model: `hushdrop models pull NAME`,", markup=False)
+    out.print("then `model: NAME` in a profile; docs/models.md compares them.", markup=False)
+    advice = recommend_here()
+    out.print(f"recommended here: [bold]{shown(advice.model)}[/] — ", end="")
+    out.print(terminal_text(advice.why), markup=False)
     return 0 if ready_all else 1
+
+
+def recommend_here():
+    """`hushdrop models`' advice for this machine: its cores, available memory and GPU."""
+    import importlib.util
+
+    from hushdrop.pipeline.engines.catalogue import recommend
+    from hushdrop.pipeline.watch.sizing import Machine
+
+    machine = Machine.here()
+    gpu_memory: int | None = None
+    if machine.cuda:
+        gpu_memory = 0
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                gpu_memory = int(torch.cuda.mem_get_info()[1])
+        except Exception:  # noqa: BLE001 - no torch, or no CUDA runtime for it: memory unknown
+            pass
+    qwen3 = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+    return recommend(machine.cores, machine.available_memory, gpu_memory, qwen3)
 
 
 def cmd_doctor(args) -> int:
@@ -219,10 +282,17 @@ def cmd_config_check(args) -> int:
         folder = profile_folder(settings, profile)
         chain = " → ".join(s.name for s in profile.chain)
         out.print(
-            f"  profile {shown(profile.name)}: {shown(folder)} · language {shown(profile.language)} · {shown(chain)} "
+            f"  profile {shown(profile.name)}: {shown(folder)} · language {shown(profile.language)}"
+            f"{' · translated into English' if profile.task == 'translate' else ''} · {shown(chain)} "
             f"· originals {shown(profile.originals.action)}"
         )
-    return 0
+    from hushdrop.pipeline.engines.hub import profile_model_problems
+
+    problems = profile_model_problems(settings)
+    for problem in problems:
+        out.print("[red]✗[/] ", end="")
+        out.print(terminal_text(problem), markup=False)
+    return 1 if problems else 0
 
 
 def _version() -> str:
@@ -306,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", parents=[common], help="list engines and models, or pull one")
     models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
-    models.add_argument("name", nargs="?")
+    models.add_argument("name", nargs="?", help="the model to pull: a name `hushdrop models` lists")
+    models.add_argument("--revision", help="pull: a commit, branch or tag of the model's repository (default: what models.lock pins, else main)")
     models.set_defaults(func=cmd_models)
 
     config = sub.add_parser("config", parents=[common], help="configuration tools")
@@ -320,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "action", None) == "pull" and not args.name:
-        parser.error("models pull needs a NAME, e.g. hushdrop models pull Qwen/Qwen3-ASR-0.6B-hf")
+        parser.error("models pull needs a NAME, e.g. hushdrop models pull small")
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -36,7 +36,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
-    language: str | None = None
+    language: str | None = None  # the language of ``text``: English in a translation
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
     raw_text: str | None = None  # what the engine wrote, before grammar and script conversion
@@ -90,9 +90,14 @@ def event_kind(label: str) -> str | None:
     )
 
 
+# the language a translation (a profile's ``task: translate``) is written in: Whisper's translate
+# task knows one target, English
+TRANSLATION_LANGUAGE = "en"
+
+
 @dataclass
 class Transcript:
-    language: str | None = None
+    language: str | None = None  # the language spoken (detected or the profile's), even in a translation
     language_probability: float | None = None
     segments: list[Segment] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -125,6 +130,7 @@ class Job:
     profile: str = "default"
     language: str = "auto"
     glossary: list[str] = field(default_factory=list)
+    task: str = "transcribe"  # the profile's ``task``: transcribe, or translate into English
     facts: AudioFacts | None = None
     audio: Audio | None = None
     transcript: Transcript = field(default_factory=Transcript)
@@ -149,13 +155,30 @@ class Job:
     def warnings(self) -> list[str]:
         return [n.removeprefix("warning: ") for n in self.notes if n.startswith("warning: ")]
 
+    @property
+    def translated(self) -> bool:
+        return self.task == "translate"
+
+    @property
+    def text_language(self) -> str | None:
+        """The language the transcript's text is written in: English in a translation, else the
+        language spoken. What acts on the text by language (grammar, the Chinese script,
+        subtitle line breaks and names) asks this, not ``transcript.language``."""
+        return TRANSLATION_LANGUAGE if self.translated else self.transcript.language
+
+    def language_of(self, segment: Segment) -> str | None:
+        """The language ``segment``'s text is written in: its own, else the transcript's (English
+        throughout a translation)."""
+        return TRANSLATION_LANGUAGE if self.translated else segment.language or self.transcript.language
+
     # -- the record: the one serialised form of a finished job --------------------------
 
     def to_record(self) -> dict[str, Any]:
         """What a run of the chain found, as plain JSON-able data, version :data:`RECORD_VERSION`:
         the JSON output's content (:func:`pipeline.outputs.render_json` writes it as it is), what
         a worker sends back, what the page reads. :meth:`from_record` gives back a job that
-        renders the same outputs.
+        renders the same outputs. ``language`` is the language spoken; ``text_language`` the one
+        the text is written in, which differs when ``task`` is ``translate`` (then it is English).
 
         Not in it: the chain's inputs (the folder of ``source``, the requested language, the
         glossary), the working audio (gone once the chain ends), the progress callback (it
@@ -172,6 +195,8 @@ class Job:
             "audio": {k: v for k, v in asdict(self.facts).items() if k != "path"} if self.facts else None,
             "language": t.language,
             "language_probability": t.language_probability,
+            "task": self.task,
+            "text_language": self.text_language,
             "no_speech": t.no_speech,
             "script": self.script,
             "show_timestamps": self.show_timestamps,
@@ -230,6 +255,7 @@ class Job:
             notes=list(record.get("notes") or []),
             engine_info=dict(record.get("engine") or {}),
             show_timestamps=show_timestamps,
+            task="translate" if record.get("task") == "translate" else "transcribe",
             script=record.get("script") or "keep",
             received_at=timestamp_of(record.get("received_at")),
             finished_at=timestamp_of(record.get("finished_at")),

@@ -22,6 +22,9 @@ srt and vtt cue text never holds a timing arrow or a blank line, and vtt escapes
 
 With ``subtitle_names: language`` the subtitles are ``name.<lang>.srt`` / ``.vtt``, which
 media servers (Plex, Jellyfin) and players pick up beside a video of the same name.
+
+A translation (the profile's ``task: translate``) says so in the md header and in the JSON
+(``task``, ``text_language``), beside the language spoken; its subtitles are English ones.
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ def render_txt(job: Job) -> str:
 def subtitle_cues(job: Job) -> list[Cue]:
     """The transcript as subtitle cues: at most 2 lines of ~42 characters (~18 CJK), ~7 s each."""
     until = job.facts.duration_s if job.facts and job.facts.duration_s else None
-    return build_cues(_cues(job), job.transcript.language, until=until)
+    # each segment's line breaks follow the language of its text (English in a translation)
+    segments = [replace(s, language=job.language_of(s)) for s in _cues(job)]
+    return build_cues(segments, job.text_language, until=until)
 
 
 def render_srt(job: Job) -> str:
@@ -147,6 +152,8 @@ def render_md(job: Job) -> str:
         ]
     language = f"{t.language} ({t.language_probability:.0%})" if t.language and t.language_probability else t.language
     lines.append(f"- **Language:** {markdown_text(language or 'unknown')}")
+    if job.translated:
+        lines.append(f"- **Translation:** into English ({job.text_language}) from {markdown_text(t.language or 'unknown')}")
     if job.engine_info:
         engine = f"{job.engine_info.get('engine')} {job.engine_info.get('model')}"
         lines.append(f"- **Engine:** {markdown_text(stored_text(engine))}")
@@ -171,8 +178,9 @@ RENDERERS: dict[str, Callable[[Job], str]] = {
 
 
 def subtitle_language(job: Job, subtitle_names: str = "plain") -> str | None:
-    """The language code that goes into subtitle names (``name.en.srt``), or None for plain names."""
-    language = (job.transcript.language or "").lower()
+    """The language code that goes into subtitle names (``name.en.srt``), or None for plain names:
+    the language of the text (``en`` for a translation), which is what a player offers."""
+    language = (job.text_language or "").lower()
     if subtitle_names != "language" or not re.fullmatch(r"[a-z]{2,3}", language):
         return None
     return language

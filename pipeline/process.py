@@ -19,6 +19,7 @@ from typing import Iterator
 from hushdrop.pipeline.audio import Audio, duration_text, probe, resolve_ffmpeg
 from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
 from hushdrop.pipeline.audio.containers import declared_size
+from hushdrop.pipeline.engines import catalogue
 from hushdrop.pipeline.errors import EnvironmentFault, RejectedInput
 from hushdrop.pipeline.fsutil import Identity, NotOurs, can_change_folder, check_sole_regular_file, identity_of, is_regular_file, private_tempdir
 from hushdrop.pipeline.job import Job, ProgressCallback, no_progress
@@ -40,6 +41,9 @@ class Outcome:
 class Processor:
     def __init__(self, settings: Settings):
         self.settings = settings
+        # a spawned worker gets its settings, not the loading process's state: model names are
+        # resolved in this config's catalogue, pinned by its models.lock
+        catalogue.use(catalogue.for_settings(settings))
         self._chains: dict[str, Chain] = {}
 
     def chain(self, profile: Profile) -> Chain:
@@ -79,6 +83,7 @@ class Processor:
             profile=profile.name,
             language=language or profile.language,
             glossary=list(profile.glossary),
+            task=profile.task,
             progress=progress,
         )
         job.facts = probe(path)

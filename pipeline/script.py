@@ -57,7 +57,8 @@ def convert_script(text: str, script: str, keep_tags: bool = True) -> str:
 
 
 def apply_script(job: Job, script: str) -> None:
-    """Convert the zh and yue text of ``job`` (segments and their words) to ``script``.
+    """Convert the zh and yue text of ``job`` (segments and their words) to ``script``; the
+    language of the text counts, not the one spoken (a translation is English).
 
     The engine's own text stays in ``Segment.raw_text``; repeating it is harmless.
     """
@@ -65,7 +66,7 @@ def apply_script(job: Job, script: str) -> None:
     if script_converter(script) is None:
         return
     for segment in job.transcript.segments:
-        if (segment.language or job.transcript.language) not in SCRIPT_LANGUAGES:
+        if job.language_of(segment) not in SCRIPT_LANGUAGES:  # a translation is English
             continue
         if segment.raw_text is None:
             segment.raw_text = segment.text

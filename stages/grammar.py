@@ -258,7 +258,7 @@ class Grammar(Stage):
     def run(self, job: Job) -> None:
         glossary = tuple(job.glossary)
         for segment in job.transcript.segments:
-            language = segment.language or job.transcript.language
+            language = job.language_of(segment)  # English in a translation
             if segment.raw_text is None:
                 segment.raw_text = segment.text
             segment.text = self.fix(segment.text, language, glossary)

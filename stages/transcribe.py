@@ -106,13 +106,23 @@ class Transcribe(Stage):
         return self.engine.describe() if self.engine is not None else None
 
     def request(self, job: Job) -> DecodeRequest:
-        """What this job asks of the engine: the profile's language and glossary, these options."""
+        """What this job asks of the engine: the profile's language, task and glossary, these options.
+
+        RejectedInput for ``task: translate`` on an engine whose registry entry cannot translate
+        (config check refuses such a profile; this guards one that reached a worker otherwise).
+        """
+        if job.task == "translate" and not engine_for(self.options.engine).can_translate:
+            able = " or ".join(name for name in ENGINE_NAMES if engine_for(name).can_translate)
+            raise RejectedInput(
+                self.name, f"the {self.options.engine} engine cannot translate: use task: transcribe, or engine: {able}"
+            )
         return DecodeRequest(
             language=None if job.language == "auto" else job.language,
             glossary=tuple(job.glossary),
             word_timestamps=self.options.word_timestamps,
             beam_size=self.options.beam_size,
             batch_size=self.options.batch_size,
+            task=job.task,
             options=dict(self.options.engine_options),
         )
 

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import soundfile
@@ -218,8 +218,11 @@ def make_config(root: Path, originals: str = "shred") -> Path:
     return config
 
 
-def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
+def hushdrop(
+    config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 600, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the real ``hushdrop`` CLI with ``config`` (``env``: the whole environment, default this one's)."""
+    env = {**(os.environ if env is None else env), "COLUMNS": "200"}
     return subprocess.run(
         [*prefix, sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), *args],
         capture_output=True,
@@ -227,6 +230,33 @@ def hushdrop(config: Path, *args: str, prefix: tuple[str, ...] = (), timeout: fl
         timeout=timeout,
         env=env,
         cwd=REPO,
+    )
+
+
+# A `hushdrop` whose sockets refuse to connect and count every attempt (it prints
+# NETWORK_ATTEMPTS n on stderr): proof that a command makes no network connection.
+NO_NETWORK = """
+import socket, sys
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("network use is forbidden in this test")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+from hushdrop.pipeline.cli import main
+code = main(sys.argv[1:])
+print("NETWORK_ATTEMPTS", len(attempts), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def hushdrop_offline(config: Path, *args: str, env: Mapping[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``hushdrop --config CONFIG ARGS`` under :data:`NO_NETWORK`, with exactly ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, "--config", str(config), *args],
+        capture_output=True, text=True, timeout=timeout, env=dict(env), cwd=REPO,
     )
 
 

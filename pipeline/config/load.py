@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from hushdrop.pipeline.config.schema import DEFAULT_PROFILE, Profile, Settings, StageSpec
+from hushdrop.pipeline.engines import catalogue
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.text import option_error_text
 from hushdrop.stages import DEFAULT_CHAIN, REGISTRY
@@ -143,7 +144,7 @@ def parse_config(raw: Any, source: Path) -> Settings:
                     continue  # a stage's own error was reported; the chain's shape follows from it
                 if inherited and top in inherited:
                     continue
-                problems.append(f"profiles.{name}.{loc}: {option_error_text(err, Profile)}")
+                problems.append(f"profiles.{name}{'.' + loc if loc else ''}: {option_error_text(err, Profile)}")
             continue
         if profile.originals.move_to is not None:
             profile.originals.move_to = _resolve(source.parent, profile.originals.move_to)
@@ -175,6 +176,7 @@ def parse_config(raw: Any, source: Path) -> Settings:
     if problems:
         raise ConfigError(where, problems)
     assert settings is not None
+    catalogue.use(catalogue.for_settings(settings))  # model names now mean this config's models
     return settings
 
 

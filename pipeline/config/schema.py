@@ -73,6 +73,11 @@ class Profile(BaseModel):
     name: str
     folder: str = ""  # relative to the inbox root; "" for the default profile
     language: str = "auto"
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe",
+        description="transcribe: text in the language spoken; translate: English text whatever the language "
+        "spoken (Whisper only; the outputs say it is a translation and from which language)",
+    )
     glossary: list[str] = Field(default_factory=list)
     chain: list[StageSpec]
     outputs: list[Literal["txt", "srt", "vtt", "json", "md"]] = Field(default_factory=lambda: list(OUTPUT_FORMATS))
@@ -151,6 +156,33 @@ class Profile(BaseModel):
     def _language_fits_engine(self) -> "Profile":
         if self.language != "auto":
             engine_for(self.transcribe_options().engine).check_language(self.language)
+        return self
+
+    @model_validator(mode="after")
+    def _task_fits_engine(self) -> "Profile":
+        """``task: translate`` only where the engine (its registry entry) and, for a catalogue model,
+        the model itself can translate."""
+        if self.task != "translate":
+            return self
+        options = self.transcribe_options()
+        entry = engine_for(options.engine)
+        if not entry.can_translate:
+            able = " or ".join(name for name, e in ENGINES.items() if e.can_translate) or "none"
+            raise ValueError(
+                f"task: translate needs an engine that can translate into English ({able}); the {entry.name} "
+                f"engine cannot: use task: transcribe, or engine: {able.split(' or ')[0]} in this profile's transcribe stage"
+            )
+        from hushdrop.pipeline.engines.catalogue import Catalogue
+
+        catalogue = Catalogue()
+        model = catalogue.find(options.model, entry.name)
+        if model is not None and not model.can_translate:
+            able = ", ".join(m.name for m in catalogue.of_engine(entry.name) if m.can_translate and m.role == "asr")
+            raise ValueError(
+                f"task: translate: model {model.name} cannot translate "
+                f"({'it is English-only' if model.languages != 'multilingual' else 'it was trained without translation'}); "
+                f"use task: transcribe, or a model that can: {able}"
+            )
         return self
 
     def transcribe_options(self):
@@ -234,6 +266,26 @@ class TimeLimits(BaseModel):
         return max(self.job_floor_seconds, self.job_factor * duration_s)
 
 
+class OwnModel(BaseModel):
+    """A model of the config's own in the catalogue (``models:``): a repository on the hub or a mirror
+    that `hushdrop models pull NAME` fetches, verifies and pins like a built-in one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: str = Field("whisper", description="the engine that loads it")
+    repository: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", description="owner/name on the hub")
+    files: list[str] | None = Field(None, description="patterns of the files to fetch; the engine's usual files by default")
+    language: str | None = Field(None, description="the one language of an English-only (or other one-language) model; null: multilingual")
+    can_translate: bool = Field(True, description="whisper: whether task: translate may use it")
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of: {', '.join(ENGINES)}")
+        return value
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -289,7 +341,41 @@ class Settings(BaseModel):
         60.0, ge=2.0, le=3600.0,
         description="executor: celery: a job whose worker has not renewed its lease this long is run again",
     )
+    models: dict[str, OwnModel] = Field(
+        default_factory=dict, description="models of your own for the catalogue, by name: `hushdrop models pull NAME` fetches them"
+    )
     profiles: dict[str, Profile]
+
+    @field_validator("models")
+    @classmethod
+    def _own_model_names(cls, value: dict[str, OwnModel]) -> dict[str, OwnModel]:
+        import re
+
+        from hushdrop.pipeline.engines.catalogue import Catalogue
+
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
+                raise ValueError(f"model name {name!r}: use lower-case letters, digits, '.', '_' and '-'")
+            if Catalogue().find(name) is not None:
+                raise ValueError(f"model name {name!r} is a built-in model's: choose another")
+        return value
+
+    @model_validator(mode="after")
+    def _own_models_translate(self) -> "Settings":
+        """A profile's ``task: translate`` on a model of the config's own that says it cannot."""
+        for profile in self.profiles.values():
+            own = self.models.get(profile.transcribe_options().model) if profile.task == "translate" else None
+            if own is not None and (not own.can_translate or own.language is not None):
+                raise ValueError(
+                    f"profiles.{profile.name}: task: translate: model {profile.transcribe_options().model} cannot translate "
+                    f"(its models: entry says can_translate: false or names one language); use task: transcribe"
+                )
+        return self
+
+    @property
+    def models_lock(self) -> Path:
+        """``models.lock`` beside the config: the revision and hashes of every model pulled for it."""
+        return self.source.parent / "models.lock"
 
     @field_validator("workers", mode="before")
     @classmethod

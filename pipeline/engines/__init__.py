@@ -3,14 +3,13 @@
 ``ENGINES`` maps an engine's name to its :class:`EngineEntry`: its ``engine_options``
 model, its languages, how to load it and which models it has. Adding an engine means
 adding its entry here; the config loader, the ``transcribe`` stage and ``hushdrop
-models`` ask the entry and never name an engine themselves.
+models`` ask the entry and never name an engine themselves. Models known by name are in
+``catalogue`` (one table for every engine); ``hub`` pulls and verifies them.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-
 from hushdrop.pipeline.engines import qwen3, whisper
 from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, Engine, EngineEntry, EngineSpec
 from hushdrop.pipeline.errors import ModelError
@@ -27,7 +26,6 @@ __all__ = [
     "engine_for",
     "list_models",
     "load_engine",
-    "pull_model",
 ]
 
 ENGINES: dict[str, EngineEntry] = {entry.name: entry for entry in (whisper.ENTRY, qwen3.ENTRY)}
@@ -53,16 +51,6 @@ def load_engine(spec: EngineSpec) -> Engine:
             engine = engine_for(spec.engine).load(spec)
             _cache[spec] = engine
         return engine
-
-
-def pull_model(name: str) -> Path:
-    """Download model ``name`` once for the engine that pulls its models by name (`hushdrop models pull`).
-
-    Only qwen3-asr does (whisper's base model is bundled; another whisper model is a path),
-    so the one engine with a ``pull`` gets the name and says if it does not know it.
-    """
-    (pull,) = [entry.pull for entry in ENGINES.values() if entry.pull is not None]
-    return pull(name)
 
 
 def list_models() -> list[ModelStatus]:

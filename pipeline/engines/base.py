@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Self, Sequence
 
 import numpy as np
@@ -98,7 +97,9 @@ class EngineEntry:
     # bytes one worker process holds once it has loaded model ``name`` (the runtime included):
     # what `workers: auto` divides the available memory by
     worker_memory: Callable[[str], int]
-    pull: Callable[[str], Path] | None = None  # downloads a model by name (`hushdrop models pull`)
+    # whether it can translate what is said into English text (a profile's ``task: translate``);
+    # `config check` asks this, never an engine's name
+    can_translate: bool = False
 
     def check_language(self, code: str) -> None:
         """ValueError unless a profile may force this engine to ``code``."""
@@ -118,6 +119,9 @@ class DecodeRequest:
     word_timestamps: bool = True
     beam_size: int = 5  # an engine that decodes greedily ignores it
     batch_size: int = 1  # pieces of one window per model call, for an engine that can; 1 = one by one
+    # transcribe: text in the language spoken; translate: English text whatever was spoken
+    # (only for an engine whose entry says ``can_translate``)
+    task: str = "transcribe"
     options: dict[str, Any] = field(default_factory=dict)  # engine_options: checked by the engine's Options
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hushdrop.pipeline.engines.base import (
     SAMPLE_RATE,
@@ -24,9 +24,11 @@ from hushdrop.pipeline.engines.base import (
     EngineSpec,
     WindowProgress,
 )
+from hushdrop.pipeline.engines import catalogue, hub
+from hushdrop.pipeline.engines.catalogue import WHISPER_RUNTIME_BYTES
 from hushdrop.pipeline.errors import ModelError
 from hushdrop.pipeline.fsutil import sha256_file
-from hushdrop.pipeline.job import Segment, Word
+from hushdrop.pipeline.job import TRANSLATION_LANGUAGE, Segment, Word
 from hushdrop.pipeline.models import WHISPER_BASE_SHA256, ModelStatus, bundled_whisper_base
 
 ENGINE_NAME = "whisper"
@@ -54,7 +56,7 @@ class WhisperOptions(EngineOptions):
 
     batch_size: int | None = Field(None, ge=1, description="pieces per call through the batched pipeline; the stage's batch_size by default")
     language: str | None = None
-    task: Literal["transcribe", "translate"] | None = None
+    task: Literal["transcribe", "translate"] | None = None  # refused: the profile's ``task`` says it
     log_progress: bool | None = None
     beam_size: int | None = Field(None, ge=1)
     best_of: int | None = Field(None, ge=1)
@@ -88,6 +90,15 @@ class WhisperOptions(EngineOptions):
     language_detection_threshold: float | None = None
     language_detection_segments: int | None = None
 
+    @field_validator("task")
+    @classmethod
+    def _task_is_the_profiles(cls, value: str | None) -> str | None:
+        """What a job is asked for (transcribe or translate) is one profile setting, ``task``,
+        which the outputs and the text stages follow; an engine option could only contradict it."""
+        if value is not None:
+            raise ValueError(f"set the profile's `task: {value}` instead of engine_options.task")
+        return value
+
 
 def cuda_available() -> bool:
     try:
@@ -98,45 +109,57 @@ def cuda_available() -> bool:
         return False
 
 
-# One worker's peak memory with the bundled base model, and the runtime's share of it (Python,
-# the chain, Silero VAD, CTranslate2): docs/benchmarks.md, "Many small files".
-BASE_WORKER_BYTES = 550 * 10**6
-RUNTIME_BYTES = 420 * 10**6
-
-
 def worker_memory(name: str) -> int:
-    """Bytes a worker holding model ``name`` needs: the base model's measured peak, or the runtime
-    plus a model of one's own's ``model.bin`` (never less than the base model's peak)."""
-    if name == "base":
-        return BASE_WORKER_BYTES
-    try:
-        model_bytes = (Path(name).expanduser() / "model.bin").stat().st_size
-    except OSError:
-        return BASE_WORKER_BYTES  # the model is missing: the worker will say so when it loads
-    return max(BASE_WORKER_BYTES, RUNTIME_BYTES + model_bytes)
+    """Bytes a worker holding model ``name`` needs: its catalogue figure, or for a model of the
+    user's (a path, or a ``models:`` entry) the runtime plus its files, never less than base's."""
+    cat = catalogue.current()
+    base = cat.find("base", ENGINE_NAME)
+    assert base is not None
+    entry = cat.find(name, ENGINE_NAME)
+    if entry is not None and entry.memory_int8:
+        return entry.memory_int8
+    if entry is not None:
+        model_bytes = hub.pulled_size(entry, cat)
+    else:
+        try:
+            model_bytes = (Path(name).expanduser() / "model.bin").stat().st_size
+        except OSError:
+            model_bytes = None
+    if model_bytes is None:
+        return base.memory_int8  # the model is missing: the worker will say so when it loads
+    return max(base.memory_int8, WHISPER_RUNTIME_BYTES + int(model_bytes * 0.9))
 
 
 def _resolve_model(name: str) -> tuple[Path, str | None]:
+    """The folder of model ``name`` and its model.bin's sha256 where already known."""
     if name == "base":
         return bundled_whisper_base(), WHISPER_BASE_SHA256
+    cat = catalogue.current()
+    entry = cat.find(name, ENGINE_NAME)
+    if entry is not None:
+        folder = hub.installed(entry, cat)
+        return folder, hub.pulled_sha256(folder, "model.bin")
     path = Path(name).expanduser()
     if (path / "model.bin").is_file():
         return path, None
     raise ModelError(
-        f"whisper model {name!r} not found: use 'base' (bundled) or the path of a "
-        f"CTranslate2 model directory containing model.bin. hushdrop never downloads models "
-        f"while transcribing."
+        f"whisper model {name!r} not found: use a model name ({', '.join(cat.names(ENGINE_NAME))}; "
+        f"`hushdrop models` lists them) or the path of a CTranslate2 model directory containing model.bin. "
+        f"hushdrop never downloads models while transcribing."
     )
 
 
 def model_statuses() -> list[ModelStatus]:
-    """The bundled base model (reassembled and verified here on first use); a user's own
-    CTranslate2 directory is named by path in the profile, so it is not listed."""
+    """The bundled base model (reassembled and verified here on first use) and every other catalogue
+    model, pulled or not; a user's own CTranslate2 directory is named by path, so it is not listed."""
+    statuses = []
     try:
         path = bundled_whisper_base()
     except ModelError as exc:
-        return [ModelStatus(ENGINE_NAME, "base", False, "-", str(exc))]
-    return [ModelStatus(ENGINE_NAME, "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified")]
+        statuses.append(ModelStatus(ENGINE_NAME, "base", False, "-", str(exc)))
+    else:
+        statuses.append(ModelStatus(ENGINE_NAME, "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified"))
+    return statuses + hub.catalogue_statuses(ENGINE_NAME, skip=("base",))
 
 
 class EncodeOnce:
@@ -232,6 +255,7 @@ class WhisperEngine(Engine):
         glossary = ", ".join(request.glossary) if request.glossary else None
         options = dict(
             language=request.language,
+            task=request.task,  # translate: English text, whatever the language spoken
             beam_size=request.beam_size,
             word_timestamps=request.word_timestamps,
             vad_filter=False,  # the transcribe stage has already cut out non-speech
@@ -282,7 +306,8 @@ class WhisperEngine(Engine):
                     end=seg.end,
                     text=seg.text.strip(),
                     words=words,
-                    language=info.language,
+                    # the language of the text: English in a translation (the result keeps the one spoken)
+                    language=TRANSLATION_LANGUAGE if request.task == "translate" else info.language,
                     avg_logprob=seg.avg_logprob,
                     no_speech_prob=seg.no_speech_prob,
                 )
@@ -321,8 +346,9 @@ ENTRY = EngineEntry(
     languages=LANGUAGES,
     load=WhisperEngine,
     model_statuses=model_statuses,
-    is_catalogue_model=lambda name: name == "base",
+    is_catalogue_model=lambda name: catalogue.current().find(name, ENGINE_NAME) is not None,
     worker_memory=worker_memory,
+    can_translate=True,  # into English; a model trained without it says so in the catalogue
 )
 
 __all__ = ["ENTRY", "LANGUAGES", "WhisperEngine", "WhisperOptions", "cuda_available", "SAMPLE_RATE"]

@@ -67,10 +67,13 @@ def checkup(settings: Settings) -> list[Finding]:
     except ImportError:
         pass
     from hushdrop.pipeline.engines import list_models
+    from hushdrop.pipeline.engines.hub import profile_model_problems
 
     for status in list_models():
-        if status.engine == "whisper":
+        if not status.optional:  # the bundled model; the others are checked where a profile names them
             findings.append(Finding(f"model {status.name}", status.ready, status.where if status.ready else status.detail))
+    missing = profile_model_problems(settings)
+    findings.append(Finding("profile models", not missing, "; ".join(missing) or "every model a profile names is here"))
     link = inbox_link_problem(settings)
     findings.append(Finding("inbox", link is None, link) if link else _folder_finding("inbox", settings.inbox))
     for profile in settings.profiles.values():

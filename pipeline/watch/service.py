@@ -157,6 +157,13 @@ class Service:
         for private in (settings.workdir, settings.spool_dir, settings.quarantine):
             private_dir(private)  # originals and transcripts-to-be: the owner's eyes only
         if settings.executor == "local":
+            from hushdrop.pipeline.engines.hub import profile_model_problems
+
+            missing = profile_model_problems(settings)  # the workers here load them: say so now, not at a job
+            if missing:
+                for line in missing:
+                    log().error("not starting: %s", line)
+                return 2
             plan = resolve_workers(settings)  # `workers: auto` → a number, once, with the reason logged
             log().info("%s", plan.describe())
             settings = self.settings = plan.apply(settings)

@@ -274,6 +274,8 @@ class Catalog:
             for s in _items(record.get("stages")) if isinstance(s.get("name"), str) and s["name"]
         ]
         language = record.get("language") if isinstance(record.get("language"), str) else None
+        if language and record.get("task") == "translate":  # the text is English: say both
+            language = f"{language} → en"
         shown = display_name(name)
 
         def write(db: sqlite3.Connection) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import types
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from hushdrop.pipeline.chunking import split_at_quiet_points
 from hushdrop.pipeline.engines.base import SAMPLE_RATE, DecodeRequest, EngineSpec
-from hushdrop.pipeline.engines import qwen3
+from hushdrop.pipeline.engines import catalogue, hub, qwen3
 from hushdrop.pipeline.engines.qwen3 import (
     LANGUAGES,
     Qwen3AsrEngine,
@@ -23,12 +24,12 @@ from hushdrop.pipeline.engines.qwen3 import (
     interpolate_segments,
     language_code,
     parse_output,
-    pull_model,
     split_sentences,
 )
 from hushdrop.pipeline.engines.qwen3.checkpoints import model_statuses
 from hushdrop.pipeline.errors import ConfigError, ModelError
 from hushdrop.pipeline.text import RepeatGuard
+from tests.modelhub import LocalHub
 
 from .conftest import FAST, make_engine, speechlike
 
@@ -389,12 +390,11 @@ def test_incomplete_checkpoint_dir_is_a_model_error(tmp_path):
         Qwen3AsrEngine(EngineSpec(engine="qwen3-asr", model=str(tmp_path), device="cpu"))
 
 
-def test_known_name_not_pulled_points_at_the_cache(tmp_path, monkeypatch):
+def test_known_name_not_pulled_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HUSHDROP_CACHE", str(tmp_path))
     with pytest.raises(ModelError) as info:
         Qwen3AsrEngine(EngineSpec(engine="qwen3-asr", model="qwen3-asr-1.7b", device="cpu"))
-    assert str(tmp_path / "models" / "Qwen" / "Qwen3-ASR-1.7B-hf") in str(info.value)
-    assert "hushdrop models pull Qwen/Qwen3-ASR-1.7B-hf" in str(info.value)
+    assert "model qwen3-asr-1.7b is not pulled: run `hushdrop models pull qwen3-asr-1.7b`" in str(info.value)
 
 
 def test_missing_aligner_is_a_model_error(tiny_checkpoints, tmp_path):
@@ -422,70 +422,49 @@ def test_transformers_without_qwen3_asr_classes_is_a_model_error(tiny_checkpoint
 def test_pull_offline_fails_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("HUSHDROP_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cat = catalogue.Catalogue(lock_path=tmp_path / "models.lock")
     with pytest.raises(ModelError) as info:
-        pull_model("qwen3-asr-0.6b")
+        hub.pull(cat.find("qwen3-asr-0.6b"), cat)
     message = str(info.value)
-    assert "HF_HUB_OFFLINE" in message and "model: /path/to/DIR" in message
-    assert not (tmp_path / "models" / "Qwen" / "Qwen3-ASR-0.6B-hf").exists()
+    assert "HF_HUB_OFFLINE" in message and "model: /path/to/that/folder" in message
+    assert not (tmp_path / "models").exists() and not (tmp_path / "models.lock").exists()
 
 
-def test_pull_network_failure_is_a_model_error(tmp_path, monkeypatch):
-    import huggingface_hub
-
-    def unreachable(**kwargs):
-        raise ConnectionError("no route to host")
-
-    monkeypatch.setenv("HUSHDROP_CACHE", str(tmp_path))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
-    with pytest.raises(ModelError, match="could not download Qwen/Qwen3-ASR-0.6B-hf: ConnectionError"):
-        pull_model("Qwen/Qwen3-ASR-0.6B-hf")
-    assert not (tmp_path / "models" / "Qwen" / "Qwen3-ASR-0.6B-hf").exists()
-
-
-def test_pull_unknown_name_is_a_model_error():
-    with pytest.raises(ModelError, match="unknown qwen3-asr checkpoint"):
-        pull_model("whisper-large")
-
-
-def test_pull_then_load_by_alias_and_status(tiny_checkpoints, tmp_path, monkeypatch):
-    import huggingface_hub
-
-    def fake_download(repo_id: str, local_dir: str, **kwargs):
-        assert repo_id == "Qwen/Qwen3-ASR-0.6B-hf"
-        shutil.copytree(tiny_checkpoints["asr"], local_dir, dirs_exist_ok=True)
-        return local_dir
-
-    monkeypatch.setenv("HUSHDROP_CACHE", str(tmp_path))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    before = {s.name: s for s in model_statuses()}
-    assert set(before) == {"Qwen/Qwen3-ASR-0.6B-hf", "Qwen/Qwen3-ASR-1.7B-hf", "Qwen/Qwen3-ForcedAligner-0.6B-hf"}
-    assert not any(s.ready for s in before.values())
-    assert before["Qwen/Qwen3-ASR-1.7B-hf"].detail == (
-        "run `hushdrop models pull Qwen/Qwen3-ASR-1.7B-hf` or set model: /path"
-    )
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
-    path = pull_model("qwen3-asr-0.6b")
-    assert path == tmp_path / "models" / "Qwen" / "Qwen3-ASR-0.6B-hf"
-    assert not list(path.parent.glob(".*partial"))
-
-    after = {s.name: s for s in model_statuses()}
-    assert after["Qwen/Qwen3-ASR-0.6B-hf"].ready and after["Qwen/Qwen3-ASR-0.6B-hf"].where == str(path)
-    assert not after["Qwen/Qwen3-ASR-1.7B-hf"].ready
-
-    eng = make_engine(Path("qwen3-asr-0.6b"), **FAST)  # the alias resolves into the cache
-    assert eng.model_path == path
-    (result,) = eng.transcribe([speechlike(2.0)], DecodeRequest())
-    assert result.segments
+def test_pull_from_a_hub_then_load_by_name_and_alias(tiny_checkpoints, tmp_path, monkeypatch):
+    """The catalogue's own entry, pulled from a local hub serving a tiny checkpoint under its name."""
+    files = {p.name: p for p in tiny_checkpoints["asr"].iterdir() if p.is_file()}
+    with LocalHub({"Qwen/Qwen3-ASR-0.6B-hf": files}) as local:
+        for key, value in local.environ(tmp_path / "hf-home").items():
+            if key.startswith("HF_"):
+                monkeypatch.setenv(key, value)
+        monkeypatch.setenv("HUSHDROP_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        cat = catalogue.Catalogue(lock_path=tmp_path / "models.lock")
+        catalogue.use(cat)
+        try:
+            before = {s.name: s for s in model_statuses()}
+            assert set(before) == {"qwen3-asr-0.6b", "qwen3-asr-1.7b", "qwen3-forcedaligner-0.6b"}
+            assert not any(s.ready for s in before.values())
+            pulled = hub.pull(cat.find("Qwen/Qwen3-ASR-0.6B-hf"), cat, say=lambda line: None)
+            assert pulled.folder.name == f"qwen3-asr-0.6b@{local.commit('Qwen/Qwen3-ASR-0.6B-hf')}"
+            assert set(json.loads((tmp_path / "models.lock").read_text())["models"]) == {"qwen3-asr-0.6b"}
+            after = {s.name: s for s in model_statuses()}
+            assert after["qwen3-asr-0.6b"].ready and after["qwen3-asr-0.6b"].where == str(pulled.folder)
+            assert not after["qwen3-asr-1.7b"].ready
+            for name in ("qwen3-asr-0.6b", "Qwen/Qwen3-ASR-0.6B-hf"):
+                eng = make_engine(Path(name), **FAST)  # a catalogue name resolves into the verified cache
+                assert eng.model_path == pulled.folder
+            (result,) = eng.transcribe([speechlike(2.0)], DecodeRequest())
+            assert result.segments
+        finally:
+            catalogue.use(catalogue.Catalogue())
 
 
 def test_engine_is_registered_under_its_name():
-    from hushdrop.pipeline.engines import engine_for, pull_model as pull_any
+    from hushdrop.pipeline.engines import engine_for
 
     entry = engine_for("qwen3-asr")
     assert entry is qwen3.ENTRY and entry.load is qwen3.Qwen3AsrEngine
     assert qwen3.Qwen3AsrEngine.name == "qwen3-asr" and entry.Options is Qwen3Options
     assert entry.languages == frozenset(LANGUAGES)
-    with pytest.raises(ModelError, match="unknown qwen3-asr checkpoint"):
-        pull_any("whisper-large")  # `hushdrop models pull` reaches qwen3-asr through the registry
+    assert entry.is_catalogue_model("qwen3-asr-1.7b") and not entry.is_catalogue_model("small")

@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, ffmpeg, wer, words, write_wav
-from tests.harness import hushdrop, make_config
+from tests.harness import hushdrop, hushdrop_offline, make_config
 
 
 def prefix_wer(hypothesis: str) -> float:
@@ -126,32 +125,12 @@ def test_symlink_given_to_run_is_refused_and_target_untouched(tmp_path):
     assert target.read_bytes() == SPEECH_EN.read_bytes() and link.is_symlink()
 
 
-GUARD = """
-import socket, sys
-attempts = []
-def refuse(*args, **kwargs):
-    attempts.append(args)
-    raise OSError("network use is forbidden in this test")
-socket.socket.connect = refuse
-socket.socket.connect_ex = refuse
-socket.create_connection = refuse
-socket.getaddrinfo = refuse
-from hushdrop.pipeline.cli import main
-code = main(sys.argv[1:])
-print("NETWORK_ATTEMPTS", len(attempts), file=sys.stderr)
-sys.exit(code)
-"""
-
-
 def test_no_network_connection_is_attempted(tmp_path):
     config = make_config(tmp_path)
     original = tmp_path / "clip.wav"
     shutil.copy(SPEECH_EN, original)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    proc = subprocess.run(
-        [sys.executable, "-c", GUARD, "--config", str(config), "run", str(original)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[2],
-    )
+    proc = hushdrop_offline(config, "run", str(original), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "NETWORK_ATTEMPTS 0" in proc.stderr
 

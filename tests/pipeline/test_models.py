@@ -24,9 +24,10 @@ def test_bundled_model_is_verified_and_listed():
     assert {p.name for p in path.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
     listed = list_models()
     whisper = [m for m in listed if m.engine == "whisper"]
-    assert len(whisper) == 1 and whisper[0].ready and whisper[0].name == "base" and not whisper[0].optional
+    assert whisper[0].ready and whisper[0].name == "base" and not whisper[0].optional
     assert whisper[0].where == str(path)
-    # every engine in the registry lists its own models; qwen3-asr's are pulled on demand
+    # the rest of the catalogue is listed too, pulled on demand (not having them is no fault)
+    assert {"small", "large-v3-turbo"} <= {m.name for m in whisper[1:]} and all(m.optional for m in whisper[1:])
     qwen3 = [m for m in listed if m.engine == "qwen3-asr"]
     assert qwen3 and all(m.optional for m in qwen3)
 
@@ -53,21 +54,3 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
         verify_model_dir(path, WHISPER_BASE_SHA256)
     rebuilt = bundled_whisper_base()
     assert sha256_file(rebuilt / "model.bin") == WHISPER_BASE_SHA256
-
-
-def test_models_pull_through_the_cli_really_tries_to_download(tmp_path):
-    """`hushdrop models pull` is the one command allowed online: it must not be switched off
-    by the offline mode the transcribing commands set (here the 'hub' is a closed local port)."""
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT="http://127.0.0.1:9", HUSHDROP_CACHE=str(tmp_path / "cache"), HF_HUB_ETAG_TIMEOUT="2")
-    proc = subprocess.run(
-        [sys.executable, "-m", "hushdrop.pipeline.cli", "models", "pull", "Qwen/Qwen3-ASR-0.6B-hf"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2],
-    )
-    assert proc.returncode == 2
-    assert "HF_HUB_OFFLINE" not in proc.stderr
-    assert "could not download Qwen/Qwen3-ASR-0.6B-hf" in proc.stderr

@@ -40,7 +40,7 @@ def test_the_json_output_is_the_record_with_its_version_and_every_public_key():
     job = finished_job()
     record = job.to_record()
     assert json.loads(render_json(job)) == record
-    assert record["record_version"] == RECORD_VERSION and set(record) == PUBLIC_KEYS | {"record_version", "show_timestamps"}
+    assert record["record_version"] == RECORD_VERSION and set(record) == PUBLIC_KEYS | {"record_version", "show_timestamps", "task", "text_language"}
     assert record["source"] == {"name": "Team call 03.m4a", "profile": "meetings"}
     assert "path" not in record["audio"]  # a folder of the machine that ran it is no business of a reader
     assert record["received_at"] == "2025-11-21T04:40:00Z"

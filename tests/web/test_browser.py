@@ -143,6 +143,7 @@ def test_a_file_goes_from_the_picker_through_the_queue_to_an_editable_result(pag
         assert word in heard, transcript.inner_text()
     assert page.locator("#duration").inner_text() == "00:00:31.92"
     assert page.locator("audio#audio").count() == 1  # originals: keep → it can be played
+    assert "whisper base cpu · ~550.0 MB per worker" in page.locator(".facts-grid").inner_text()  # the catalogue's figure
     shoot(page, screens, "3-result")
 
     # a segment click seeks the original

@@ -57,10 +57,22 @@ def job_page(request: Request, job_id: str) -> Response:
         record=record, sha=sha, items=transcript_items(record) if record else [], files=files,
         original=views.original_path(settings, row) is not None, note=views.error_note(row),
         waveform_json=json.dumps({"waveform": waveform, "segments": segments}),
-        processed=stage_seconds, quote=quote,
+        processed=stage_seconds, quote=quote, model_memory=model_memory(record),
         can_act=views.shown_state(row) == "quarantined" and row.quarantine_path is not None,
         percent=lambda p: f"{p * 100:.0f}" if isinstance(p, (int, float)) and not math.isnan(p) else None,
     )
+
+
+def model_memory(record: dict | None) -> int | None:
+    """Bytes one worker holds with the model that made ``record`` (the catalogue's figure for its
+    device: float16 on a GPU, else int8), or None for a model the catalogue does not know."""
+    from hushdrop.pipeline.engines import catalogue
+
+    engine = (record or {}).get("engine") or {}
+    entry = catalogue.current().find(str(engine.get("model") or ""), str(engine.get("engine") or "")) if engine else None
+    if entry is None:
+        return None
+    return (entry.memory_float16 if engine.get("device") == "cuda" else entry.memory_int8) or None
 
 
 @router.get("/jobs/{job_id}/files/{name}")

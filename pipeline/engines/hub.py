@@ -1,0 +1,450 @@
+"""Getting a catalogue model onto this machine (`hushdrop models pull`) and finding it again.
+
+A pull is the only place hushdrop talks to a model hub, and only when a person runs it:
+
+1. the revision is resolved to a commit (``--revision``, else the one ``models.lock`` pins, else
+   ``main``), with the size and hash the hub states for each file the engine needs;
+2. free space is checked before anything is downloaded;
+3. the files are downloaded with ``huggingface_hub`` (``HF_ENDPOINT`` for a mirror, ``HF_TOKEN``,
+   resume of a broken download) into a staging folder beside the cache;
+4. every file is checked against the hub's hash (sha256 for large files, the git blob id for small
+   ones) and against ``models.lock`` where that names the model; one mismatch and the staging
+   folder is deleted: a tampered or half-finished download never becomes a model;
+5. the folder is renamed into place with a manifest of its files' sha256, and ``models.lock``
+   records name, repository, commit and hashes, so a pull on another machine gets the same bytes.
+
+Loading a model (:func:`installed`) never downloads: it finds the pulled folder, checks its files
+against the manifest (the full hash only when a file's size or time changed) and the manifest
+against ``models.lock``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from hushdrop.pipeline.engines.catalogue import Catalogue, CatalogueModel
+from hushdrop.pipeline.errors import ModelError
+from hushdrop.pipeline.fsutil import sha256_file
+from hushdrop.pipeline.models import ModelStatus, cache_dir
+
+if TYPE_CHECKING:
+    from hushdrop.pipeline.config import Settings
+
+MANIFEST = "hushdrop-model.json"
+LOCK_VERSION = 1
+SPACE_MARGIN_BYTES = 200 * 10**6  # left free after a pull, for the cache's own writes and the rest of the machine
+CONNECT_TIMEOUT_S = 8.0
+DOWNLOAD_TRIES = 3  # per file, each with huggingface_hub's own resumes inside it
+
+
+class HubUnreachable(ModelError):
+    """The hub (or the mirror HF_ENDPOINT names) could not be reached at all."""
+
+
+def pulled_root() -> Path:
+    return cache_dir() / "models" / "pulled"
+
+
+def model_dir(entry: CatalogueModel, commit: str) -> Path:
+    return pulled_root() / f"{entry.name}@{commit}"
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+# ---------------------------------------------------------------------------
+# models.lock
+
+
+def read_lock(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The models ``path`` pins, by name ({} when there is no lock file)."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} cannot be read as a models lock file ({exc}); fix it or delete it and pull again") from None
+    models = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(models, dict):
+        raise ModelError(f"{path} is not a models lock file (no \"models\" table); delete it and pull again")
+    return models
+
+
+def write_lock_entry(path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Record ``entry`` for model ``name`` in ``path``, keeping the others; written whole, then renamed."""
+    models = read_lock(path)
+    models[name] = entry
+    text = json.dumps({"version": LOCK_VERSION, "models": dict(sorted(models.items()))}, indent=2, sort_keys=True) + "\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------
+# finding and checking a pulled model
+
+
+def _git_blob_sha1(path: Path) -> str:
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """ModelError unless every file the manifest lists is in ``folder`` with its sha256.
+
+    A file whose size and modification time are those recorded at the last check is taken as
+    unchanged; any other is hashed again (a model of several GB is hashed once, not per load).
+    """
+    changed = False
+    for name, fact in manifest["files"].items():
+        path = folder / name
+        try:
+            st = path.stat()
+        except OSError:
+            raise ModelError(f"{folder} is missing {name}: pull the model again (`hushdrop models pull {manifest['name']}`)") from None
+        if st.st_size == fact.get("size") and st.st_mtime_ns == fact.get("mtime_ns"):
+            continue
+        actual = sha256_file(path, follow_symlinks=True)
+        if actual != fact["sha256"]:
+            raise ModelError(
+                f"{path} has sha256 {actual}, but {fact['sha256']} was pulled: the model was altered or is "
+                f"corrupt. Delete {folder} and run `hushdrop models pull {manifest['name']}`."
+            )
+        fact.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        changed = True
+    if changed:
+        _write_json(folder / MANIFEST, manifest)
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _pulled_candidates(entry: CatalogueModel) -> list[tuple[Path, dict[str, Any]]]:
+    root = pulled_root()
+    found = []
+    try:
+        children = sorted(root.iterdir())
+    except OSError:
+        return []
+    for folder in children:
+        if not folder.name.startswith(f"{entry.name}@") or not folder.is_dir() or folder.is_symlink():
+            continue
+        manifest = _read_manifest(folder)
+        if manifest and manifest.get("name") == entry.name and manifest.get("repository") == entry.repository:
+            found.append((folder, manifest))
+    found.sort(key=lambda item: item[1].get("pulled_at", 0), reverse=True)
+    return found
+
+
+def not_pulled_message(entry: CatalogueModel) -> str:
+    return (
+        f"model {entry.name} is not pulled: run `hushdrop models pull {entry.name}` "
+        f"(hushdrop never downloads while transcribing)"
+    )
+
+
+def installed(entry: CatalogueModel, catalogue: Catalogue) -> Path:
+    """The verified folder of catalogue model ``entry``: the commit ``models.lock`` pins, else the
+    newest pull; ModelError saying what to run when it is not here or not intact."""
+    pinned = read_lock(catalogue.lock_path).get(entry.name)
+    candidates = _pulled_candidates(entry)
+    if pinned is not None:
+        commit = pinned.get("revision")
+        matching = [(f, m) for f, m in candidates if m.get("revision") == commit]
+        if not matching:
+            raise ModelError(
+                f"model {entry.name} is pinned to revision {str(commit)[:12]} by {catalogue.lock_path}, which is not "
+                f"pulled here: run `hushdrop models pull {entry.name}`"
+            )
+        folder, manifest = matching[0]
+        locked = pinned.get("files") or {}
+        pulled = {name: fact["sha256"] for name, fact in manifest["files"].items()}
+        if locked != pulled:
+            differing = sorted(n for n in set(locked) | set(pulled) if locked.get(n) != pulled.get(n))
+            raise ModelError(
+                f"model {entry.name} in {folder} differs from {catalogue.lock_path} ({', '.join(differing)}): "
+                f"delete that folder and run `hushdrop models pull {entry.name}`"
+            )
+    elif candidates:
+        folder, manifest = candidates[0]
+    else:
+        raise ModelError(not_pulled_message(entry))
+    verify_files(folder, manifest)
+    return folder
+
+
+def pulled_size(entry: CatalogueModel, catalogue: Catalogue) -> int | None:
+    """Bytes on disk of the model's pulled files, or None when it is not pulled (nothing is hashed)."""
+    for folder, manifest in _pulled_candidates(entry):
+        return sum(int(fact.get("size") or 0) for fact in manifest["files"].values())
+    return None
+
+
+def pulled_sha256(folder: Path, name: str) -> str | None:
+    """The sha256 the manifest of pulled ``folder`` records for file ``name`` (None if none)."""
+    manifest = _read_manifest(folder)
+    fact = (manifest or {}).get("files", {}).get(name)
+    return fact.get("sha256") if isinstance(fact, dict) else None
+
+
+def catalogue_statuses(engine: str, skip: tuple[str, ...] = ()) -> list[ModelStatus]:
+    """Whether each catalogue model of ``engine`` is pulled here (checked against models.lock, its
+    files by size and time only: listing models never hashes gigabytes)."""
+    from hushdrop.pipeline.engines.catalogue import current
+
+    cat = current()
+    pinned = read_lock(cat.lock_path)
+    statuses = []
+    for entry in cat.of_engine(engine):
+        if entry.name in skip:
+            continue
+        candidates = _pulled_candidates(entry)
+        lock = pinned.get(entry.name)
+        if lock is not None:
+            candidates = [(f, m) for f, m in candidates if m.get("revision") == lock.get("revision")]
+        if candidates:
+            folder, manifest = candidates[0]
+            size = sum(int(fact.get("size") or 0) for fact in manifest["files"].values())
+            statuses.append(ModelStatus(engine, entry.name, True, str(folder), f"pulled, {size / 1e9:.2f} GB", optional=True))
+        else:
+            statuses.append(ModelStatus(engine, entry.name, False, "-", f"run `hushdrop models pull {entry.name}`", optional=True))
+    return statuses
+
+
+# ---------------------------------------------------------------------------
+# pulling
+
+
+@dataclass
+class Pulled:
+    """What `models pull` got: where, which commit, how many bytes, and whether it downloaded."""
+
+    entry: CatalogueModel
+    folder: Path
+    revision: str
+    size_bytes: int
+    downloaded: bool
+
+
+def _copy_instructions(entry: CatalogueModel, catalogue: Catalogue) -> str:
+    needed = ", ".join(entry.files)
+    return (
+        f"To bring it in without a network: on a machine that has one, run `hushdrop models pull {entry.name}` and "
+        f"copy its folder (printed there; it holds {needed} and {MANIFEST}) into {pulled_root()} here, with "
+        f"{catalogue.lock_path.name if catalogue.lock_path else 'models.lock'} beside this config; or download "
+        f"{entry.repository} ({needed}) any way you can and set `model: /path/to/that/folder` in the profile."
+    )
+
+
+def _wanted(entry: CatalogueModel, siblings: list[Any]) -> list[Any]:
+    return [s for s in siblings if any(fnmatch.fnmatch(s.rfilename, pattern) for pattern in entry.files) and "/" not in s.rfilename]
+
+
+def _model_info(entry: CatalogueModel, revision: str, catalogue: Catalogue):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return HfApi(endpoint=endpoint()).model_info(entry.repository, revision=revision, files_metadata=True, timeout=CONNECT_TIMEOUT_S)
+    except RevisionNotFoundError:
+        raise ModelError(f"{entry.repository} has no revision {revision!r} at {endpoint()}") from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{endpoint()} has no repository {entry.repository} (or it needs a token: set HF_TOKEN)") from None
+    except HfHubHTTPError as exc:
+        raise ModelError(f"{endpoint()} refused model info for {entry.repository}: {exc}") from None
+    except (OSError, ConnectionError) as exc:
+        raise HubUnreachable(
+            f"cannot reach the model hub at {endpoint()} ({type(exc).__name__}: {exc}). {_copy_instructions(entry, catalogue)}"
+        ) from None
+    except Exception as exc:  # httpx's own errors are not OSErrors
+        if type(exc).__module__.startswith(("httpx", "httpcore")):
+            raise HubUnreachable(
+                f"cannot reach the model hub at {endpoint()} ({type(exc).__name__}: {exc}). "
+                f"{_copy_instructions(entry, catalogue)}"
+            ) from None
+        raise
+
+
+def _expected_hash(sibling: Any) -> tuple[str, str]:
+    """("sha256", hex) for a large (LFS) file, ("git-sha1", hex) for a small one."""
+    if sibling.lfs is not None and getattr(sibling.lfs, "sha256", None):
+        return "sha256", sibling.lfs.sha256
+    if getattr(sibling, "blob_id", None):
+        return "git-sha1", sibling.blob_id
+    raise ModelError(f"the hub states no hash for {sibling.rfilename}; hushdrop pulls only files it can verify")
+
+
+def _download(entry: CatalogueModel, filename: str, commit: str, staging: Path, say: Callable[[str], None]) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, DOWNLOAD_TRIES + 1):
+        try:
+            return Path(hf_hub_download(entry.repository, filename, revision=commit, local_dir=staging, endpoint=endpoint()))
+        except HfHubHTTPError as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None and status < 500:
+                raise ModelError(f"{endpoint()} refused {entry.repository}/{filename}: {exc}") from None
+            problem = exc
+        except Exception as exc:  # a connection broken off mid-file: resume it
+            problem = exc
+        if attempt < DOWNLOAD_TRIES:
+            say(f"the download of {filename} broke off ({type(problem).__name__}); resuming ({attempt + 1} of {DOWNLOAD_TRIES})")
+            time.sleep(min(2 ** attempt, 10))
+    raise ModelError(
+        f"the download of {entry.repository}/{filename} kept breaking off ({type(problem).__name__}: {problem}); "
+        f"run the same command again to resume it"
+    )
+
+
+def _check_space(folder: Path, needed: int, entry: CatalogueModel) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed + SPACE_MARGIN_BYTES:
+        raise ModelError(
+            f"not enough free space to pull {entry.name}: it needs {needed / 1e9:.2f} GB and "
+            f"{SPACE_MARGIN_BYTES / 1e9:.1f} GB to spare, but {folder} has {free / 1e9:.2f} GB free. Free some "
+            f"space, or set HUSHDROP_CACHE to a folder on a larger disk; nothing was downloaded"
+        )
+
+
+def pull(
+    entry: CatalogueModel, catalogue: Catalogue, revision: str | None = None, say: Callable[[str], None] = print
+) -> Pulled:
+    """Download, verify and pin catalogue model ``entry`` (see the module's docstring)."""
+    if entry.bundled:
+        raise ModelError(f"model {entry.name} is bundled with hushdrop: there is nothing to pull")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise HubUnreachable(f"HF_HUB_OFFLINE is set, so nothing is downloaded. {_copy_instructions(entry, catalogue)}")
+    pinned = read_lock(catalogue.lock_path).get(entry.name)
+    if pinned is not None and pinned.get("repository") != entry.repository:
+        pinned = None  # the catalogue moved the model to another repository: pin anew
+    wanted_revision = revision or (pinned or {}).get("revision") or "main"
+    info = _model_info(entry, wanted_revision, catalogue)
+    commit = info.sha
+    siblings = _wanted(entry, list(info.siblings or []))
+    present = {s.rfilename for s in siblings}
+    missing = [name for name in entry.required if name not in present]
+    if missing:
+        raise ModelError(f"{entry.repository} at {commit[:12]} lacks {', '.join(missing)}: it is not a {entry.engine} model")
+    locked_files = (pinned or {}).get("files") if pinned and pinned.get("revision") == commit else None
+    if pinned is not None and revision is None and commit != pinned.get("revision"):
+        raise ModelError(f"{endpoint()} answered revision {commit} for the pinned {pinned.get('revision')}")
+    dest = model_dir(entry, commit)
+    size = sum(int(s.size or 0) for s in siblings)
+    if dest.is_dir():
+        manifest = _read_manifest(dest)
+        if manifest is not None:
+            verify_files(dest, manifest)
+            _pin(catalogue, entry, commit, manifest, locked_files)
+            return Pulled(entry, dest, commit, size, downloaded=False)
+    staging = dest.with_name(f".partial-{dest.name}")
+    already = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) if staging.is_dir() else 0
+    _check_space(dest.parent, max(0, size - already), entry)
+    say(f"pulling {entry.name} from {endpoint()}/{entry.repository} at {commit[:12]}: {size / 1e6:.0f} MB in {len(siblings)} files")
+    staging.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Any]] = {}
+    try:
+        for sibling in sorted(siblings, key=lambda s: s.size or 0):
+            path = _download(entry, sibling.rfilename, commit, staging, say)
+            kind, expected = _expected_hash(sibling)
+            actual = sha256_file(path) if kind == "sha256" else _git_blob_sha1(path)
+            if actual != expected:
+                raise ModelError(
+                    f"{sibling.rfilename} from {endpoint()}/{entry.repository} has {kind} {actual}, but the hub states "
+                    f"{expected}: the download was altered on the way; nothing was installed. Try again, or another mirror"
+                )
+            digest = actual if kind == "sha256" else sha256_file(path)
+            if locked_files is not None and locked_files.get(sibling.rfilename) != digest:
+                raise ModelError(
+                    f"{sibling.rfilename} of {entry.name} at {commit[:12]} has sha256 {digest}, but {catalogue.lock_path} "
+                    f"pins {locked_files.get(sibling.rfilename)}: the hub now serves other bytes under that revision; "
+                    f"nothing was installed"
+                )
+            st = path.stat()
+            files[sibling.rfilename] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except BaseException as exc:
+        if isinstance(exc, ModelError) and not isinstance(exc, HubUnreachable) and "broke off" not in str(exc):
+            shutil.rmtree(staging, ignore_errors=True)  # bytes from a hub that lied are not worth resuming
+        raise
+    if locked_files is not None and set(locked_files) != set(files):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelError(f"{entry.name} at {commit[:12]} now has other files than {catalogue.lock_path} pins; nothing was installed")
+    shutil.rmtree(staging / ".cache", ignore_errors=True)
+    manifest = {
+        "name": entry.name,
+        "engine": entry.engine,
+        "repository": entry.repository,
+        "revision": commit,
+        "endpoint": endpoint(),
+        "pulled_at": time.time(),
+        "files": files,
+    }
+    _write_json(staging / MANIFEST, manifest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.rename(staging, dest)
+    _pin(catalogue, entry, commit, manifest, locked_files)
+    return Pulled(entry, dest, commit, size, downloaded=True)
+
+
+def _pin(catalogue: Catalogue, entry: CatalogueModel, commit: str, manifest: dict[str, Any], locked: dict | None) -> None:
+    if catalogue.lock_path is None:
+        return
+    files = {name: fact["sha256"] for name, fact in manifest["files"].items()}
+    if locked is not None and locked != files:
+        raise ModelError(f"model {entry.name} in {pulled_root()} differs from {catalogue.lock_path}: delete it and pull again")
+    write_lock_entry(
+        catalogue.lock_path,
+        entry.name,
+        {"engine": entry.engine, "repository": entry.repository, "revision": commit, "files": files},
+    )
+
+
+def profile_model_problems(settings: "Settings") -> list[str]:
+    """One line per profile whose model (or aligner) is a catalogue name not pulled here, or pulled
+    but differing from models.lock: what `config check` and `watch` say before any job runs."""
+    from hushdrop.pipeline.engines.catalogue import for_settings
+
+    cat = for_settings(settings)
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for profile in settings.profiles.values():
+        options = profile.transcribe_options()
+        for name in (options.model, getattr(options, "aligner", None)):
+            if not name or (options.engine, name) in seen:
+                continue
+            seen.add((options.engine, name))
+            entry = cat.find(name, options.engine)
+            if entry is None or entry.bundled:
+                continue
+            try:
+                installed(entry, cat)
+            except ModelError as exc:
+                problems.append(f"profile {profile.name}: {exc}")
+    return problems
