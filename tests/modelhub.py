@@ -218,6 +218,10 @@ class LocalHub:
         self._lock = threading.Lock()
         self._cuts: dict[tuple[str, str], list[int]] = {}
         self._tampered: set[tuple[str, str]] = set()
+        self._stalls: dict[tuple[str, str], int] = {}
+        self._released = threading.Event()
+        self._stated_commits: dict[str, str] = {}
+        self._listed_only: dict[str, list[str]] = {}
         self.requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -236,6 +240,7 @@ class LocalHub:
 
     def close(self) -> None:
         """Stop serving; the port is closed, so the endpoint is then unreachable."""
+        self._released.set()  # a stalled transfer ends, so the server's threads can stop
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -308,6 +313,30 @@ class LocalHub:
         with self._lock:
             self._tampered.add((repo_id, filename))
 
+    def stall_after(self, repo_id: str, filename: str, nbytes: int) -> None:
+        """The next GET of this file sends at most ``nbytes`` of body, then sends nothing more, keeping the
+        connection open, until :meth:`release` or :meth:`close` (a hub or proxy that hangs mid-file)."""
+        self._file(repo_id, filename)
+        with self._lock:
+            self._stalls[(repo_id, filename)] = nbytes
+
+    def release(self) -> None:
+        """End every stalled transfer (the connection is then dropped)."""
+        self._released.set()
+
+    def state_commit(self, repo_id: str, sha: str) -> None:
+        """Model info states ``sha`` as the repository's commit, whatever it is (a hub that lies), and
+        ``resolve`` at that revision serves the files."""
+        self._repo(repo_id)
+        with self._lock:
+            self._stated_commits[repo_id] = sha
+
+    def list_only(self, repo_id: str, *names: str) -> None:
+        """Model info also lists these file names (hashed as empty files), which the hub never serves."""
+        self._repo(repo_id)
+        with self._lock:
+            self._listed_only.setdefault(repo_id, []).extend(names)
+
     def restore(self, repo_id: str, filename: str) -> None:
         """Serve this file as it is again: no tampering, no pending cut."""
         with self._lock:
@@ -349,6 +378,10 @@ class LocalHub:
             pending = self._cuts.get((repo_id, filename))
             return pending.pop(0) if pending else None
 
+    def _take_stall(self, repo_id: str, filename: str) -> int | None:
+        with self._lock:
+            return self._stalls.pop((repo_id, filename), None)
+
     def _is_tampered(self, repo_id: str, filename: str) -> bool:
         with self._lock:
             return (repo_id, filename) in self._tampered
@@ -361,7 +394,7 @@ class LocalHub:
         raise _HubError(404, "RepoNotFound", "Repository not found")
 
     def _at_revision(self, repo: _Repo, revision: str) -> None:
-        if not repo.resolves(revision):
+        if not repo.resolves(revision) and revision != self._stated_commits.get(repo.repo_id):
             raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
 
 
@@ -446,13 +479,15 @@ class _HubHandler(BaseHTTPRequestHandler):
                 if f.lfs:
                     sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
             siblings.append(sibling)
+        for name in self.hub._listed_only.get(repo.repo_id, []):
+            siblings.append({"rfilename": name, **({"size": 0, "blobId": git_blob_sha1(b"")} if blobs else {})})
         author, _, _ = repo.repo_id.rpartition("/")
         return {
             "_id": repo.commit[:24],
             "id": repo.repo_id,
             "modelId": repo.repo_id,
             "author": author or None,
-            "sha": repo.commit,
+            "sha": self.hub._stated_commits.get(repo.repo_id, repo.commit),
             "lastModified": COMMIT_DATE,
             "createdAt": COMMIT_DATE,
             "private": False,
@@ -530,7 +565,9 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def _stream(self, repo_id: str, stated: StatedFile, start: int, length: int) -> None:
         cut = self.hub._take_cut(repo_id, stated.name)
+        stall = self.hub._take_stall(repo_id, stated.name)
         budget = length if cut is None else min(cut, length)
+        budget = budget if stall is None else min(stall, budget)
         flip_from = stated.size // 2 if self.hub._is_tampered(repo_id, stated.name) else stated.size
         flip_to = min(flip_from + TAMPERED_BYTES, stated.size)
         position, sent = start, 0
@@ -547,6 +584,8 @@ class _HubHandler(BaseHTTPRequestHandler):
                 sent += len(chunk)
         if sent < length:
             self.wfile.flush()
+            if stall is not None:
+                self.hub._released.wait()
             self.close_connection = True  # drop the connection: the rest of the stated length never comes
 
     def _send_json(self, payload: object, repo: _Repo, body: bool) -> None:

@@ -182,7 +182,8 @@ def for_settings(settings: "Settings") -> Catalogue:
             languages="multilingual" if spec.language is None else spec.language,
             can_translate=spec.can_translate if spec.engine == "whisper" else False,
             about=f"from {settings.source.name}",
-            required=("config.json", "model.bin") if spec.engine == "whisper" else ("config.json",),
+            # without tokenizer.json faster-whisper fetches one from the internet at load
+            required=("config.json", "model.bin", "tokenizer.json") if spec.engine == "whisper" else ("config.json",),
         )
         for name, spec in settings.models.items()
     )

@@ -6,7 +6,8 @@ A pull is the only place hushdrop talks to a model hub, and only when a person r
    ``main``), with the size and hash the hub states for each file the engine needs;
 2. free space is checked before anything is downloaded;
 3. the files are downloaded with ``huggingface_hub`` (``HF_ENDPOINT`` for a mirror, ``HF_TOKEN``,
-   resume of a broken download) into a staging folder beside the cache;
+   resume of a broken download) into a staging folder beside the cache, one pull of a model at a
+   time on this machine (a second waits for the first, then finds the model pulled);
 4. every file is checked against the hub's hash (sha256 for large files, the git blob id for small
    ones) and against ``models.lock`` where that names the model; one mismatch and the staging
    folder is deleted: a tampered or half-finished download never becomes a model;
@@ -14,21 +15,27 @@ A pull is the only place hushdrop talks to a model hub, and only when a person r
    records name, repository, commit and hashes, so a pull on another machine gets the same bytes.
 
 Loading a model (:func:`installed`) never downloads: it finds the pulled folder, checks its files
-against the manifest (the full hash only when a file's size or time changed) and the manifest
-against ``models.lock``.
+against the manifest (the full hash only when a file's size, modification or change time differs
+from the last check: a change time cannot be set back, so rewritten bytes are always hashed again),
+refuses a symbolic link or a file the pull did not bring, and checks the manifest against
+``models.lock``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from hushdrop.pipeline.engines.catalogue import Catalogue, CatalogueModel
 from hushdrop.pipeline.errors import ModelError
@@ -43,6 +50,7 @@ LOCK_VERSION = 1
 SPACE_MARGIN_BYTES = 200 * 10**6  # left free after a pull, for the cache's own writes and the rest of the machine
 CONNECT_TIMEOUT_S = 8.0
 DOWNLOAD_TRIES = 3  # per file, each with huggingface_hub's own resumes inside it
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a git commit hash: what a pulled folder's name and models.lock hold
 
 
 class HubUnreachable(ModelError):
@@ -78,17 +86,39 @@ def read_lock(path: Path | None) -> dict[str, dict[str, Any]]:
     models = document.get("models") if isinstance(document, dict) else None
     if not isinstance(models, dict):
         raise ModelError(f"{path} is not a models lock file (no \"models\" table); delete it and pull again")
+    for name, entry in models.items():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("repository"), str)
+            and isinstance(entry.get("revision"), str)
+            and isinstance(files, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+        ):
+            raise ModelError(
+                f"{path}: the entry for model {name} is not a repository, a revision and file hashes; "
+                f"delete that entry and run `hushdrop models pull {name}`"
+            )
     return models
 
 
 def write_lock_entry(path: Path, name: str, entry: dict[str, Any]) -> None:
-    """Record ``entry`` for model ``name`` in ``path``, keeping the others; written whole, then renamed."""
-    models = read_lock(path)
-    models[name] = entry
-    text = json.dumps({"version": LOCK_VERSION, "models": dict(sorted(models.items()))}, indent=2, sort_keys=True) + "\n"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Record ``entry`` for model ``name`` in ``path``, keeping the others; written whole, then renamed.
+
+    The folder holding it is locked (``flock``) from the read to the rename, so pulls of two models
+    at once both end up pinned.
+    """
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        models = read_lock(path)
+        models[name] = entry
+        text = json.dumps({"version": LOCK_VERSION, "models": dict(sorted(models.items()))}, indent=2, sort_keys=True) + "\n"
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        os.close(folder)  # releases the lock
 
 
 # ---------------------------------------------------------------------------
@@ -111,35 +141,55 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
 
 
-def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
-    """ModelError unless every file the manifest lists is in ``folder`` with its sha256.
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    """What says a file is unchanged since it was last hashed. The change time moves with any write,
+    rename or ``utime`` and cannot be set back, so bytes rewritten under an old mtime show."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
-    A file whose size and modification time are those recorded at the last check is taken as
-    unchanged; any other is hashed again (a model of several GB is hashed once, not per load).
+
+def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """ModelError unless ``folder`` holds exactly the files the manifest lists, each a regular file
+    (not a symbolic link) with its sha256.
+
+    A file whose stamp (:func:`_stamp`) is the one recorded at the last check is taken as unchanged;
+    any other is hashed again (a model of several GB is hashed once, not per load). The new stamps
+    are saved where the folder can be written; where not, the next load hashes again.
     """
+    again = f"Delete {folder} and run `hushdrop models pull {manifest['name']}`."
+    ours = {MANIFEST, _temporary_of(folder / MANIFEST).name}
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in ours and p.name not in manifest["files"])
+    if extra:
+        raise ModelError(f"{folder} holds {', '.join(extra)}, which was not pulled: a model is only what was verified. {again}")
     changed = False
     for name, fact in manifest["files"].items():
         path = folder / name
         try:
-            st = path.stat()
+            st = os.lstat(path)
         except OSError:
             raise ModelError(f"{folder} is missing {name}: pull the model again (`hushdrop models pull {manifest['name']}`)") from None
-        if st.st_size == fact.get("size") and st.st_mtime_ns == fact.get("mtime_ns"):
+        if not stat.S_ISREG(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise ModelError(f"{path} is {what}: a pulled model holds its own files. {again}")
+        if all(fact.get(key) == value for key, value in _stamp(st).items()):
             continue
-        actual = sha256_file(path, follow_symlinks=True)
+        actual = sha256_file(path)
         if actual != fact["sha256"]:
-            raise ModelError(
-                f"{path} has sha256 {actual}, but {fact['sha256']} was pulled: the model was altered or is "
-                f"corrupt. Delete {folder} and run `hushdrop models pull {manifest['name']}`."
-            )
-        fact.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+            raise ModelError(f"{path} has sha256 {actual}, but {fact['sha256']} was pulled: the model was altered or is corrupt. {again}")
+        fact.update(_stamp(st))
         changed = True
     if changed:
-        _write_json(folder / MANIFEST, manifest)
+        try:
+            _write_json(folder / MANIFEST, manifest)
+        except OSError:
+            pass  # a read-only cache: verified all the same, hashed again at the next load
+
+
+def _temporary_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = _temporary_of(path)
     temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(temporary, path)
 
@@ -213,8 +263,8 @@ def pulled_sha256(folder: Path, name: str) -> str | None:
 
 
 def catalogue_statuses(engine: str, skip: tuple[str, ...] = ()) -> list[ModelStatus]:
-    """Whether each catalogue model of ``engine`` is pulled here (checked against models.lock, its
-    files by size and time only: listing models never hashes gigabytes)."""
+    """Whether each catalogue model of ``engine`` is pulled here: a folder of the revision models.lock
+    pins, by its manifest alone (listing models never hashes gigabytes; loading checks the files)."""
     from hushdrop.pipeline.engines.catalogue import current
 
     cat = current()
@@ -262,17 +312,26 @@ def _copy_instructions(entry: CatalogueModel, catalogue: Catalogue) -> str:
 
 
 def _wanted(entry: CatalogueModel, siblings: list[Any]) -> list[Any]:
-    return [s for s in siblings if any(fnmatch.fnmatch(s.rfilename, pattern) for pattern in entry.files) and "/" not in s.rfilename]
+    """The repository's files the engine needs: top-level names only, never one named like hushdrop's manifest."""
+    return [
+        s for s in siblings
+        if any(fnmatch.fnmatch(s.rfilename, pattern) for pattern in entry.files) and "/" not in s.rfilename and s.rfilename != MANIFEST
+    ]
 
 
-def _model_info(entry: CatalogueModel, revision: str, catalogue: Catalogue):
+def _model_info(entry: CatalogueModel, revision: str, catalogue: Catalogue, pinned: bool = False):
+    """The hub's model info at ``revision`` (``pinned``: the revision models.lock names)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         return HfApi(endpoint=endpoint()).model_info(entry.repository, revision=revision, files_metadata=True, timeout=CONNECT_TIMEOUT_S)
     except RevisionNotFoundError:
-        raise ModelError(f"{entry.repository} has no revision {revision!r} at {endpoint()}") from None
+        why = (
+            f", which {catalogue.lock_path} pins: pull with `--revision main` to pin the current one instead"
+            if pinned else ""
+        )
+        raise ModelError(f"{entry.repository} has no revision {revision!r} at {endpoint()}{why}") from None
     except RepositoryNotFoundError:
         raise ModelError(f"{endpoint()} has no repository {entry.repository} (or it needs a token: set HF_TOKEN)") from None
     except HfHubHTTPError as exc:
@@ -343,10 +402,16 @@ def pull(
         raise HubUnreachable(f"HF_HUB_OFFLINE is set, so nothing is downloaded. {_copy_instructions(entry, catalogue)}")
     pinned = read_lock(catalogue.lock_path).get(entry.name)
     if pinned is not None and pinned.get("repository") != entry.repository:
-        pinned = None  # the catalogue moved the model to another repository: pin anew
+        say(f"{catalogue.lock_path} pins {entry.name} to {pinned.get('repository')}, but it is now {entry.repository}: pinning anew")
+        pinned = None
     wanted_revision = revision or (pinned or {}).get("revision") or "main"
-    info = _model_info(entry, wanted_revision, catalogue)
+    info = _model_info(entry, wanted_revision, catalogue, pinned=revision is None and pinned is not None)
     commit = info.sha
+    if not isinstance(commit, str) or not COMMIT.fullmatch(commit):
+        raise ModelError(
+            f"{endpoint()} answered {commit!r} as the commit of {entry.repository} at {wanted_revision!r}, which is not a "
+            f"commit hash (40 hex digits): a broken hub or mirror; nothing was downloaded"
+        )
     siblings = _wanted(entry, list(info.siblings or []))
     present = {s.rfilename for s in siblings}
     missing = [name for name in entry.required if name not in present]
@@ -357,6 +422,38 @@ def pull(
         raise ModelError(f"{endpoint()} answered revision {commit} for the pinned {pinned.get('revision')}")
     dest = model_dir(entry, commit)
     size = sum(int(s.size or 0) for s in siblings)
+    try:
+        with _one_pull_at_a_time(entry, say):
+            return _pull_into(entry, catalogue, commit, siblings, dest, size, locked_files, say)
+    except OSError as exc:  # the downloads' own faults are ModelErrors already: this is the cache or the lock file
+        raise ModelError(
+            f"cannot write {exc.filename or 'the model cache'} ({exc.strerror or exc}): make it writable, or set "
+            f"HUSHDROP_CACHE to a folder you can write; nothing was installed"
+        ) from None
+
+
+@contextmanager
+def _one_pull_at_a_time(entry: CatalogueModel, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold this machine's lock on pulling ``entry``: a second pull waits, then finds it pulled
+    (two pulls in one staging folder would rename it from under each other)."""
+    path = pulled_root().parent / f".pull-{entry.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another pull of {entry.name} on this machine to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _pull_into(
+    entry: CatalogueModel, catalogue: Catalogue, commit: str, siblings: list[Any], dest: Path, size: int,
+    locked_files: dict | None, say: Callable[[str], None],
+) -> Pulled:
     if dest.is_dir():
         manifest = _read_manifest(dest)
         if manifest is not None:
@@ -386,8 +483,7 @@ def pull(
                     f"pins {locked_files.get(sibling.rfilename)}: the hub now serves other bytes under that revision; "
                     f"nothing was installed"
                 )
-            st = path.stat()
-            files[sibling.rfilename] = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            files[sibling.rfilename] = {"sha256": digest}
     except BaseException as exc:
         if isinstance(exc, ModelError) and not isinstance(exc, HubUnreachable) and "broke off" not in str(exc):
             shutil.rmtree(staging, ignore_errors=True)  # bytes from a hub that lied are not worth resuming
@@ -409,6 +505,9 @@ def pull(
     if dest.exists():
         shutil.rmtree(dest)
     os.rename(staging, dest)
+    for name, fact in files.items():  # stamped where they now lie, so the first load hashes nothing
+        fact.update(_stamp(os.lstat(dest / name)))
+    _write_json(dest / MANIFEST, manifest)
     _pin(catalogue, entry, commit, manifest, locked_files)
     return Pulled(entry, dest, commit, size, downloaded=True)
 

@@ -141,11 +141,17 @@ def _resolve_model(name: str) -> tuple[Path, str | None]:
         return folder, hub.pulled_sha256(folder, "model.bin")
     path = Path(name).expanduser()
     if (path / "model.bin").is_file():
+        # without it faster-whisper fetches a tokenizer from the internet while loading
+        if not (path / "tokenizer.json").is_file():
+            raise ModelError(
+                f"whisper model {path} has no tokenizer.json: copy the tokenizer.json of the model it was converted "
+                f"from into it. hushdrop never downloads while transcribing."
+            )
         return path, None
     raise ModelError(
         f"whisper model {name!r} not found: use a model name ({', '.join(cat.names(ENGINE_NAME))}; "
-        f"`hushdrop models` lists them) or the path of a CTranslate2 model directory containing model.bin. "
-        f"hushdrop never downloads models while transcribing."
+        f"`hushdrop models` lists them) or the path of a CTranslate2 model directory containing model.bin "
+        f"and tokenizer.json. hushdrop never downloads models while transcribing."
     )
 
 
