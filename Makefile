@@ -23,7 +23,7 @@ GPU_STAMP     := $(VENV)/.installed-gpu
 SCALE_STAMP   := $(VENV)/.installed-scaleout
 BENCH_STAMP   := $(VENV)/.installed-bench
 
-.PHONY: install install-test install-gpu install-scaleout run test test-deps test-slow bench lock clean
+.PHONY: install install-test install-gpu install-scaleout run test test-deps test-slow bench lock clean image image-cuda
 
 install: $(RUNTIME_STAMP)
 
@@ -61,8 +61,9 @@ run: install
 # Where apt works (Debian CI as root) this adds Debian's ffmpeg; elsewhere it does nothing.
 # The web page's browser tests drive Debian's Chromium (never a downloaded browser), with a
 # CJK font for the Chinese page; the proxy tests put Debian's nginx in front of the page (run
-# as the test's own process, never the system service). Each is installed the same way when
-# missing, and never an error here.
+# as the test's own process, never the system service); the image tests (tests/container)
+# build and run the image with Debian's podman, on a base debootstrapped from the Debian
+# archive. Each is installed the same way when missing, and never an error here.
 test-deps:
 	@command -v ffmpeg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get install -y -qq ffmpeg >/dev/null 2>&1 || \
@@ -73,12 +74,24 @@ test-deps:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || ! command -v apt-get >/dev/null 2>&1 || \
 	  (apt-get install -y -qq nginx-light >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx-light >/dev/null 2>&1)) || true
+	@command -v podman-compose >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  (apt-get install -y -qq podman podman-compose buildah runc debootstrap >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq podman podman-compose buildah runc debootstrap >/dev/null 2>&1)) || true
 
 test: install-test test-deps
 	$(BIN)/python -m pytest
 
 test-slow: install-test test-deps
 	$(BIN)/python -m pytest -m slow
+
+# The container image (docs/container.md) with whichever of docker, podman or buildah is
+# present; where no registry answers, the debian:bookworm-slim base is bootstrapped from the
+# Debian archive (needs root and debootstrap). image-cuda downloads several GB (CUDA torch).
+image:
+	container/build.sh cpu hushdrop:latest
+
+image-cuda:
+	container/build.sh cuda hushdrop:cuda
 
 $(BENCH_STAMP): $(TEST_STAMP)
 	$(PIP) -e ".[qwen3,test,bench]"
