@@ -208,12 +208,15 @@ class ChainSystem:
 
     name = "chain"
 
-    def __init__(self, config: Path | None = None, profile: str = "default", chain: list | None = None):
-        """``chain`` replaces the profile's chain (YAML form), for ablations."""
+    def __init__(self, config: Path | None = None, profile: str = "default", chain: list | None = None,
+                 pieces: int | str = "auto", cpu_threads: int = 0):
+        """``chain`` replaces the profile's chain (YAML form), for ablations; ``pieces`` and
+        ``cpu_threads``: the transcribe stage's (auto and 0: as `hushdrop run` settles them here)."""
         import yaml
 
         from hushdrop.pipeline.config import parse_config
         from hushdrop.pipeline.process import Processor
+        from hushdrop.pipeline.watch.sizing import one_process
 
         self.config = config or REPO / "config.yaml"
         raw = yaml.safe_load(self.config.read_text(encoding="utf-8"))
@@ -221,7 +224,10 @@ class ChainSystem:
             raw["profiles"][profile]["chain"] = chain
         self._tmp = tempfile.TemporaryDirectory(prefix="hushdrop-bench-")
         raw["workdir"] = self._tmp.name  # private temp audio, never in the repository's .hushdrop
-        settings = parse_config(raw, self.config)
+        for step in raw["profiles"][profile]["chain"]:
+            if isinstance(step, dict) and "transcribe" in step:
+                step["transcribe"] = {**(step["transcribe"] or {}), "concurrent_pieces": pieces, "cpu_threads": cpu_threads}
+        settings = one_process(parse_config(raw, self.config))  # as `hushdrop run` runs it
         self.profile = settings.profiles[profile]
         self.processor = Processor(settings)
 
@@ -231,7 +237,8 @@ class ChainSystem:
 
     def fingerprint(self) -> str:
         code = [*(REPO / "stages").glob("*.py"), *(REPO / "pipeline" / "audio").glob("*.py"), REPO / "pipeline" / "chunking.py",
-                REPO / "pipeline" / "engines" / "whisper.py", REPO / "pipeline" / "process.py", REPO / "pipeline" / "runner.py"]
+                REPO / "pipeline" / "engines" / "whisper.py", REPO / "pipeline" / "process.py", REPO / "pipeline" / "engines" / "base.py",
+                REPO / "pipeline" / "watch" / "sizing.py"]
         h = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
         h.update(_sources_digest(code).encode())
         h.update(_library_versions().encode())
@@ -260,10 +267,12 @@ class BareSystem:
     name = "bare"
     OPTIONS = {"beam_size": 5, "vad_filter": True}
 
-    def __init__(self, **extra):
+    def __init__(self, cpu_threads: int = 0, **extra):
+        """``cpu_threads``: the model's threads (0: CTranslate2's own choice, as the shipped chain had it)."""
         from hushdrop.pipeline.engines import EngineSpec, load_engine
 
-        self.engine = load_engine(EngineSpec())  # the very object the chain's transcribe stage uses
+        # with the default threads, the very object the chain's transcribe stage uses
+        self.engine = load_engine(EngineSpec(cpu_threads=cpu_threads))
         self.model = self.engine.model
         self.options = {**self.OPTIONS, **extra}
 

@@ -121,6 +121,39 @@ class Window:
                 out.append(Piece(p.window_offset, p.source_offset, p.length))
         return out
 
+    def split(self, parts: int) -> list["Window"]:
+        """This window as up to ``parts`` windows of about equal speech, cut only at its joins
+        (a pause the VAD found between two regions, never inside speech), in order.
+
+        Each part is a window of its own: the engine decodes it without the text before it, and
+        its ``map_segment`` maps times back through the same pieces, so times and the rule that
+        no segment spans a gap hold exactly as for the whole window.
+        """
+        cuts = [
+            i for i in range(1, len(self.pieces))
+            if self.pieces[i - 1].source_offset + self.pieces[i - 1].length != self.pieces[i].source_offset
+        ]
+        if parts <= 1 or not cuts:
+            return [self]
+        before = np.cumsum([0] + [p.length for p in self.pieces])  # speech before piece i
+        total = int(before[-1])
+        chosen: list[int] = []
+        for k in range(1, parts):
+            target = total * k / parts
+            later = [i for i in cuts if not chosen or i > chosen[-1]]
+            if not later:
+                break
+            best = min(later, key=lambda i: abs(int(before[i]) - target))
+            if best not in chosen:
+                chosen.append(best)
+        windows = []
+        for start, end in zip([0, *chosen], [*chosen, len(self.pieces)]):
+            first = self.pieces[start].window_offset
+            windows.append(Window([
+                Piece(p.window_offset - first, p.source_offset, p.length) for p in self.pieces[start:end]
+            ]))
+        return windows
+
     @cached_property
     def _region_starts(self) -> list[int]:
         return [r.window_offset for r in self.regions]

@@ -66,7 +66,9 @@ def cmd_run(args) -> int:
     from hushdrop.pipeline.process import Processor
     from hushdrop.pipeline.retention import RetentionError
 
-    settings = _load(args)
+    from hushdrop.pipeline.watch.sizing import one_process
+
+    settings = one_process(_load(args))
     profile = settings.profile(args.profile)
     originals = _originals_for_run(args, profile)
     processor = Processor(settings)
@@ -275,7 +277,8 @@ def cmd_config_check(args) -> int:
     if settings.executor == "local":
         from hushdrop.pipeline.watch.sizing import resolve_workers
 
-        out.print(f"  {terminal_text(resolve_workers(settings).describe())}", markup=False)
+        plan = resolve_workers(settings)
+        out.print(f"  {terminal_text(plan.describe())}\n  {terminal_text(plan.describe_pieces(settings))}", markup=False)
     else:
         out.print("  workers: remote (`hushdrop worker` processes through the broker; `workers` is not used)", markup=False)
     for profile in settings.profiles.values():

@@ -11,6 +11,7 @@ across a join between two regions is split there, so no segment spans a gap.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any, Literal
 
@@ -25,12 +26,22 @@ from hushdrop.pipeline.text import option_error_text
 from hushdrop.stages.base import Stage, StageOptions
 
 
+# a piece decoded beside others holds at least this much speech: shorter ones would cost more
+# in restarts (each piece begins without the text before it) than they gain
+MIN_PIECE_SECONDS = 60.0
+
+
 class TranscribeOptions(StageOptions):
     engine: Literal[ENGINE_NAMES] = "whisper"  # type: ignore[valid-type]  # the registry's names
     model: str = Field("base", description="'base' (bundled) or a model directory / checkpoint name")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     cpu_threads: int = Field(0, ge=0)
+    concurrent_pieces: int | Literal["auto"] = Field(
+        "auto",
+        description="whisper on a CPU: decode this many pieces of a long recording at once on the one loaded model "
+        "(cut at pauses, at least a minute of speech each); auto: this worker's share of the cores (`workers`)",
+    )
     aligner: str | None = Field(None, description="qwen3-asr: forced-aligner checkpoint for word times")
     beam_size: int = Field(5, ge=1, le=20)
     word_timestamps: bool = True
@@ -46,6 +57,15 @@ class TranscribeOptions(StageOptions):
         "batched pipeline); 1 decodes them one after another",
     )
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
+
+    @field_validator("concurrent_pieces", mode="before")
+    @classmethod
+    def _pieces(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise ValueError(f"must be a whole number from 1 to 64, or auto; got {value!r}")
+        return value
 
     @field_validator("engine_options")
     @classmethod
@@ -92,6 +112,9 @@ class Transcribe(Stage):
             device=o.device,
             compute_type=o.compute_type,
             cpu_threads=o.cpu_threads,
+            # `auto` is settled by the worker plan (pipeline/watch/sizing.py) before a worker
+            # starts; a chain built without one decodes one piece at a time
+            concurrent_pieces=1 if o.concurrent_pieces == "auto" else o.concurrent_pieces,
             aligner=o.aligner,
         )
 
@@ -146,11 +169,15 @@ class Transcribe(Stage):
             return
         max_window = min(self.options.window_seconds, self.engine.capabilities.max_window_s)
         windows = pack_regions(regions, samples, rate, max_window, gap_seconds=self.options.join_pause_ms / 1000)
+        windows = self._spread(windows, self.engine.capabilities.concurrent_windows, rate)
         speech_total = sum(w.length for w in windows) / rate
-        done_before = [sum(w.length for w in windows[:i]) / rate for i in range(len(windows))]
+        decoded = [0.0] * len(windows)
+        progress_lock = threading.Lock()
 
         def progress(index: int, seconds: float) -> None:
-            job.progress(self.name, min(1.0, (done_before[index] + seconds) / max(speech_total, 1e-9)))
+            with progress_lock:  # windows decoded at once report from their own threads
+                decoded[index] = seconds
+                job.progress(self.name, min(1.0, sum(decoded) / max(speech_total, 1e-9)))
 
         try:
             results = self.engine.transcribe([w.gather(samples) for w in windows], self.request(job), progress)
@@ -171,6 +198,22 @@ class Transcribe(Stage):
         if not transcript.segments:
             transcript.no_speech = True
             job.note("transcribe: the engine heard no words in the speech regions")
+
+    @staticmethod
+    def _spread(windows: list, at_once: int, rate: int) -> list:
+        """``windows`` with the longest cut in two (at a pause, never inside speech) until there are
+        as many as the engine decodes at once: a recording with that many windows already is not
+        cut any further, so it is decoded exactly as one piece at a time would, only sooner."""
+        windows = list(windows)
+        while len(windows) < at_once:
+            longest = max(range(len(windows)), key=lambda i: windows[i].speech_length)
+            if windows[longest].speech_length < 2 * MIN_PIECE_SECONDS * rate:
+                break
+            parts = windows[longest].split(2)
+            if len(parts) == 1:
+                break
+            windows[longest : longest + 1] = parts
+        return windows
 
     def _speech_regions(self, samples: np.ndarray) -> list[tuple[int, int]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps

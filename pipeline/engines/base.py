@@ -39,6 +39,7 @@ class EngineSpec:
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"
     cpu_threads: int = 0  # 0 = the library's choice
+    concurrent_pieces: int = 1  # pieces of one recording the one loaded model decodes at once (CPU)
     aligner: str | None = None  # qwen3-asr: forced-aligner checkpoint, optional
 
 
@@ -47,6 +48,7 @@ class EngineCapabilities:
     """What a loaded engine tells the ``transcribe`` stage about the audio it accepts."""
 
     max_window_s: float  # the longest window one call may hold
+    concurrent_windows: int = 1  # windows of one call it decodes at the same time
 
 
 class EngineOptions(BaseModel):
@@ -97,6 +99,9 @@ class EngineEntry:
     # bytes one worker process holds once it has loaded model ``name`` (the runtime included):
     # what `workers: auto` divides the available memory by
     worker_memory: Callable[[str], int]
+    # whether a model of this engine on a CPU can decode several pieces of one recording at once
+    # (a transcribe stage's ``concurrent_pieces``)
+    concurrent_pieces: bool = False
     # whether it can translate what is said into English text (a profile's ``task: translate``);
     # `config check` asks this, never an engine's name
     can_translate: bool = False

@@ -7,6 +7,8 @@ worker opens its chain.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -170,7 +172,8 @@ def model_statuses() -> list[ModelStatus]:
 
 class EncodeOnce:
     """``WhisperModel.encode`` that hands back its last output when the very same features come
-    again (compared in full, so a different piece is always encoded), once.
+    again (compared in full, so a different piece is always encoded), once — per thread, since
+    windows decoded at the same time each have their own.
 
     It lets :meth:`WhisperEngine._detect_language` encode a window's first 30 s to find its
     language and the decoding that follows reuse that encoding, where faster-whisper would
@@ -179,16 +182,16 @@ class EncodeOnce:
 
     def __init__(self, encode):
         self._encode = encode
-        self._last: tuple[np.ndarray, Any] | None = None
+        self._local = threading.local()
         self.reused = 0  # for tests and benchmarks
 
     def __call__(self, features: np.ndarray):
-        last, self._last = self._last, None
+        last, self._local.last = getattr(self._local, "last", None), None
         if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
             self.reused += 1
             return last[1]
         output = self._encode(features)
-        self._last = (np.array(features, copy=True), output)
+        self._local.last = (np.array(features, copy=True), output)
         return output
 
 
@@ -204,6 +207,8 @@ class WhisperEngine(Engine):
             self.device = "cuda" if cuda_available() else "cpu"
         else:
             self.device = spec.device
+        # concurrent pieces are a CPU measure: a GPU already runs one call on all its cores
+        self.concurrency = max(1, spec.concurrent_pieces) if self.device == "cpu" else 1
         if spec.compute_type == "auto":
             self.compute_type = "float16" if self.device == "cuda" else "int8"
         else:
@@ -214,13 +219,16 @@ class WhisperEngine(Engine):
                 device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=spec.cpu_threads,
+                # CTranslate2 keeps one copy of the weights and runs this many calls at once, each
+                # on ``cpu_threads`` threads: how pieces of one recording are decoded side by side
+                num_workers=self.concurrency,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
         self.model.encode = EncodeOnce(self.model.encode)
         self._pipeline = None  # BatchedInferencePipeline, made on first use
-        self.capabilities = EngineCapabilities(max_window_s=600.0)
+        self.capabilities = EngineCapabilities(max_window_s=600.0, concurrent_windows=self.concurrency)
 
     def _batched(self):
         if self._pipeline is None:
@@ -239,6 +247,7 @@ class WhisperEngine(Engine):
             "model_sha256": self.model_sha256,
             "device": self.device,
             "compute_type": self.compute_type,
+            "concurrent_pieces": self.concurrency,
         }
 
     def transcribe(
@@ -248,7 +257,13 @@ class WhisperEngine(Engine):
         progress: WindowProgress | None = None,
     ) -> list[EngineResult]:
         extras = WhisperOptions.parse(request.options).model_dump(exclude_unset=True)
-        return [self._transcribe_one(i, w, request, extras, progress) for i, w in enumerate(windows)]
+        if self.concurrency == 1 or len(windows) == 1:
+            return [self._transcribe_one(i, w, request, extras, progress) for i, w in enumerate(windows)]
+        # the longest first, so that the last piece to start is a short one
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(windows)), thread_name_prefix="decode") as pool:
+            futures = {i: pool.submit(self._transcribe_one, i, windows[i], request, extras, progress) for i in order}
+            return [futures[i].result() for i in range(len(windows))]
 
     def _transcribe_one(
         self,
@@ -354,6 +369,7 @@ ENTRY = EngineEntry(
     model_statuses=model_statuses,
     is_catalogue_model=lambda name: catalogue.current().find(name, ENGINE_NAME) is not None,
     worker_memory=worker_memory,
+    concurrent_pieces=True,
     can_translate=True,  # into English; a model trained without it says so in the catalogue
 )
 

@@ -35,6 +35,7 @@ from hushdrop.pipeline.watch.remote import (
     LEASE_KEY, TASK_NAME, TOKEN_KEY, WORKER_KEY, Beat, broker_url, dumps, host_name, make_app, redact, redis_client,
 )
 from hushdrop.pipeline.watch.recovery import remove_temp_audio
+from hushdrop.pipeline.watch.sizing import one_process_plan
 from hushdrop.pipeline.watch.worker import load_model, restart_this_process, run_job, spool_file
 
 LIMIT_CHECK_SECONDS = 1.0
@@ -79,7 +80,9 @@ class RemoteWorker:
         # The temp audio in its own folder is this worker's alone (the lock says so), so what
         # a killed predecessor of the same name left there can go now.
         settings, self._lock_fd = worker_settings(settings, self.name)
-        self.settings = settings
+        # one job at a time: this machine's cores go to pieces of it, whatever the coordinator's are
+        self.plan = one_process_plan(settings)
+        settings = self.settings = self.plan.apply(settings)
         left = remove_temp_audio(settings)
         if left:
             log().info("removed %d temp audio folder(s) a previous worker left in %s", left, settings.tmp_root)
@@ -250,7 +253,7 @@ class RemoteWorker:
                 Fault.ENVIRONMENT, message.attempt,
             )
         document = message.profile_document
-        profile = self.settings.profile(message.profile) if document is None else profile_from_document(document)
+        profile = self.settings.profile(message.profile) if document is None else self.plan.apply_profile(profile_from_document(document))
         refused = self.refused_model(profile)
         if refused:
             return Failed(message.job_id, "transcribe", refused, Fault.ENVIRONMENT, message.attempt)

@@ -165,7 +165,7 @@ class Service:
                     log().error("not starting: %s", line)
                 return 2
             plan = resolve_workers(settings)  # `workers: auto` → a number, once, with the reason logged
-            log().info("%s", plan.describe())
+            log().info("%s; %s", plan.describe(), plan.describe_pieces(settings))
             settings = self.settings = plan.apply(settings)
         self.ledger = ledger = Ledger(settings.ledger_path)
         self.executor = make_executor(settings, ledger)

@@ -139,3 +139,42 @@ def test_pieces_adjacent_in_the_recording_are_never_split():
     seg = Segment(start=2.0, end=4.0, text="one two", words=_words((2.0, 2.9, "one"), (3.1, 4.0, "two")))
     [mapped] = window.map_segment(seg, rate)
     assert (mapped.start, mapped.end, mapped.text) == (12.0, 14.0, "one two")
+
+
+def test_a_window_splits_into_balanced_parts_only_at_its_joins():
+    rate = 10
+    audio = np.arange(1, 2001, dtype=np.float32)
+    # four regions; the second and third follow each other without a pause (a VAD block edge)
+    regions = [(0, 300), (400, 700), (700, 900), (1200, 1500)]
+    (window,) = pack_regions(regions, audio, rate, max_seconds=200)
+    parts = window.split(2)
+    assert len(parts) == 2
+    # the cut nearest half the speech (550 of 1100) that is a join: after 300, not inside the
+    # stretch 400-900 (after 800), which is no pause at all
+    assert [[(p.source_offset, p.length) for p in w.pieces] for w in parts] == [
+        [(0, 300)],
+        [(400, 300), (700, 200), (1200, 300)],
+    ]
+    assert sum(w.speech_length for w in parts) == window.speech_length
+    for part in parts:
+        assert part.pieces[0].window_offset == 0
+        # each part gathers exactly the samples the whole window held for its pieces
+        gathered = part.gather(audio)
+        for p in part.pieces:
+            assert np.array_equal(gathered[p.window_offset : p.window_offset + p.length], audio[p.source_offset : p.source_offset + p.length])
+    # a time in a part maps back to the recording as it did in the whole window
+    last = parts[-1]
+    seg = Segment(start=1.0, end=2.0, text="x", words=[Word(start=1.0, end=2.0, text="x")])
+    (mapped,) = last.map_segment(seg, rate)
+    piece = last.pieces[0]
+    assert mapped.start == (piece.source_offset + 10) / rate
+
+
+def test_a_window_with_no_join_or_one_part_is_not_split():
+    rate = 10
+    audio = np.ones(5000, dtype=np.float32)
+    (whole,) = pack_regions([(0, 3000)], audio, rate, max_seconds=400)  # one region, nothing to cut at
+    assert whole.split(4) == [whole]
+    (window,) = pack_regions([(0, 100), (300, 400)], audio, rate, max_seconds=400)
+    assert window.split(1) == [window]
+    assert len(window.split(5)) == 2  # no more parts than joins + 1

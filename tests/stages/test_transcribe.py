@@ -222,3 +222,70 @@ def test_chain_reports_its_engine_once_opened():
     finally:
         chain.close()
     assert Chain([Resample()]).engine_info() is None
+
+
+def test_pieces_of_one_recording_are_decoded_at_once_on_one_model(tmp_path, monkeypatch):
+    """Four minutes of speech with pauses: two pieces decoded side by side on the one loaded
+    model (their decoding overlaps in time), stitched back in order on the recording's clock."""
+    import threading
+    import time
+
+    import soundfile
+
+    from hushdrop.pipeline.audio import Audio
+    from hushdrop.pipeline.job import Job
+    from hushdrop.stages.transcribe import TranscribeOptions
+
+    speech, rate = soundfile.read(SPEECH_EN, dtype="float32")
+    pause = np.zeros(rate * 3, dtype=np.float32)  # longer than the VAD's 2 s: a place to cut
+    copies = 4
+    path = write_wav(tmp_path / "long.wav", np.concatenate([np.concatenate([speech, pause]) for _ in range(copies)]), rate)
+    stage = Transcribe(TranscribeOptions(concurrent_pieces=2, cpu_threads=1))
+    stage.open()
+    assert stage.engine.capabilities.concurrent_windows == 2 and stage.engine.describe()["concurrent_pieces"] == 2
+    spans: list[tuple[str, float, float]] = []
+    decode_one = stage.engine._transcribe_one
+
+    def timed(index, audio, *args):
+        started = time.monotonic()
+        result = decode_one(index, audio, *args)
+        spans.append((threading.current_thread().name, started, time.monotonic()))
+        return result
+
+    monkeypatch.setattr(stage.engine, "_transcribe_one", timed)
+    fractions: list[float] = []
+    job = Job(source=path, progress=lambda name, fraction: fractions.append(fraction))
+    job.audio = Audio(source=path, workdir=tmp_path, source_rate=rate)
+    stage.run(job)
+
+    assert len(spans) == 2 and spans[0][0] != spans[1][0]
+    (_, a_start, a_end), (_, b_start, b_end) = sorted(spans, key=lambda s: s[1])
+    assert b_start < a_end, "the second piece started only after the first had finished"
+    t = job.transcript
+    assert wer(" ".join([SPEECH_EN_TEXT] * copies), t.text) <= 0.15, t.text
+    starts = [s.start for s in t.segments]
+    assert starts == sorted(starts)
+    clip = len(speech) / rate + 3
+    for s in t.segments:  # no segment is dated inside a pause between two copies (bar the VAD's pads)
+        into = s.start % clip
+        assert not clip - 2.5 < into < clip - 0.5, (s.start, s.text)
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_windows_are_cut_only_until_there_are_enough_to_decode_at_once():
+    from hushdrop.pipeline.chunking import pack_regions
+
+    rate = 100
+    audio = np.ones(rate * 4000, dtype=np.float32)
+    # ten 2-minute regions with pauses between them: one 20-minute stretch of speech
+    regions = [(i * 130 * rate, (i * 130 + 120) * rate) for i in range(10)]
+    (whole,) = pack_regions(regions, audio, rate, max_seconds=1200)
+    four = Transcribe._spread([whole], 4, rate)
+    assert len(four) == 4 and sum(w.speech_length for w in four) == whole.speech_length
+    assert [p.source_offset for w in four for p in w.pieces] == [p.source_offset for p in whole.pieces]  # in order
+    # a long recording already in more windows than pieces at once is not cut again
+    windows = pack_regions(regions, audio, rate, max_seconds=300)
+    assert Transcribe._spread(windows, 2, rate) == windows
+    # a window under two minutes of speech stays whole: pieces hold at least a minute each
+    (short,) = pack_regions([(0, 50 * rate), (60 * rate, 110 * rate)], audio, rate, max_seconds=600)
+    assert Transcribe._spread([short], 2, rate) == [short]

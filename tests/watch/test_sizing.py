@@ -102,9 +102,42 @@ def test_auto_gives_threads_only_where_the_profile_left_them_to_the_library(tmp_
     memory_gb = (WATCHER_RESERVE_BYTES + 2.5 * whisper_base_bytes()) / GB
     resolved = resolve_workers(settings, machine(cores=8, memory_gb=memory_gb)).apply(settings)
     assert resolved.workers == 2
-    assert resolved.profile("default").transcribe_options().cpu_threads == 4
-    assert resolved.profile("mine").transcribe_options().cpu_threads == 3
+    # each worker's 4 cores: 4 pieces of a long recording at once, one thread each …
+    default = resolved.profile("default").transcribe_options()
+    assert (default.concurrent_pieces, default.cpu_threads) == (4, 1)
+    # … or, where the profile chose 3 threads, one piece on them
+    mine = resolved.profile("mine").transcribe_options()
+    assert (mine.concurrent_pieces, mine.cpu_threads) == (1, 3)
     assert settings.workers == "auto" and settings.profile("default").transcribe_options().cpu_threads == 0
+
+
+def sized(tmp_path, workers, cores: int, cuda: bool = False, **transcribe):
+    settings = parse_config(
+        {"workers": workers, "profiles": {"default": {"chain": ["resample", {"transcribe": transcribe}]}}}, tmp_path / "c.yaml"
+    )
+    plan = resolve_workers(settings, machine(cores=cores, memory_gb=64, cuda=cuda))
+    options = plan.apply(settings).profile("default").transcribe_options()
+    return (options.concurrent_pieces, options.cpu_threads), plan.describe_pieces(settings)
+
+
+def test_pieces_share_each_workers_cores_and_never_oversubscribe(tmp_path):
+    assert sized(tmp_path, 1, cores=2)[0] == (2, 1)  # the shipped config on this machine
+    assert sized(tmp_path, 1, cores=2)[1] == (
+        "a long recording: up to 2 pieces at once per worker, 1 thread each (transcribe: concurrent_pieces)"
+    )
+    assert sized(tmp_path, 2, cores=2) == ((1, 0), "a long recording: one piece at a time")  # threads as before
+    assert sized(tmp_path, 2, cores=8)[0] == (4, 1)
+    assert sized(tmp_path, 1, cores=8, concurrent_pieces=2)[0] == (2, 4)
+    assert sized(tmp_path, 1, cores=8, cpu_threads=2)[0] == (4, 2)
+    for workers, cores in ((1, 2), (2, 8), (3, 16), (4, 6)):
+        (pieces, threads), _ = sized(tmp_path, workers, cores=cores)
+        assert workers * pieces * max(1, threads) <= cores
+
+
+def test_pieces_are_a_cpu_measure_of_engines_that_can(tmp_path):
+    assert sized(tmp_path, 1, cores=8, cuda=True)[0] == (1, 0)  # a GPU runs one call on all its cores
+    assert sized(tmp_path, 1, cores=8, cuda=True, device="cpu")[0] == (8, 1)
+    assert sized(tmp_path, 1, cores=8, engine="qwen3-asr", model="qwen3-asr-0.6b")[0] == (1, 0)  # it batches instead
 
 
 def test_this_machine_is_measured():
@@ -122,8 +155,24 @@ def test_config_check_shows_what_auto_resolves_to(tmp_path, monkeypatch, capsys)
     path.write_text("workers: auto\n")
     assert cli.main(["--config", str(path), "config", "check"]) == 0
     fits = (16 * GB - WATCHER_RESERVE_BYTES) // whisper_base_bytes()
-    assert f"workers: auto → 4 (4 cores; memory for {fits} (16.0 GB available" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"workers: auto → 4 (4 cores; memory for {fits} (16.0 GB available" in out
+    assert "a long recording: one piece at a time" in out  # 4 workers on 4 cores: one core each
     path.write_text("workers: 2\n")
     assert cli.main(["--config", str(path), "config", "check"]) == 0
     assert "workers: 2 (as configured)" in capsys.readouterr().out
 
+
+
+def test_a_process_that_runs_one_recording_gives_it_every_core(tmp_path):
+    """`hushdrop run` and a remote `hushdrop worker` (to the profile the coordinator sends, too)."""
+    from hushdrop.pipeline.config import profile_document, profile_from_document
+    from hushdrop.pipeline.watch.sizing import one_process, one_process_plan
+
+    settings = parse_config({"workers": 3, "profiles": {"default": {}}}, tmp_path / "c.yaml")
+    options = one_process(settings, machine(cores=4, memory_gb=8)).profile("default").transcribe_options()
+    assert (options.concurrent_pieces, options.cpu_threads) == (4, 1)
+    sent = profile_from_document(profile_document(settings.profile("default")))  # as a task carries it: auto
+    assert sent.transcribe_options().concurrent_pieces == "auto"
+    mine = one_process_plan(settings, machine(cores=6, memory_gb=8)).apply_profile(sent).transcribe_options()
+    assert (mine.concurrent_pieces, mine.cpu_threads) == (6, 1)
