@@ -27,5 +27,14 @@ def test_watcher_memory_stays_flat_over_500_small_files(tmp_path: Path):
     # stays level), so the files counted start after them.
     result = watcher_rss(500, tmp_path / "site", warmup=100)
     assert result["done"] == 600
-    # flat: no growth with the number of files beyond allocator noise
-    assert result["watcher_rss_mib_after"] - result["watcher_rss_mib_before"] < 8, result
+    by_files = result["watcher_rss_mib_by_files_done"]  # sampled as files finish: a hundred may have no sample
+
+    def level(files: int) -> float:
+        return by_files[max(k for k in by_files if k <= files)]
+
+    # Measured over 1,000 files (docs/benchmarks.md): the settling can run on into the first hundred
+    # counted files (+8 MiB), then RSS creeps by ~0.2 MiB per hundred. Flat means: no growth with
+    # the number of files once settled (a leak of 10 KB a file would add 3 MiB here) …
+    assert level(500) - level(200) < 3, result
+    # … and a bounded rise in all
+    assert result["watcher_rss_mib_after"] - result["watcher_rss_mib_before"] < 12, result
