@@ -57,6 +57,10 @@ class HubUnreachable(ModelError):
     """The hub (or the mirror HF_ENDPOINT names) could not be reached at all."""
 
 
+class DownloadBrokeOff(ModelError):
+    """A file kept breaking off: what was downloaded stays, for the next pull to resume."""
+
+
 def pulled_root() -> Path:
     return cache_dir() / "models" / "pulled"
 
@@ -375,7 +379,7 @@ def _download(entry: CatalogueModel, filename: str, commit: str, staging: Path, 
         if attempt < DOWNLOAD_TRIES:
             say(f"the download of {filename} broke off ({type(problem).__name__}); resuming ({attempt + 1} of {DOWNLOAD_TRIES})")
             time.sleep(min(2 ** attempt, 10))
-    raise ModelError(
+    raise DownloadBrokeOff(
         f"the download of {entry.repository}/{filename} kept breaking off ({type(problem).__name__}: {problem}); "
         f"run the same command again to resume it"
     )
@@ -485,7 +489,7 @@ def _pull_into(
                 )
             files[sibling.rfilename] = {"sha256": digest}
     except BaseException as exc:
-        if isinstance(exc, ModelError) and not isinstance(exc, HubUnreachable) and "broke off" not in str(exc):
+        if isinstance(exc, ModelError) and not isinstance(exc, (HubUnreachable, DownloadBrokeOff)):
             shutil.rmtree(staging, ignore_errors=True)  # bytes from a hub that lied are not worth resuming
         raise
     if locked_files is not None and set(locked_files) != set(files):
