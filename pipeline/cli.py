@@ -251,6 +251,35 @@ def recommend_here():
     return recommend(machine.cores, machine.available_memory, gpu_memory, qwen3)
 
 
+def cmd_api(args) -> int:
+    from datetime import datetime
+
+    from hushdrop.pipeline.api.tokens import TokenStore
+
+    settings = _load(args)
+    store = TokenStore(settings)
+    if args.api_command == "add-token":
+        token = store.add(args.name, args.max_upload_mb, args.concurrent_jobs)
+        out.print(f"[green]✓[/] token {shown(args.name)} made; it is shown this once, only its hash is kept:")
+        print(token, flush=True)  # plain, on its own line, for scripts and copying
+        if not settings.api.enabled:
+            out.print("note: the API is off: set api.enabled: true in the config (docs/api.md)")
+        return 0
+    if args.api_command == "revoke-token":
+        store.revoke(args.name)
+        out.print(f"[green]✓[/] token {shown(args.name)} revoked: requests carrying it are refused from now on")
+        return 0
+    tokens = store.tokens()
+    if not tokens:
+        out.print("no API tokens; `hushdrop api add-token NAME` makes one")
+        return 0
+    for token in tokens.values():
+        made = datetime.fromtimestamp(token.created_at).strftime("%Y-%m-%d %H:%M")
+        limits = (f"max_upload_mb {token.upload_limit_mb(settings):g}, concurrent_jobs {token.job_limit(settings)}")
+        out.print(f"{shown(token.name)}  made {made}  {limits}", markup=False)
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from hushdrop.pipeline.watch.doctor import checkup, rebuild_ledger
 
@@ -289,6 +318,13 @@ def cmd_config_check(args) -> int:
             f"{' · translated into English' if profile.task == 'translate' else ''} · {shown(chain)} "
             f"· originals {shown(profile.originals.action)}"
         )
+    from hushdrop.pipeline.notify import all_urls, contacted_host
+
+    hosts = list(dict.fromkeys(contacted_host(url) for url in all_urls(settings)))
+    out.print(
+        f"  notifications: sent to {', '.join(hosts)}" if hosts else "  notifications: off (no notify urls)", markup=False,
+    )
+    out.print(f"  {terminal_text(_api_line(settings))}", markup=False)
     from hushdrop.pipeline.engines.hub import profile_model_problems
 
     problems = profile_model_problems(settings)
@@ -296,6 +332,23 @@ def cmd_config_check(args) -> int:
         out.print("[red]✗[/] ", end="")
         out.print(terminal_text(problem), markup=False)
     return 1 if problems else 0
+
+
+def _api_line(settings) -> str:
+    """What `config check` says of the API: off, or where it listens, its profile and tokens."""
+    if not settings.api.enabled:
+        return "api: off (api.enabled: false)"
+    from hushdrop.pipeline.api.tokens import TokenStore, TokenError
+
+    try:
+        count = len(TokenStore(settings).tokens())
+    except TokenError as exc:
+        return f"api: on, but {exc}"
+    tokens = f"{count} token(s)" if count else "no tokens yet: `hushdrop api add-token NAME`"
+    local = " (this machine needs none)" if settings.api.loopback_without_token else ""
+    serving = "" if settings.web.enabled else "; `hushdrop watch` serves it only with web.enabled (or run `hushdrop web`)"
+    return (f"api: on at http://{settings.web.listen} (/v1/audio/…, /asr), profile {settings.api.profile}, "
+            f"{tokens}{local}{serving}")
 
 
 def _version() -> str:
@@ -382,6 +435,17 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", help="the model to pull: a name `hushdrop models` lists")
     models.add_argument("--revision", help="pull: a commit, branch or tag of the model's repository (default: what models.lock pins, else main)")
     models.set_defaults(func=cmd_models)
+
+    api = sub.add_parser("api", parents=[common], help="the transcription API's tokens (docs/api.md)")
+    api_sub = api.add_subparsers(dest="api_command", required=True)
+    add_token = api_sub.add_parser("add-token", parents=[common], help="make a token; it is printed once")
+    add_token.add_argument("name", help="who it is for, e.g. bazarr")
+    add_token.add_argument("--max-upload-mb", type=float, help="this token's largest request (default: api.max_upload_mb)")
+    add_token.add_argument("--concurrent-jobs", type=int, help="this token's requests at once (default: api.concurrent_jobs)")
+    api_sub.add_parser("list-tokens", parents=[common], help="the tokens there are (never the tokens themselves)")
+    revoke = api_sub.add_parser("revoke-token", parents=[common], help="refuse a token from now on")
+    revoke.add_argument("name")
+    api.set_defaults(func=cmd_api)
 
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)

@@ -66,13 +66,15 @@ class Processor:
         self._chains.clear()
 
     def run_chain(
-        self, path: Path, profile: Profile, progress: ProgressCallback = no_progress, language: str | None = None
+        self, path: Path, profile: Profile, progress: ProgressCallback = no_progress, language: str | None = None,
+        task: str | None = None, prompt: str | None = None,
     ) -> Job:
         """Run ``profile``'s whole chain on ``path`` and return the job; the file itself is only
         read, never changed, and nothing is written (outputs are the caller's: :meth:`process`,
         or watch mode's coordinator).
 
-        ``language``: this job's override of the profile's language (an upload's choice), or None.
+        ``language``, ``task``: this job's overrides of the profile's (an upload's or an API
+        request's choice), or None; ``prompt``: words an API request adds to the profile's glossary.
         """
         if path.is_symlink():
             raise RejectedInput("open", f"{path.name} is a symbolic link; hushdrop never follows links")
@@ -82,8 +84,8 @@ class Processor:
             source=path,
             profile=profile.name,
             language=language or profile.language,
-            glossary=list(profile.glossary),
-            task=profile.task,
+            glossary=list(profile.glossary) + ([prompt] if prompt else []),
+            task=task or profile.task,
             progress=progress,
         )
         job.facts = probe(path)

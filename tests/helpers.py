@@ -18,6 +18,20 @@ from hushdrop.pipeline.config import Settings, parse_config
 DATA = Path(__file__).parent / "data"
 SPEECH_EN = DATA / "speech_en.wav"
 SPEECH_EN_TEXT = (DATA / "speech_en.txt").read_text()
+SPEECH_DE = DATA / "speech_de.wav"  # German speech (speech_de.txt)
+
+# words of speech_de.txt that no English sentence has, and English words a translation of it is
+# bound to hold some of (Whisper base gets several of them right, not all)
+GERMAN_ONLY = {"und", "ist", "ich", "mit", "wir", "meine", "meinem", "heute", "zusammen", "kaufe", "gehe", "das", "eine"}
+ENGLISH_CONTENT = {
+    "morning", "today", "weather", "warm", "nice", "park", "dog", "bread", "milk", "apples", "apple",
+    "supermarket", "sister", "evening", "eat", "dinner", "cook", "soup", "potatoes", "carrots",
+}
+
+
+def lower_words(text: str) -> set[str]:
+    """The distinct words of ``text``, lower-cased, German letters included."""
+    return set(re.findall(r"[a-zäöüß]+", text.lower()))
 
 
 def words(text: str) -> list[str]:

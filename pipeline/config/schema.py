@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hushdrop.pipeline.engines import ENGINES, engine_for
 from hushdrop.pipeline.errors import ConfigError
@@ -67,6 +67,61 @@ class OriginalsPolicy(BaseModel):
         return self
 
 
+NOTIFY_EVENTS = ("done", "quarantined", "waiting", "stopped")
+
+
+def apprise_url(value: str) -> str:
+    """An Apprise URL that Apprise itself can read; the error names only its scheme (the rest
+    of such a URL is often a token or a password)."""
+    import apprise
+
+    value = value.strip()
+    if apprise.Apprise.instantiate(value) is None:
+        scheme = value.partition("://")[0] if "://" in value else ""
+        shown = f"a {scheme}:// URL" if scheme else "this value (no scheme:// at its start)"
+        raise ValueError(
+            f"Apprise cannot read {shown}: write it as the Apprise documentation for your service says, "
+            f"e.g. ntfy://ntfy.example.org/topic or json://host:port/path (https://github.com/caronc/apprise/wiki)"
+        )
+    return value
+
+
+class NotifyRoute(BaseModel):
+    """Where notifications go and which: Apprise URLs and the events sent to them. The global
+    ``notify:`` is one; a profile's ``notify:`` replaces it for that profile's jobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: list[Annotated[str, AfterValidator(apprise_url)]] = Field(
+        default_factory=list, description="Apprise URLs (ntfy://…, gotify://…, tgram://…, mailto://…, json://…); empty: none are sent"
+    )
+    events: list[Literal["done", "quarantined", "waiting", "stopped"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS),
+        description="done: a transcript is ready; quarantined: a recording was set aside; waiting: the machine is at "
+        "fault (disk full, a read-only folder) and jobs wait; stopped: the service stopped on an error",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _distinct_events(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    def wants(self, event: str) -> bool:
+        return bool(self.urls) and event in self.events
+
+
+class NotifySettings(NotifyRoute):
+    """The global ``notify:``: a route, and how the service's one sender delivers (pipeline/notify.py)."""
+
+    attempts: int = Field(4, ge=1, le=10, description="tries per notification and URL before it is given up (and logged)")
+    retry_backoff_seconds: float = Field(5.0, gt=0, le=600, description="wait before the second try; doubles on each further try")
+    page_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="the web page's address as the people notified open it (e.g. your reverse proxy's); a notification "
+        "links to the job there. Default: web.listen, when it names an address other machines reach",
+    )
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -102,6 +157,13 @@ class Profile(BaseModel):
     queue: str = Field(
         "hushdrop", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="executor: celery sends this profile's jobs to the workers of this queue (e.g. gpu, cpu)",
+    )
+    # the coordinator's alone: excluded from the profile a remote worker is sent (the URLs hold tokens)
+    notify: NotifyRoute | None = Field(
+        None, exclude=True, description="this profile's notifications (urls, events) instead of the global notify's; urls: [] sends none",
+    )
+    notify_text: bool | None = Field(
+        None, exclude=True, description="include the transcript's text in a done notification; null: the global notify_text",
     )
 
     @field_validator("extensions")
@@ -162,31 +224,52 @@ class Profile(BaseModel):
     def _task_fits_engine(self) -> "Profile":
         """``task: translate`` only where the engine (its registry entry) and, for a catalogue model,
         the model itself can translate."""
-        if self.task != "translate":
-            return self
-        options = self.transcribe_options()
-        entry = engine_for(options.engine)
-        if not entry.can_translate:
-            able = " or ".join(name for name, e in ENGINES.items() if e.can_translate) or "none"
-            raise ValueError(
-                f"task: translate needs an engine that can translate into English ({able}); the {entry.name} "
-                f"engine cannot: use task: transcribe, or engine: {able.split(' or ')[0]} in this profile's transcribe stage"
-            )
-        from hushdrop.pipeline.engines.catalogue import Catalogue
-
-        catalogue = Catalogue()
-        model = catalogue.find(options.model, entry.name)
-        if model is not None and not model.can_translate:
-            able = ", ".join(m.name for m in catalogue.of_engine(entry.name) if m.can_translate and m.role == "asr")
-            raise ValueError(
-                f"task: translate: model {model.name} cannot translate "
-                f"({'it is English-only' if model.languages != 'multilingual' else 'it was trained without translation'}); "
-                f"use task: transcribe, or a model that can: {able}"
-            )
+        problem = translation_problem(self.transcribe_options()) if self.task == "translate" else None
+        if problem:
+            raise ValueError(f"task: translate: {problem}; use task: transcribe")
         return self
 
     def transcribe_options(self):
         return next(s.options for s in self.chain if s.name == "transcribe")
+
+
+class ApiSettings(BaseModel):
+    """The transcription API (OpenAI's and whisper-asr-webservice's routes) on the page's server: docs/api.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="serve /v1/audio/…, /asr and /detect-language on the page's server")
+    profile: str = Field("default", description="the profile a request runs in unless its `model` names another")
+    loopback_without_token: bool = Field(
+        False, description="requests straight from this machine need no token (e.g. Bazarr beside hushdrop); others always do"
+    )
+    max_upload_mb: float = Field(1024.0, gt=0, description="largest request body a token may send, in MB (each token may set its own)")
+    concurrent_jobs: int = Field(2, ge=1, description="jobs one token may have waiting or running at once (each token may set its own)")
+    wait_seconds: float = Field(
+        3600.0, gt=0, description="how long a request waits for its transcript; then it is answered 504 and the job goes on"
+    )
+
+
+def translation_problem(options, own_models: dict | None = None) -> str | None:
+    """Why the transcribe stage ``options`` cannot translate into English, or None where it can:
+    its engine (the registry entry), a catalogue model trained without translation or English-only,
+    or a model of the config's own (``own_models``) marked so."""
+    entry = engine_for(options.engine)
+    if not entry.can_translate:
+        able = " or ".join(name for name, e in ENGINES.items() if e.can_translate) or "none"
+        return f"the {entry.name} engine cannot translate into English (engines that can: {able})"
+    from hushdrop.pipeline.engines.catalogue import Catalogue
+
+    catalogue = Catalogue()
+    model = catalogue.find(options.model, entry.name)
+    if model is not None and not model.can_translate:
+        able = ", ".join(m.name for m in catalogue.of_engine(entry.name) if m.can_translate and m.role == "asr")
+        why = "it is English-only" if model.languages != "multilingual" else "it was trained without translation"
+        return f"model {model.name} cannot translate ({why}); models that can: {able}"
+    own = (own_models or {}).get(options.model)
+    if own is not None and (not own.can_translate or own.language is not None):
+        return f"model {options.model} cannot translate (its models: entry says can_translate: false or names one language)"
+    return None
 
 
 class WebSettings(BaseModel):
@@ -327,6 +410,11 @@ class Settings(BaseModel):
     output_mode: str = Field("0640", description="permission bits of the files written to the outbox, octal (quote it in YAML: \"0640\")")
     output_group: str | None = Field(None, description="group given to the files written to the outbox (e.g. a Samba share's); null: the user's own")
     web: WebSettings = Field(default_factory=WebSettings, description="the web page: docs/web.md")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="the transcription API: docs/api.md; off by default")
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings, description="notifications through Apprise (pipeline/notify.py); off while urls is empty"
+    )
+    notify_text: bool = Field(False, description="include the transcript's text in a done notification (a profile may say otherwise)")
     time_limits: TimeLimits = Field(
         default_factory=TimeLimits, description="how long a job and each of its stages may run before the worker is stopped"
     )
@@ -364,12 +452,15 @@ class Settings(BaseModel):
     def _own_models_translate(self) -> "Settings":
         """A profile's ``task: translate`` on a model of the config's own that says it cannot."""
         for profile in self.profiles.values():
-            own = self.models.get(profile.transcribe_options().model) if profile.task == "translate" else None
-            if own is not None and (not own.can_translate or own.language is not None):
-                raise ValueError(
-                    f"profiles.{profile.name}: task: translate: model {profile.transcribe_options().model} cannot translate "
-                    f"(its models: entry says can_translate: false or names one language); use task: transcribe"
-                )
+            problem = translation_problem(profile.transcribe_options(), self.models) if profile.task == "translate" else None
+            if problem:
+                raise ValueError(f"profiles.{profile.name}: task: translate: {problem}; use task: transcribe")
+        return self
+
+    @model_validator(mode="after")
+    def _api_profile_exists(self) -> "Settings":
+        if self.api.enabled and self.api.profile not in self.profiles:
+            raise ValueError(f"api.profile: no profile named {self.api.profile!r}; profiles: {', '.join(self.profiles)}")
         return self
 
     @property

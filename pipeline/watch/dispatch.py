@@ -75,7 +75,8 @@ def prepare_for_run(settings: Settings, ledger: Ledger, row: JobRow, spool: Spoo
     hashed = record_content_hash(settings, ledger, row)
     if hashed is None:
         return False
-    if profile.duplicates == "skip" and settle_duplicate(settings, ledger, hashed):
+    # an API request always gets its own run: its client waits for a record, not an earlier job's outputs
+    if profile.duplicates == "skip" and hashed.request_id is None and settle_duplicate(settings, ledger, hashed):
         return False
     return True
 
@@ -147,8 +148,15 @@ def record_content_hash(settings: Settings, ledger: Ledger, row: JobRow) -> JobR
 def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
     """True when ``row``'s content was seen before in its profile: it waits while an earlier job
     with that content is queued or running, or — that job done with its outputs on disk — it
-    is committed pointing at them and its original disposed of."""
-    same = ledger.same_content(row)
+    is committed pointing at them and its original disposed of. Only a job asked the same
+    (task, language, prompt: an upload's or an API request's choices) counts: a file dropped in
+    the folder is never given the English translation an API request asked of the same recording."""
+    profile = settings.profile(row.profile)
+
+    def asked(job: JobRow) -> tuple:
+        return (job.task or profile.task, job.language or profile.language, job.prompt)
+
+    same = [other for other in ledger.same_content(row) if asked(other) == asked(row)]
     if any(other.id < row.id and other.state in ACTIVE - {State.SEEN} for other in same):
         return True  # the same content is already queued or running: decide when it is done
     for other in reversed(same):
@@ -162,7 +170,8 @@ def run_message(settings: Settings, row: JobRow, *, own_config: bool = False) ->
     """What a worker is sent for processing job ``row``. ``own_config``: the worker reads a config
     of its own (a remote one), so the message carries the profile and the time limits too."""
     relative = str(row.spool_path.relative_to(settings.spool_dir))
-    message = RunJob(row.id, row.attempts, relative, row.profile, row.language, row.content_hash)
+    message = RunJob(row.id, row.attempts, relative, row.profile, row.language, row.content_hash,
+                     task=row.task, prompt=row.prompt)
     if not own_config:
         return message
     return replace(

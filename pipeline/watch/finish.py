@@ -43,6 +43,7 @@ from hushdrop.pipeline.watch.intake import clean_spool_dir, profile_folder, writ
 from hushdrop.pipeline.job import Job
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.watch.protocol import Fault
+from hushdrop.pipeline import notify
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.outputs import plan_outputs, write_outputs
 from hushdrop.pipeline.retention import Action, Disposal, RetentionError, apply_policy, move_target
@@ -92,13 +93,17 @@ def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> Job
     """
     profile = settings.profile(row.profile)
     job.received_at = row.created_at  # when the settled file was taken, not when a worker got it
+    if row.request_id is not None:
+        ledger.results.keep(row.id, job.to_record())  # for the API request waiting for it
+    formats = profile.outputs if row.write_outputs else []
     plan = plan_outputs(
-        job, output_folder(settings, profile.name), profile.outputs, name=row.name, subtitle_names=profile.subtitle_names,
+        job, output_folder(settings, profile.name), formats, name=row.name, subtitle_names=profile.subtitle_names,
     )
     ledger.plan_outputs(row.id, plan.paths)
     written = write_outputs(job, plan, name=row.name, mode=settings.output_mode_bits, group=settings.output_group)
     row = ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=written, stage="committed", progress=1.0)
-    job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written))
+    job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written) or "none (asked for the record only)")
+    notify.job_done(settings, row, job)  # queued for the sender thread: it cannot delay or fail the job
     return dispose_or_log(settings, ledger, row)
 
 
@@ -255,6 +260,7 @@ def quarantine_job(
     )
     finish_quarantine(row, note)
     job_log(row.id).warning("quarantined at %s: %s: %s", target, stage, message)
+    notify.job_quarantined(settings, row, stage, message)
     return row
 
 
@@ -285,6 +291,8 @@ def schedule_retry(settings: Settings, ledger: Ledger, row: JobRow, stage: str, 
         next_attempt_at=now + delay, outputs=[], **extra,
     )
     logger = job_log(row.id)
+    if fault == Fault.ENVIRONMENT and row.env_failures == 1:
+        notify.job_waiting(settings, row, stage, message)  # once, when the job starts waiting
     if fault == Fault.ENVIRONMENT:
         logger.error(
             "environment problem in %s: %s — the recording is not blamed; trying again in %.0f s "

@@ -27,7 +27,7 @@ import fnmatch
 import os
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -260,10 +260,11 @@ def _claim_open_file(
     except OSError as exc:
         raise InboxBlocked(f"cannot create the spool folder {spool.parent}: {exc.strerror or exc}") from exc
     fsync_dir(spool.parent.parent)
+    asked = ledger.uploads.note_for(path, st)  # an upload's choices on the page or through the API
     job_id = ledger.add(
         profile=profile.name, name=name, inbox_path=path, spool_path=spool,
         size=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
-        language=ledger.uploads.language_for(path, st),  # an upload's choice on the web page
+        **(asdict(asked) if asked else {}),
     )
     logger = job_log(job_id)
     try:
@@ -299,7 +300,7 @@ def _claim_open_file(
         job_id, State.CLAIMED, expect=State.SEEN, content_hash=content_hash,
         size=landed.st_size, mtime_ns=landed.st_mtime_ns, device=landed.st_dev, inode=landed.st_ino,
     )
-    ledger.uploads.forget(path)
+    ledger.uploads.forget_file(path, st)  # this file's note only: the next upload may have its name already
     logger.info("claimed %s (profile %s, %d bytes, sha256 %s…)", path, profile.name, landed.st_size, content_hash[:12])
     if incomplete:
         logger.warning("%s is shorter than its header declares: it was taken incomplete", path)

@@ -6,12 +6,14 @@ run as a thread of ``hushdrop watch``) is a third process beside the coordinator
 workers, and it may change only what this module lets it, each on a job the coordinator has
 finished with or not yet seen:
 
-- an upload: the page notes the name (and the language chosen) in the ledger's ``uploads``
-  table just before the file gets that name in the inbox, and forgets the note when the
+- an upload (the page's or an API request's): the page notes the name (and what was asked:
+  language, task, prompt, priority, the waiting request) in the ledger's ``uploads`` table just before the file gets that name in the inbox, and forgets the note when the
   rename fails; the file itself arrives as any copied file does, and the watcher claims it;
 - a quarantined job (an end state: the coordinator never runs it again) sent again or
   deleted: its ``quarantine_path`` is cleared and its ``retention`` says why, each change
   made only while the job is still quarantined (``expect=``);
+- an API request's record (``results``), kept by the coordinator for the request, taken (read
+  and deleted) when the request answers, or dropped when its client went away;
 - a done job's outputs (an end state too) written again from an edited transcript, each
   file replaced atomically, the JSON last.
 
@@ -31,7 +33,7 @@ from hushdrop.pipeline.fsutil import fsync_dir, write_temp
 from hushdrop.pipeline.job import Job
 from hushdrop.pipeline.outputs import RENDERERS, group_id, json_text
 from hushdrop.pipeline.retention import Action, Disposal
-from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State, UploadNote
 
 BY_THE_PAGE = "from the web page"
 
@@ -40,15 +42,23 @@ class OutputReplaced(Exception):
     """An output of the job is no longer a regular file: nothing was written."""
 
 
-def note_upload(ledger: Ledger, inbox_path: Path, profile: str, language: str | None, st: os.stat_result) -> None:
+def note_upload(ledger: Ledger, inbox_path: Path, profile: str, note: UploadNote, st: os.stat_result) -> None:
     """Note an upload (``st``: its file) about to be renamed to ``inbox_path``, so the claim
-    finds its language; called before the rename."""
-    ledger.uploads.add(inbox_path, profile, language, st)
+    finds what was asked for it (language, task, prompt, priority, the waiting request); called
+    before the rename."""
+    ledger.uploads.add(inbox_path, profile, note, st)
 
 
-def forget_upload(ledger: Ledger, inbox_path: Path) -> None:
-    """Drop the note of an upload whose rename did not happen."""
-    ledger.uploads.forget(inbox_path)
+def forget_upload(ledger: Ledger, inbox_path: Path, request_id: str | None = None) -> None:
+    """Drop the note of an upload whose rename did not happen, or (``request_id``: that API
+    request's only) whose file left the inbox before it was claimed."""
+    ledger.uploads.forget(inbox_path, request_id)
+
+
+def take_result(ledger: Ledger, job_id: int) -> dict[str, Any] | None:
+    """The record the coordinator kept for an API request's job, removed as it is read (None:
+    there is none, or it was taken)."""
+    return ledger.results.take(job_id)
 
 
 def record_sent_again(ledger: Ledger, job_id: int, inbox_path: Path) -> JobRow:

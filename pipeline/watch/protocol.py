@@ -57,6 +57,8 @@ class RunJob:
     content_hash: str | None = None  # SHA-256 taken at the claim; a remote worker checks its copy against it
     profile_document: dict[str, Any] | None = None
     time_limits: dict[str, Any] | None = None
+    task: str | None = None  # an API request's task (translate), None: the profile's
+    prompt: str | None = None  # an API request's words, added to the profile's glossary for this job
 
 
 @dataclass(frozen=True)

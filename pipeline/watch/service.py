@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from hushdrop.pipeline import notify
 from hushdrop.pipeline.config import Profile, Settings
 from hushdrop.pipeline.watch.executor import Executor
 from hushdrop.pipeline.watch.intake import ClaimLost, ClaimRefused, InboxBlocked, InboxUnsafe, claim, inbox_link_problem
@@ -77,6 +78,7 @@ class Service:
         self.web = None  # the web page's server thread (web.enabled)
         self._problems: dict[str, dict] = {}
         self.exit_code = 0
+        self.stop_reason: str | None = None  # why the service stops on an error (the `stopped` notification)
 
     # -- intake callback (settle thread) ---------------------------------------------
 
@@ -84,8 +86,8 @@ class Service:
         assert self.ledger is not None and self.executor is not None and self.watcher is not None
         if self.stopping.is_set():
             return BUSY
-        if self.ledger.count_active() >= self.settings.queue_limit:
-            return BUSY  # backpressure: leave it in the inbox for now
+        if self.ledger.count_active() >= self.settings.queue_limit and not self._placed_priority(path, st):
+            return BUSY  # backpressure: leave it in the inbox for now (an upload someone waits for is taken)
         try:
             claim(self.settings, self.ledger, path, profile, st)
         except ClaimLost as exc:
@@ -100,6 +102,11 @@ class Service:
             return BLOCKED
         self.executor.wake()
         return TAKEN
+
+    def _placed_priority(self, path: Path, st: os.stat_result) -> int:
+        """The priority of the upload that is this very file (the page's, an API request's), 0 for any other."""
+        note = self.ledger.uploads.note_for(path, st) if self.ledger is not None else None
+        return note.priority if note else 0
 
     def _note_problem(self, path: Path, reason: str) -> None:
         """Keep the latest intake refusals for `hushdrop status` (bounded)."""
@@ -129,16 +136,25 @@ class Service:
 
     def run(self) -> int:
         lock_fd = lock_workdir(self.settings)
+        notify.start(self.settings)
         try:
-            return self._run()
+            code = self._run()
+        except Exception as exc:
+            self.stop_reason = self.stop_reason or f"{type(exc).__name__}: {exc}"
+            raise
         finally:
+            if self.stop_reason is not None:
+                notify.service_stopped(self.settings, self.stop_reason)
+            notify.stop()  # delivers what is queued, within a bound
             os.close(lock_fd)
+        return code
 
     def _run(self) -> int:
         settings = self.settings
         problem = inbox_link_problem(settings)
         if problem:
             log().error("%s", problem)
+            self.stop_reason = f"not starting: {problem}"
             return 2
         from hushdrop.pipeline.ffmpeg_check import check_ffmpeg, describe_ffmpeg
 
@@ -146,12 +162,14 @@ class Service:
             tool = describe_ffmpeg(settings.ffmpeg, settings.source.parent)
         except EnvironmentFault as exc:
             log().error("not starting: %s", exc.message)
+            self.stop_reason = f"not starting: {exc.message}"
             return 2
         problems = check_ffmpeg(tool.path)
         if problems:
             for line in problems:
                 log().error("ffmpeg cannot run the chain: %s", line)
             log().error("not starting: fix the ffmpeg problem above (`hushdrop doctor` shows it again)")
+            self.stop_reason = f"not starting: ffmpeg cannot run the chain: {problems[0]}"
             return 2
         log().info("ffmpeg %s (%s): %s", tool.version or "?", tool.origin, tool.path)
         for private in (settings.workdir, settings.spool_dir, settings.quarantine):
@@ -163,6 +181,7 @@ class Service:
             if missing:
                 for line in missing:
                     log().error("not starting: %s", line)
+                self.stop_reason = f"not starting: {missing[0]}"
                 return 2
             plan = resolve_workers(settings)  # `workers: auto` → a number, once, with the reason logged
             log().info("%s; %s", plan.describe(), plan.describe_pieces(settings))
@@ -171,7 +190,7 @@ class Service:
         self.executor = make_executor(settings, ledger)
         recover(settings, ledger, keep_remote=settings.executor == "celery")
         self.executor.start()
-        self.watcher = Watcher(settings, self._on_settled, once=self.once)
+        self.watcher = Watcher(settings, self._on_settled, once=self.once, placed_priority=self._placed_priority)
         self.watcher.start()
         self.heartbeat()
         if settings.web.enabled:
@@ -182,6 +201,7 @@ class Service:
         scheduler.every(30.0, self.executor.recover_stale, "stale-claims")
         scheduler.every(30.0, lambda: finish_stale_seen(settings, ledger), "stale-intake")
         scheduler.every(settings.heartbeat_seconds, self.heartbeat, "heartbeat")
+        scheduler.every(3600.0, ledger.results.expire, "api-results")  # records no API request came back for
         if settings.outbox_expiry_days is not None:
             expire_outbox(settings)
             scheduler.every(3600.0, lambda: expire_outbox(settings), "outbox-expiry")
@@ -193,11 +213,11 @@ class Service:
             while not self.stopping.wait(0.5):
                 if ledger.broken is not None:
                     log().error("%s", ledger.broken)
-                    self.exit_code = 2
+                    self.exit_code, self.stop_reason = 2, str(ledger.broken)
                     break
                 if self.executor.fatal:
                     log().error("%s", self.executor.fatal)
-                    self.exit_code = 1
+                    self.exit_code, self.stop_reason = 1, str(self.executor.fatal)
                     break
                 if self.once and self._idle():
                     log().info("--once: everything that was in the inbox is finished")

@@ -136,6 +136,7 @@ class _Candidate:
     identity: tuple[int, int, int, int] | None
     still_since: float
     incomplete_reported: bool = False
+    priority: int = 0  # a placed upload's (``Priority``): taken at once, before the folder's files
 
 
 def _refusal_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -165,9 +166,13 @@ class Watcher:
     # how often, with events, the profile folders are compared with what the events said
     EVENT_CHECK_SECONDS = 5.0
 
-    def __init__(self, settings: Settings, on_settled: Settled, once: bool = False):
+    def __init__(self, settings: Settings, on_settled: Settled, once: bool = False,
+                 placed_priority: Callable[[Path, os.stat_result], int] = lambda path, st: 0):
         self.settings = settings
         self.on_settled = on_settled
+        # an upload the page or the API renamed into place whole (its note in the ledger): its
+        # priority, 0 for any other file; such a file needs no settle period and goes first
+        self.placed_priority = placed_priority
         self.once = once  # `hushdrop watch --once`: the files are complete, do not wait to settle
         self.mode = ""
         self._candidates: dict[Path, _Candidate] = {}
@@ -400,18 +405,19 @@ class Watcher:
             identity = file_identity(st)
             if identity != cand.identity:
                 cand.identity, cand.still_since = identity, now
-                if not self.once:
+                cand.priority = self.placed_priority(path, st)
+                if not self.once and not cand.priority:
                     continue
             still = now - cand.still_since
-            if not self.once and still < cand.profile.settle_seconds:
+            if not self.once and not cand.priority and still < cand.profile.settle_seconds:
                 continue
-            if not self.once and still < cand.profile.incomplete_grace_seconds and _declares_more(path):
+            if not self.once and not cand.priority and still < cand.profile.incomplete_grace_seconds and _declares_more(path):
                 if not cand.incomplete_reported:
                     cand.incomplete_reported = True
                     log().info("waiting for %s: its header declares more bytes than it has (still being written?)", path)
                 continue
             ready.append((path, cand, st))
-        for path, cand, st in sorted(ready, key=lambda item: item[2].st_mtime_ns):
+        for path, cand, st in sorted(ready, key=lambda item: (-item[1].priority, item[2].st_mtime_ns)):
             if self._stop.is_set():
                 return
             if self._blocked_until.get(cand.profile.name, 0) > time.monotonic():

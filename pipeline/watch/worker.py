@@ -83,7 +83,8 @@ def run_job(
     started = time.perf_counter()
     send_progress(Progress(job_id, OPENING_STAGE, 0.0, 0, len(names), recording_duration(path)))
     try:
-        job = processor.run_chain(path, profile, progress, language=message.language)
+        job = processor.run_chain(path, profile, progress, language=message.language, task=message.task,
+                                  prompt=message.prompt)
     except StageError as exc:
         logger.info("failed in %s: %s", exc.stage, exc.message)
         return Failed(job_id, exc.stage, exc.message, fault_of_stage_error(exc), message.attempt)

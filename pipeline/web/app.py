@@ -2,8 +2,9 @@
 for the states no request can change.
 
 The guards (:mod:`pipeline.web.guards`, outermost first): security headers, host check, who is
-asking, local-only without a password, sessions, login, CSRF. The routers
-(:mod:`pipeline.web.routes`): pages, auth, api, ops.
+asking, the API's tokens, local-only without a password, sessions, login, CSRF. The routers
+(:mod:`pipeline.web.routes`): pages, auth, api, ops; and the transcription API's
+(:mod:`pipeline.api`): OpenAI's and whisper-asr-webservice's.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from hushdrop.pipeline.watch.ledger import LedgerCorrupt
 from hushdrop.pipeline.web.catalog import CatalogUnavailable
 from hushdrop.pipeline.web.guards import GUARDS
 from hushdrop.pipeline.web.render import LEDGER_DAMAGED, STATIC, not_found, unavailable
+from hushdrop.pipeline.api import asr_routes, openai_routes
 from hushdrop.pipeline.web.routes import api, auth, ops, pages
 from hushdrop.pipeline.web.state import WebState
 
-ROUTERS = (ops.router, pages.router, auth.router, api.router)
+ROUTERS = (ops.router, pages.router, auth.router, api.router, openai_routes.router, asr_routes.router)
 
 
 def create_app(settings: Settings, listen: str | None = None, tls: bool | None = None) -> FastAPI:

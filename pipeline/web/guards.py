@@ -13,15 +13,18 @@ lists them so):
    ``web.trusted_proxies``; a request is *local* only when it comes straight from this machine
    with no forwarding header (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``,
    ``X-Forwarded-Host``): a proxy connects from 127.0.0.1 for anyone;
-4. :class:`LocalOnlyWithoutPassword`: without a password only local requests are served;
+4. :class:`~pipeline.api.access.ApiAccess`: an API request (``/v1/…``, ``/asr``,
+   ``/detect-language``) is let in by its bearer token, or refused in its client's shape; the
+   page's guards below (5–8) pass an API request through untouched;
+5. :class:`LocalOnlyWithoutPassword`: without a password only local requests are served;
    anything else but ``/healthz`` and ``/static/`` gets a 403 that says to set one;
-5. :class:`Sessions`: the session comes from its signed cookie, or a new one is made (for its
+6. :class:`Sessions`: the session comes from its signed cookie, or a new one is made (for its
    CSRF token), kept as ``request.state.session``; a new session's cookie is HttpOnly,
    SameSite=Strict (and Secure over HTTPS, or when a trusted proxy says the browser used HTTPS);
-6. :class:`RequireLogin`: ``/healthz``, ``/static/``, ``/login`` and ``/lang/`` are open;
+7. :class:`RequireLogin`: ``/healthz``, ``/static/``, ``/login`` and ``/lang/`` are open;
    ``/readyz`` and ``/metrics`` are open to local requests; everything else needs the password
    when one is set (a page answers with a redirect to the login page, the API with 401);
-7. :class:`CsrfCheck`: every request that changes something (not GET/HEAD/OPTIONS) must carry
+8. :class:`CsrfCheck`: every request that changes something (not GET/HEAD/OPTIONS) must carry
    ``Origin`` equal to the page's own (or, from a trusted proxy, the one its
    ``X-Forwarded-Proto``/``-Host`` name) and the session's CSRF token (``X-CSRF-Token``; the
    login form carries it in a field, which its route checks), else 403.
@@ -36,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hushdrop.pipeline.api.access import ApiAccess
 from hushdrop.pipeline.web.address import Client, client_of, host_of, is_loopback
 from hushdrop.pipeline.web.security import SESSION_COOKIE, Session, same_token
 from hushdrop.pipeline.web.state import WebState
@@ -60,14 +64,17 @@ NEEDS_A_PASSWORD = (
 
 
 class _Guard:
-    """An HTTP-only middleware: other scopes (lifespan) pass straight through."""
+    """An HTTP-only middleware: other scopes (lifespan) pass straight through, and so does an API
+    request (``ApiAccess`` let it in by its token) past a guard that is the page's only."""
+
+    page_only = False
 
     def __init__(self, app: ASGIApp, web: WebState):
         self.app = app
         self.web = web
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.page_only and scope.get("state", {}).get("api")):
             await self.app(scope, receive, send)
             return
         await self.guard(scope, receive, send)
@@ -106,6 +113,8 @@ class ClientAddress(_Guard):
 
 
 class LocalOnlyWithoutPassword(_Guard):
+    page_only = True
+
     async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         client: Client = scope["state"]["client"]
@@ -116,6 +125,8 @@ class LocalOnlyWithoutPassword(_Guard):
 
 
 class Sessions(_Guard):
+    page_only = True
+
     async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         web = self.web
         cookie = Request(scope).cookies.get(SESSION_COOKIE)
@@ -133,6 +144,8 @@ class Sessions(_Guard):
 
 
 class RequireLogin(_Guard):
+    page_only = True
+
     async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         client: Client = scope["state"]["client"]
@@ -154,6 +167,8 @@ class RequireLogin(_Guard):
 
 
 class CsrfCheck(_Guard):
+    page_only = True
+
     async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in SAFE_METHODS:
             headers = Headers(scope=scope)
@@ -183,5 +198,5 @@ def _needs_a_password(scope: Scope) -> Response:
     return JSONResponse({"error": NEEDS_A_PASSWORD}, 403)
 
 
-GUARDS = (SecurityHeaders, HostCheck, ClientAddress, LocalOnlyWithoutPassword, Sessions, RequireLogin, CsrfCheck)
+GUARDS = (SecurityHeaders, HostCheck, ClientAddress, ApiAccess, LocalOnlyWithoutPassword, Sessions, RequireLogin, CsrfCheck)
 """Every guard, outermost first: the order the module docstring explains."""

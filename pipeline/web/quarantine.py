@@ -35,7 +35,7 @@ from hushdrop.pipeline.logs import job_log, log
 from hushdrop.pipeline.retention import overwrite_with_random
 from hushdrop.pipeline.watch import page_requests
 from hushdrop.pipeline.watch.intake import profile_folder
-from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
+from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State, UploadNote
 from hushdrop.pipeline.web.views import JobActionError
 from hushdrop.pipeline.web.uploads import TEMP_PREFIX, TEMP_SUFFIX, UploadError, opened_inbox_folder, place
 
@@ -156,7 +156,7 @@ def _send_back(settings: Settings, ledger: Ledger, profile: Profile, row: JobRow
     record it in the ledger; returns the name it got. Undone on any failure."""
     folder = profile_folder(settings, profile)
     try:  # same filesystem: one atomic rename, from one descriptor to the other
-        final = place(ledger, settings, profile, inbox_fd, name, row.name, row.language, st, src_dir_fd=quarantine_fd)
+        final = place(ledger, settings, profile, inbox_fd, name, row.name, _asked_again(row), st, src_dir_fd=quarantine_fd)
         copied = None
     except OSError as exc:
         if exc.errno != errno.EXDEV:
@@ -165,7 +165,7 @@ def _send_back(settings: Settings, ledger: Ledger, profile: Profile, row: JobRow
         copy_verified_at(source_fd, inbox_fd, temp)
         copied = os.stat(temp, dir_fd=inbox_fd, follow_symlinks=False)
         try:
-            final = place(ledger, settings, profile, inbox_fd, temp, row.name, row.language, copied)
+            final = place(ledger, settings, profile, inbox_fd, temp, row.name, _asked_again(row), copied)
         except BaseException:
             os.unlink(temp, dir_fd=inbox_fd)
             raise
@@ -186,6 +186,11 @@ def _send_back(settings: Settings, ledger: Ledger, profile: Profile, row: JobRow
         os.unlink(name, dir_fd=quarantine_fd)
         os.fsync(quarantine_fd)
     return final
+
+
+def _asked_again(row: JobRow) -> UploadNote:
+    """A recording sent again is asked for as it was the first time, at the page's priority."""
+    return UploadNote(language=row.language, task=row.task, prompt=row.prompt)
 
 
 def _take_back(ledger: Ledger, folder: Path, final: str, inbox_fd: int, quarantine_fd: int, name: str) -> None:

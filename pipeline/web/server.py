@@ -115,6 +115,7 @@ class WebThread:
         return self
 
     def stop(self) -> None:
+        self.server.config.app.state.web.stopping = True  # waiting API requests answer before uvicorn cancels them
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()

@@ -1,10 +1,13 @@
 """What every middleware and route of the page shares: the settings, a ledger connection, the
-search catalog, the session keys, the login limiter and the progress tracker."""
+search catalog, the session keys, the login limiter and the progress tracker; the API's tokens,
+their limiter and its count of each token's jobs."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from hushdrop.pipeline.api.jobs import ApiJobCounter
+from hushdrop.pipeline.api.tokens import TokenStore
 from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.errors import ConfigError
 from hushdrop.pipeline.fsutil import private_dir
@@ -41,6 +44,10 @@ class WebState:
         self.catalog = Catalog(settings.workdir / "web-catalog.sqlite3", self.ledger)
         self.signer = SessionSigner(load_key(settings.workdir / "web-session.key"), self.password_hash)
         self.limiter = LoginLimiter()
+        self.tokens = TokenStore(settings)  # the API's
+        self.token_limiter = LoginLimiter()  # wrong API tokens, per address, as wrong passwords
+        self.api_jobs = ApiJobCounter()
+        self.stopping = False  # the server is stopping: an API request still waiting answers 503 in its client's shape
         self.trusted_proxies = parse_networks(settings.web.trusted_proxies)
         self.tracker = ProgressTracker()
         self.registry = CollectorRegistry(auto_describe=False)

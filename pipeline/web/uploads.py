@@ -29,7 +29,7 @@ import stat
 import threading
 import time
 import unicodedata
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Iterator
 
 import anyio
@@ -39,7 +39,7 @@ from hushdrop.pipeline.fsutil import FolderUnsafe, opened_folder, random_name, r
 from hushdrop.pipeline.watch.intake import InboxUnsafe, is_ignored, opened_profile_folder, profile_folder
 from hushdrop.pipeline.logs import log
 from hushdrop.pipeline.watch import page_requests
-from hushdrop.pipeline.watch.ledger import Ledger
+from hushdrop.pipeline.watch.ledger import Ledger, Priority, UploadNote
 
 TEMP_PREFIX = ".hushdrop-upload-"
 TEMP_SUFFIX = ".partial"
@@ -140,11 +140,12 @@ def opened_inbox_folder(settings: Settings, profile: Profile) -> Iterator[int]:
 
 
 def place(ledger: Ledger, settings: Settings, profile: Profile, dir_fd: int, temp: str, name: str,
-          language: str | None, st: os.stat_result, src_dir_fd: int | None = None) -> str:
+          note: UploadNote, st: os.stat_result, src_dir_fd: int | None = None) -> str:
     """Give the file ``temp`` (in ``src_dir_fd``, by default the profile folder ``dir_fd`` itself)
     its final name in the profile folder, never replacing a file; returns that name.
 
-    The ledger learns the name (and the language) before the rename, so the claim finds it.
+    The ledger learns the name (and ``note``: what was asked for the file) before the rename, so
+    the claim finds it.
     """
     folder = profile_folder(settings, profile)
     src_dir_fd = dir_fd if src_dir_fd is None else src_dir_fd
@@ -155,7 +156,7 @@ def place(ledger: Ledger, settings: Settings, profile: Profile, dir_fd: int, tem
                 continue  # taken (perhaps by an upload still waiting to be claimed)
             except FileNotFoundError:
                 pass
-            page_requests.note_upload(ledger, folder / candidate, profile.name, language, st)
+            page_requests.note_upload(ledger, folder / candidate, profile.name, note, st)
             try:
                 renamed = rename_noreplace(src_dir_fd, temp, candidate, dir_fd)
             except BaseException:
@@ -185,62 +186,123 @@ def _free_bytes(dir_fd: int) -> int:
     return st.f_bavail * st.f_frsize
 
 
+class Landing:
+    """A hidden temp file in a profile's folder that a body is streamed into, then given its name.
+
+    Made by :func:`landing`; the temp file is removed at the end unless :meth:`place` named it.
+    """
+
+    def __init__(self, settings: Settings, profile: Profile, dir_fd: int, temp: str, fd: int):
+        self.settings = settings
+        self.profile = profile
+        self.dir_fd = dir_fd
+        self.temp = temp
+        self.fd = fd
+        self.size = 0
+        self.placed: str | None = None
+        self._pending = bytearray()
+
+    async def write(self, body: AsyncIterator[bytes], limit_mb: float, length: int | None = None) -> int:
+        """Append ``body``, counted against ``limit_mb`` as it arrives; returns the bytes written so far."""
+        self.check_length(length, limit_mb)
+        async for chunk in body:
+            await self.append(chunk, limit_mb)
+        await self.flush()
+        return self.size
+
+    def check_length(self, length: int | None, limit_mb: float) -> None:
+        """Refuse a body whose declared ``length`` is over the limit or the free space, before a byte is read."""
+        if length is not None and length > int(limit_mb * 1024 * 1024):
+            raise UploadError(413, too_large(length, limit_mb))
+        if length is not None and _free_bytes(self.dir_fd) < length + _MIN_FREE:
+            raise UploadError(507, f"not enough free space in the inbox folder of profile {self.profile.name} for {length / 1e6:.0f} MB")
+
+    async def append(self, chunk: bytes, limit_mb: float) -> None:
+        """Add ``chunk``; written out a megabyte at a time (:meth:`flush` writes the rest)."""
+        self.size += len(chunk)
+        if self.size > int(limit_mb * 1024 * 1024):
+            raise UploadError(413, f"the file is over the limit of {limit_mb:g} MB")
+        self._pending += chunk
+        if len(self._pending) >= _FLUSH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._pending:
+            await anyio.to_thread.run_sync(_write_all, self.fd, self._pending)
+            self._pending = bytearray()
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Overwrite bytes already flushed (a header whose sizes are known only at the end)."""
+        os.pwrite(self.fd, data, offset)
+
+    async def place(self, ledger: Ledger, profile: Profile, raw_name: str, note: UploadNote) -> str:
+        """Fsync the file and give it its sanitised name in ``profile``'s folder (which may be
+        another than the one it landed in), never replacing a file; returns that name."""
+        if self.size == 0:
+            raise UploadError(400, "the file is empty (0 bytes); nothing to transcribe")
+        name = checked_name(raw_name, profile)
+        await self.flush()
+        await anyio.to_thread.run_sync(os.fsync, self.fd)
+        st = os.fstat(self.fd)
+        if profile.name == self.profile.name:
+            self.placed = await anyio.to_thread.run_sync(place, ledger, self.settings, profile, self.dir_fd, self.temp, name, note, st)
+        else:
+            with opened_inbox_folder(self.settings, profile) as target_fd:
+                self.placed = await anyio.to_thread.run_sync(
+                    lambda: place(ledger, self.settings, profile, target_fd, self.temp, name, note, st, src_dir_fd=self.dir_fd))
+        return self.placed
+
+
+def too_large(length: int, limit_mb: float) -> str:
+    return f"the file is {length / 1e6:.0f} MB; the limit is {limit_mb:g} MB"
+
+
+@asynccontextmanager
+async def landing(settings: Settings, profile: Profile) -> AsyncIterator[Landing]:
+    """A :class:`Landing` in ``profile``'s folder; the disk's faults become UploadErrors a person
+    can act on (507 full, 503 unwritable), and the temp file never outlives the request."""
+    folder_name = profile.name
+    try:
+        with opened_inbox_folder(settings, profile) as dir_fd:
+            temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            landed = Landing(settings, profile, dir_fd, temp, fd)
+            try:
+                yield landed
+            finally:
+                os.close(fd)
+                if landed.placed is None:
+                    try:
+                        os.unlink(temp, dir_fd=dir_fd)
+                    except OSError:
+                        pass
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UploadError(507, f"the disk holding the inbox folder of profile {folder_name} is full") from exc
+        reason = exc.strerror or "the file could not be written"  # never str(exc): it names the absolute path
+        raise UploadError(503, f"cannot write into the inbox folder of profile {folder_name}: {reason}") from exc
+
+
 async def receive(
     settings: Settings, ledger: Ledger, body: AsyncIterator[bytes], profile: Profile, raw_name: str,
     language: str | None, length: int | None,
 ) -> dict:
-    """Stream ``body`` into the profile's folder; returns {name, profile, language, size}."""
-    limit = int(settings.web.max_upload_mb * 1024 * 1024)
-    name = checked_name(raw_name, profile)
-    language = checked_language(language, profile)
-    if length is not None and length > limit:
-        raise UploadError(413, f"the file is {length / 1e6:.0f} MB; the limit is {settings.web.max_upload_mb:g} MB (web.max_upload_mb)")
-    folder = profile_folder(settings, profile)
-    context = opened_inbox_folder(settings, profile)
-    dir_fd = context.__enter__()
-    temp = f"{TEMP_PREFIX}{random_name()}{TEMP_SUFFIX}"
-    placed = False
-    fd = -1
-    try:
-        if length is not None and _free_bytes(dir_fd) < length + _MIN_FREE:
-            raise UploadError(507, f"not enough free space in the inbox folder of profile {profile.name} for {length / 1e6:.0f} MB")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-        total = 0
-        pending = bytearray()
-        async for chunk in body:
-            total += len(chunk)
-            if total > limit:
-                raise UploadError(413, f"the file is over the limit of {settings.web.max_upload_mb:g} MB (web.max_upload_mb)")
-            pending += chunk
-            if len(pending) >= _FLUSH:
-                await anyio.to_thread.run_sync(_write_all, fd, pending)
-                pending.clear()
-        if pending:
-            await anyio.to_thread.run_sync(_write_all, fd, pending)
-        if total == 0:
-            raise UploadError(400, "the file is empty (0 bytes); nothing to transcribe")
-        if length is not None and total != length:
-            raise UploadError(400, f"the upload ended after {total} of {length} bytes")
-        await anyio.to_thread.run_sync(os.fsync, fd)
-        st = os.fstat(fd)
-        final = await anyio.to_thread.run_sync(place, ledger, settings, profile, dir_fd, temp, name, language, st)
-        placed = True
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UploadError(507, f"the disk holding the inbox folder of profile {profile.name} is full") from exc
-        reason = exc.strerror or "the file could not be written"  # never str(exc): it names the absolute path
-        raise UploadError(503, f"cannot write into the inbox folder of profile {profile.name}: {reason}") from exc
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if not placed:
-            try:
-                os.unlink(temp, dir_fd=dir_fd)
-            except OSError:
-                pass
-        context.__exit__(None, None, None)
-    log().info("web: upload of %d bytes placed in %s as %s (language %s)", total, folder, final, language or "of the profile")
-    return {"name": final, "profile": profile.name, "language": language, "size": total}
+    """The page's upload: stream ``body`` into the profile's folder; returns {name, profile, language, size}."""
+    checked_name(raw_name, profile)  # refused before a byte is written
+    note = UploadNote(language=checked_language(language, profile), priority=Priority.UPLOAD)
+    async with landing(settings, profile) as landed:
+        try:
+            await landed.write(body, settings.web.max_upload_mb, length)
+        except UploadError as exc:
+            if exc.status == 413:
+                exc.message += " (web.max_upload_mb)"
+            raise
+        if length is not None and landed.size != length:
+            raise UploadError(400, f"the upload ended after {landed.size} of {length} bytes")
+        final = await landed.place(ledger, profile, raw_name, note)
+    log().info("web: upload of %d bytes placed in %s as %s (language %s)", landed.size, profile_folder(settings, profile),
+               final, note.language or "of the profile")
+    return {"name": final, "profile": profile.name, "language": note.language, "size": landed.size}
 
 
 def sweep_stale(settings: Settings, older_than: float = 3600.0) -> int:

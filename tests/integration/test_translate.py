@@ -26,22 +26,7 @@ from hushdrop.pipeline.script import apply_script
 from hushdrop.stages.grammar import Grammar, GrammarOptions
 from hushdrop.stages.transcribe import Transcribe, TranscribeOptions
 from tests.harness import hushdrop
-from tests.helpers import DATA, make_settings
-
-SPEECH_DE = DATA / "speech_de.wav"
-
-# English words a translation of speech_de.txt is bound to contain some of (Whisper base on
-# espeak's German gets several of them right, not all: "Kartoffeln" has come out as "cat-offers")
-ENGLISH_CONTENT = {
-    "morning", "today", "weather", "warm", "nice", "park", "dog", "bread", "milk", "apples", "apple",
-    "supermarket", "sister", "evening", "eat", "dinner", "cook", "soup", "potatoes", "carrots",
-}
-# German words of the clip that no English sentence has
-GERMAN_ONLY = {"und", "ist", "ich", "mit", "wir", "meine", "meinem", "heute", "zusammen", "kaufe", "gehe", "das", "eine"}
-
-
-def lower_words(text: str) -> set[str]:
-    return set(re.findall(r"[a-zäöüß]+", text.lower()))
+from tests.helpers import ENGLISH_CONTENT, GERMAN_ONLY, SPEECH_DE, lower_words, make_settings
 
 
 def write_config(root: Path, profiles: dict) -> Path:
@@ -133,8 +118,8 @@ def test_config_refuses_translate_where_the_engine_or_model_cannot(tmp_path):
         with pytest.raises(ConfigError) as caught:
             parse_config({"profiles": profiles}, tmp_path / "config.yaml")
         assert caught.value.problems == [
-            "profiles.q: task: translate needs an engine that can translate into English (whisper); the qwen3-asr "
-            "engine cannot: use task: transcribe, or engine: whisper in this profile's transcribe stage"
+            "profiles.q: task: translate: the qwen3-asr engine cannot translate into English (engines that can: "
+            "whisper); use task: transcribe"
         ], what
 
     turbo = {"default": {"task": "translate", "chain": ["resample", {"transcribe": {"model": "turbo"}}]}}
@@ -154,7 +139,7 @@ def test_config_refuses_translate_where_the_engine_or_model_cannot(tmp_path):
     config = write_config(tmp_path, cases["own"])
     proc = hushdrop(config, "config", "check")
     assert proc.returncode != 0
-    assert "profiles.q: task: translate needs an engine that can translate into English" in proc.stdout + proc.stderr
+    assert "profiles.q: task: translate: the qwen3-asr engine cannot translate into English" in proc.stdout + proc.stderr
 
 
 def test_whether_an_engine_translates_is_its_registry_entry(tmp_path, monkeypatch):

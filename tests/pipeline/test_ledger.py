@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hushdrop.pipeline.watch.ledger import TRANSITIONS, Ledger, State, TransitionError
+from hushdrop.pipeline.watch.ledger import TRANSITIONS, Ledger, Priority, State, TransitionError, UploadNote
 
 
 @pytest.fixture
@@ -114,17 +114,35 @@ def test_same_content_matches_hash_and_profile(ledger: Ledger):
     assert ledger.counts() == {State.CLAIMED: 3}
 
 
-def test_an_uploads_language_belongs_to_that_very_file_until_forgotten(ledger: Ledger, tmp_path: Path):
+def test_an_uploads_note_belongs_to_that_very_file_until_forgotten(ledger: Ledger, tmp_path: Path):
     upload = tmp_path / "memo.wav"
     upload.write_bytes(b"RIFF")
-    ledger.uploads.add(upload, "default", "de", upload.stat())
+    asked = UploadNote(language="de", priority=Priority.API, task="translate", prompt="Kubernetes", request_id="r1")
+    ledger.uploads.add(upload, "default", asked, upload.stat())
     assert ledger.uploads.language_for(upload, upload.stat()) == "de"
+    assert ledger.uploads.note_for(upload, upload.stat()) == asked
+    assert ledger.uploads.waiting_request("r1") and not ledger.uploads.waiting_request("r2")
     assert [(u["inbox_path"], u["profile"]) for u in ledger.uploads.pending()] == [(upload, "default")]
     other = tmp_path / "other.wav"
     other.write_bytes(b"RIFF")
     assert ledger.uploads.language_for(upload, other.stat()) is None  # same name, another file
     ledger.uploads.forget(upload)
     assert ledger.uploads.language_for(upload, upload.stat()) is None and ledger.uploads.pending() == []
+    assert not ledger.uploads.waiting_request("r1")
+
+
+def test_the_most_urgent_claimed_job_runs_first_then_arrival_order(ledger: Ledger, tmp_path: Path):
+    def claimed(name: str, priority: int) -> int:
+        job = ledger.add(profile="default", name=name, inbox_path=tmp_path / name, spool_path=tmp_path / "s" / name,
+                         size=1, mtime_ns=1, priority=priority)
+        ledger.transition(job, State.CLAIMED, content_hash=name)
+        return job
+
+    folder = [claimed(f"night-{n}.wav", Priority.FOLDER) for n in range(3)]
+    upload = claimed("page.wav", Priority.UPLOAD)
+    api = claimed("api.wav", Priority.API)
+    assert [r.id for r in ledger.runnable(limit=10)] == [api, upload, *folder]
+    assert [r.id for r in ledger.runnable(limit=2)] == [api, upload]
 
 
 def test_service_facts_keep_json_values_by_key(ledger: Ledger):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hushdrop.pipeline.watch.ledger import Ledger, LedgerTooNew, State
+from hushdrop.pipeline.watch.ledger import Ledger, LedgerTooNew, State, UploadNote
 from hushdrop.pipeline.watch.ledger.schema import VERSION
 
 # What hushdrop wrote before ledgers had a schema version: the statements its Ledger ran on
@@ -142,7 +142,7 @@ def test_an_older_ledger_opens_keeps_its_jobs_and_works(tmp_path, statements):
         assert ledger.start(job, "worker-1").state == State.PROCESSING
         ledger.facts.set(heartbeat_at=2.0)
         assert ledger.facts.all() == {"heartbeat_at": 2.0}
-        ledger.uploads.add(Path("/in/up.wav"), "default", "de", path.stat())
+        ledger.uploads.add(Path("/in/up.wav"), "default", UploadNote(language="de"), path.stat())
         assert [u["language"] for u in ledger.uploads.pending()] == ["de"]
     finally:
         ledger.close()

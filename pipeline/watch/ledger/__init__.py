@@ -19,6 +19,7 @@ from hushdrop.pipeline.watch.ledger.jobs import (
 )
 from hushdrop.pipeline.watch.ledger.schema import LedgerTooNew
 from hushdrop.pipeline.watch.ledger.store import Ledger, LedgerCorrupt, is_corruption
+from hushdrop.pipeline.watch.ledger.uploads import Priority, UploadNote
 
 __all__ = [
     "ACTIVE",
@@ -30,7 +31,9 @@ __all__ = [
     "Ledger",
     "LedgerCorrupt",
     "LedgerTooNew",
+    "Priority",
     "State",
     "TransitionError",
+    "UploadNote",
     "is_corruption",
 ]

@@ -111,6 +111,12 @@ class JobRow:
     # (0–1) of the way through that stage; the whole run's progress is chain_progress()
     stage_index: int | None = None
     stage_count: int | None = None
+    # who is waiting (``Priority``), and what the upload asked beyond its profile
+    priority: int = 0
+    task: str | None = None  # None: the profile's
+    prompt: str | None = None  # words added to the profile's glossary for this job
+    request_id: str | None = None  # the API request waiting for this job's record
+    write_outputs: bool = True  # False: the record only, for the request (language detection)
 
     def chain_progress(self) -> float:
         """How far through its whole chain the job is (0–1)."""
@@ -131,6 +137,7 @@ class JobRow:
         data["spool_path"] = Path(stored_name(data["spool_path"]))
         data["outputs"] = [Path(p) for p in json.loads(data["outputs"] or "[]")]
         data["quarantine_path"] = Path(stored_name(data["quarantine_path"])) if data["quarantine_path"] else None
+        data["write_outputs"] = bool(data["write_outputs"])
         return cls(**data)
 
 

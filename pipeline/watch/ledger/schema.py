@@ -51,11 +51,17 @@ SCHEMA = (
         interruptions   INTEGER NOT NULL DEFAULT 0,
         language        TEXT,
         stage_index     INTEGER,
-        stage_count     INTEGER
+        stage_count     INTEGER,
+        priority        INTEGER NOT NULL DEFAULT 0,
+        task            TEXT,
+        prompt          TEXT,
+        request_id      TEXT,
+        write_outputs   INTEGER NOT NULL DEFAULT 1
     )""",
     "CREATE INDEX jobs_state ON jobs(state)",
     "CREATE INDEX jobs_hash ON jobs(content_hash, profile)",
     "CREATE INDEX jobs_inbox ON jobs(inbox_path, state)",
+    "CREATE INDEX jobs_request ON jobs(request_id)",
     """CREATE TABLE service (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -68,6 +74,16 @@ SCHEMA = (
         inode      INTEGER NOT NULL,
         size       INTEGER NOT NULL,
         mtime_ns   INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        priority   INTEGER NOT NULL DEFAULT 1,
+        task       TEXT,
+        prompt     TEXT,
+        request_id TEXT,
+        write_outputs INTEGER NOT NULL DEFAULT 1
+    )""",
+    """CREATE TABLE results (
+        job_id     INTEGER PRIMARY KEY,
+        record     TEXT NOT NULL,
         created_at REAL NOT NULL
     )""",
 )
@@ -107,10 +123,24 @@ def _stage_position(db: sqlite3.Connection) -> None:
     _add_column(db, "jobs", "stage_count", "INTEGER")
 
 
+def _requests(db: sqlite3.Connection) -> None:
+    """A job's priority (the API's before the page's uploads before the folder's), what a request
+    asked of it beyond the profile (``task``, ``prompt``, no outputs), the request that waits for
+    it, and the ``results`` that request takes its record from."""
+    asked = (("task", "TEXT"), ("prompt", "TEXT"), ("request_id", "TEXT"), ("write_outputs", "INTEGER NOT NULL DEFAULT 1"))
+    for column, kind in (("priority", "INTEGER NOT NULL DEFAULT 0"), *asked):
+        _add_column(db, "jobs", column, kind)
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_request ON jobs(request_id)")
+    for column, kind in (("priority", "INTEGER NOT NULL DEFAULT 1"), *asked):
+        _add_column(db, "uploads", column, kind)
+    db.execute("CREATE TABLE IF NOT EXISTS results (job_id INTEGER PRIMARY KEY, record TEXT NOT NULL, created_at REAL NOT NULL)")
+
+
 # Step i takes a ledger at version i to version i + 1. Append; never change a step that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _versioned,
     _stage_position,
+    _requests,
 )
 VERSION = len(MIGRATIONS)
 

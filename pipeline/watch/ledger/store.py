@@ -4,8 +4,9 @@
 state is one transaction through :meth:`Ledger.transition`, which refuses a move
 :data:`~hushdrop.pipeline.watch.ledger.jobs.TRANSITIONS` does not allow;
 :meth:`Ledger.update` changes fields without changing the state. Rows are never deleted: a
-claim is an UPDATE, so a crash can never lose a job. The other two tables have their own
-faces: ``ledger.uploads`` (:class:`~hushdrop.pipeline.watch.ledger.uploads.Uploads`) and
+claim is an UPDATE, so a crash can never lose a job. The other tables have their own
+faces: ``ledger.uploads`` (:class:`~hushdrop.pipeline.watch.ledger.uploads.Uploads`),
+``ledger.results`` (:class:`~hushdrop.pipeline.watch.ledger.results.Results`) and
 ``ledger.facts`` (:class:`~hushdrop.pipeline.watch.ledger.facts.ServiceFacts`).
 
 The database runs in WAL mode so ``hushdrop status`` can read while the watcher writes;
@@ -26,6 +27,7 @@ from hushdrop.pipeline.watch.ledger.jobs import (
     ACTIVE, COLUMNS, TERMINAL, TRANSITIONS, JobRow, State, TransitionError, encode_field,
 )
 from hushdrop.pipeline.watch.ledger.schema import LedgerTooNew, prepare
+from hushdrop.pipeline.watch.ledger.results import Results
 from hushdrop.pipeline.watch.ledger.uploads import Uploads
 
 
@@ -56,6 +58,7 @@ class Ledger:
         self.broken: LedgerCorrupt | None = None
         self.uploads = Uploads(self)
         self.facts = ServiceFacts(self)
+        self.results = Results(self)
         try:
             if readonly:
                 uri = f"file:{self.path}?mode=ro"
@@ -229,8 +232,13 @@ class Ledger:
         return self._select(f"state IN ({marks})", tuple(states), tail)
 
     def runnable(self, limit: int) -> list[JobRow]:
-        """Claimed jobs in arrival order: what the executor may start next."""
-        return self._select("state = ?", (State.CLAIMED,), f"ORDER BY id LIMIT {int(limit)}")
+        """Claimed jobs, the most urgent first (``priority``), then in arrival order: what the executor may start next."""
+        return self._select("state = ?", (State.CLAIMED,), f"ORDER BY priority DESC, id LIMIT {int(limit)}")
+
+    def for_request(self, request_id: str) -> JobRow | None:
+        """The job an API request waits for, or None (not claimed yet)."""
+        rows = self._select("request_id = ?", (request_id,), "ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
 
     def retries_due(self, now: float) -> list[JobRow]:
         return self._select("state = ? AND COALESCE(next_attempt_at, 0) <= ?", (State.FAILED, now))
