@@ -96,6 +96,23 @@ TRANSLATION_LANGUAGE = "en"
 
 
 @dataclass
+class WindowReading:
+    """Which reading of one window of speech the transcript holds, and why (the record's ``windows``).
+
+    Where a cleaning stage (dehum, denoise) changed the recording, the transcribe stage can
+    decode a window twice, as recorded and as cleaned, and keep the reading the engine is
+    more confident in; ``evidence`` holds each reading's figures that decided it.
+    """
+
+    start: float  # recording seconds: the window's first speech
+    end: float  # and its last
+    decodes: int  # 1, or 2 when the window was read both as recorded and as cleaned
+    kept: str  # "recorded" or "cleaned": the audio the kept text was decoded from
+    reason: str
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # reading -> the engine's figures
+
+
+@dataclass
 class Transcript:
     language: str | None = None  # the language spoken (detected or the profile's), even in a translation
     language_probability: float | None = None
@@ -103,6 +120,7 @@ class Transcript:
     events: list[Event] = field(default_factory=list)
     speech_regions: list[tuple[float, float]] = field(default_factory=list)
     no_speech: bool = False
+    windows: list[WindowReading] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -143,6 +161,9 @@ class Job:
     finished_at: float | None = None  # when its outputs were written (Unix time)
     waveform: dict[str, Any] | None = None  # peaks of the decoded audio (pipeline.peaks), for the web page
     progress: ProgressCallback = field(default=no_progress, repr=False)
+    # the working audio (samples, rate) as it was before the first cleaning stage changed it, kept
+    # for the transcribe stage to read both; None when nothing cleaned it. Never in the record.
+    as_recorded: tuple[Any, int] | None = field(default=None, repr=False)
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -150,6 +171,15 @@ class Job:
     def warn(self, message: str) -> None:
         """A note the person who dropped the file should see."""
         self.notes.append(f"warning: {message}")
+
+    def keep_as_recorded(self, samples: Any, rate: int) -> None:
+        """Keep ``samples`` as the audio before cleaning, unless an earlier cleaning stage already did.
+
+        Called by a cleaning stage just before it swaps its output in: the old samples' memory
+        map stays readable after the working audio lets go of its file.
+        """
+        if self.as_recorded is None:
+            self.as_recorded = (samples, rate)
 
     @property
     def warnings(self) -> list[str]:
@@ -207,6 +237,7 @@ class Job:
             "segments": [asdict(s) for s in t.segments],
             "events": [asdict(e) for e in t.events],
             "speech_regions": [list(r) for r in t.speech_regions],
+            "windows": [asdict(w) for w in t.windows],
             "waveform": self.waveform,
         }
 
@@ -236,6 +267,7 @@ class Job:
             events=[Event(**_known(Event, e)) for e in record.get("events") or []],
             speech_regions=[(float(a), float(b)) for a, b in record.get("speech_regions") or []],
             no_speech=bool(record.get("no_speech")),
+            windows=[WindowReading(**_known(WindowReading, w)) for w in record.get("windows") or []],
         )
         stages = [
             StageRecord(str(s.get("name")), dict(s.get("options") or {}), float(s.get("seconds") or 0.0), list(s.get("notes") or []))
@@ -265,8 +297,9 @@ class Job:
 
 # the JSON output's layout, as its readers know it (keys are only ever added to it)
 SCHEMA = 1
-# the version of Job.to_record's form; 2 added show_timestamps (version 1 guessed it)
-RECORD_VERSION = 2
+# the version of Job.to_record's form; 2 added show_timestamps (version 1 guessed it); 3 added
+# windows (which reading of each window was kept; absent from older records, read as none)
+RECORD_VERSION = 3
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -204,4 +204,5 @@ class Dehum(Stage):
             filtered, state = sosfilt(sections, np.asarray(samples[start:end], dtype=np.float64), zi=state)
             out[start:end] = filtered
             job.progress(self.name, end / total)
+        job.keep_as_recorded(samples, rate)  # the transcribe stage may read both (compare_cleaned)
         audio.replace(out, rate)

@@ -132,6 +132,7 @@ class Denoise(Stage):
             out=out,
             progress=lambda fraction: job.progress(self.name, fraction),
         )
+        job.keep_as_recorded(samples, rate)  # the transcribe stage may read both (compare_cleaned)
         audio.replace(out, rate)
 
 

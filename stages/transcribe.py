@@ -7,21 +7,33 @@ into windows no longer than the engine accepts (which also bounds memory on a
 2-hour file), transcribed, and their times mapped back onto the recording: every
 word is dated inside the speech region it was heard in, and a segment the engine runs
 across a join between two regions is split there, so no segment spans a gap.
+
+Cleaning is checked by the engine's own evidence. Where ``dehum`` or ``denoise`` changed the
+recording (they keep it as it was: ``Job.keep_as_recorded``), each window is decoded twice,
+as cleaned and as recorded, both in the language heard in the cleaned audio (noise makes the
+engine mistake the language far more often than cleaning does), and the reading kept is the
+one the engine is more confident in (:func:`choose_reading`: words over none, no repetition
+loop over one, then the mean log-probability per token). Where nothing cleaned the recording,
+each window is decoded once. Either way the transcript's ``windows`` say which reading each
+window kept and why (the JSON output's ``windows``).
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from hushdrop.pipeline.chunking import pack_regions
+from hushdrop.pipeline.chunking import UNSPACED_LANGUAGES, Window, pack_regions
 from hushdrop.pipeline.engines import ENGINE_NAMES, SAMPLE_RATE, DecodeRequest, Engine, EngineSpec, engine_for, load_engine
+from hushdrop.pipeline.engines.base import EngineResult
 from hushdrop.pipeline.errors import ConfigError, ModelError, RejectedInput, StageError
-from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.job import Job, WindowReading
 from hushdrop.pipeline.text import option_error_text
 from hushdrop.stages.base import Stage, StageOptions
 
@@ -57,6 +69,18 @@ class TranscribeOptions(StageOptions):
         "batched pipeline); 1 decodes them one after another",
     )
     engine_options: dict = Field(default_factory=dict, description="extra options passed to the engine")
+    compare_cleaned: bool = Field(
+        True,
+        description="where dehum or denoise changed the recording, decode each window both as recorded and as "
+        "cleaned (in the language heard in the cleaned audio) and keep the reading the engine is more confident in",
+    )
+    # the engine reads gated audio more confidently than it reads it right, so the cleaned reading has
+    # to win by a margin; chosen on synthesised speech (bench/cleaning.py --set tuning, docs/benchmarks.md)
+    cleaned_margin: float = Field(
+        0.2, ge=-2.0, le=2.0,
+        description="compare_cleaned: the cleaned reading is kept when its confidence (mean log-probability per "
+        "token) beats the recorded one's by more than this",
+    )
 
     @field_validator("concurrent_pieces", mode="before")
     @classmethod
@@ -153,6 +177,8 @@ class Transcribe(Stage):
         if self.engine is None:
             self.open()
         assert self.engine is not None
+        # the audio before cleaning, taken off the job here whatever happens: it holds a file's space
+        as_recorded, job.as_recorded = job.as_recorded, None
         samples, rate = self.audio_of(job).samples()
         if rate != SAMPLE_RATE:
             raise self.fail(
@@ -170,19 +196,42 @@ class Transcribe(Stage):
         max_window = min(self.options.window_seconds, self.engine.capabilities.max_window_s)
         windows = pack_regions(regions, samples, rate, max_window, gap_seconds=self.options.join_pause_ms / 1000)
         windows = self._spread(windows, self.engine.capabilities.concurrent_windows, rate)
-        speech_total = sum(w.length for w in windows) / rate
-        decoded = [0.0] * len(windows)
+        recorded = self._recorded_samples(job, as_recorded, samples, rate)
+        speech_total = sum(w.length for w in windows) / rate * (2 if recorded is not None else 1)
+        decoded = [0.0] * (2 * len(windows))
         progress_lock = threading.Lock()
 
-        def progress(index: int, seconds: float) -> None:
-            with progress_lock:  # windows decoded at once report from their own threads
-                decoded[index] = seconds
-                job.progress(self.name, min(1.0, sum(decoded) / max(speech_total, 1e-9)))
+        def progress_of(first: int):
+            def progress(index: int, seconds: float) -> None:
+                with progress_lock:  # windows decoded at once report from their own threads
+                    decoded[first + index] = seconds
+                    job.progress(self.name, min(1.0, sum(decoded) / max(speech_total, 1e-9)))
 
+            return progress
+
+        request = self.request(job)
         try:
-            results = self.engine.transcribe([w.gather(samples) for w in windows], self.request(job), progress)
+            results = self.engine.transcribe([w.gather(samples) for w in windows], request, progress_of(0))
+            if recorded is None:
+                kept = "cleaned" if as_recorded is not None else "recorded"
+                if as_recorded is None:
+                    reason = "no cleaning stage changed the recording: read as recorded"
+                elif self.options.compare_cleaned:
+                    reason = "the audio before cleaning did not line up with the cleaned audio: only the cleaned is read"
+                else:
+                    reason = "compare_cleaned is off: only the cleaned audio is read"
+                readings = [self._single_reading(w, r, rate, kept, reason) for w, r in zip(windows, results)]
+            else:
+                results, readings = self._read_both(windows, results, recorded, request, rate, progress_of(len(windows)))
         except ConfigError as exc:  # a request this engine cannot honour: retrying will not help
             raise RejectedInput(self.name, str(exc)) from exc
+        transcript.windows = readings
+        if recorded is not None:
+            chose = Counter(r.kept for r in readings)
+            job.note(
+                f"transcribe: {len(readings)} window(s) read as recorded and as cleaned; kept "
+                f"{chose['cleaned']} cleaned, {chose['recorded']} as recorded"
+            )
         languages: Counter[str] = Counter()
         probabilities: dict[str, float] = {}
         for window, result in zip(windows, results):
@@ -198,6 +247,66 @@ class Transcribe(Stage):
         if not transcript.segments:
             transcript.no_speech = True
             job.note("transcribe: the engine heard no words in the speech regions")
+
+    def _recorded_samples(self, job: Job, as_recorded, samples: np.ndarray, rate: int) -> np.ndarray | None:
+        """The audio as recorded, to read beside the cleaned audio; None where there is none to
+        compare (nothing cleaned it, ``compare_cleaned`` is off) or it no longer lines up sample
+        for sample with the working audio (a stage after cleaning changed its rate or length)."""
+        if as_recorded is None or not self.options.compare_cleaned:
+            return None
+        recorded, recorded_rate = as_recorded
+        if recorded_rate != rate or len(recorded) != len(samples):
+            job.note(
+                "transcribe: the audio before cleaning no longer lines up with the working audio "
+                "(a stage after dehum/denoise changed its rate or length): only the cleaned audio is read"
+            )
+            return None
+        return recorded
+
+    def _single_reading(self, window: Window, result: EngineResult, rate: int, kept: str, reason: str) -> WindowReading:
+        start, end = _window_span(window, rate)
+        figures = {k: v for k, v in reading_evidence(result).items() if k != "text"}  # the transcript holds its text
+        return WindowReading(start, end, 1, kept, reason, {kept: figures})
+
+    def _read_both(
+        self,
+        windows: list[Window],
+        cleaned: list[EngineResult],
+        recorded: np.ndarray,
+        request: DecodeRequest,
+        rate: int,
+        progress,
+    ) -> tuple[list[EngineResult], list[WindowReading]]:
+        """Each window decoded again as recorded, in the language the cleaned reading heard (noise
+        can make the engine mistake the language, cleaning rarely does), and per window the reading
+        the engine is more confident in (:func:`choose_reading`)."""
+        assert self.engine is not None
+        by_language: dict[str | None, list[int]] = {}
+        for i, result in enumerate(cleaned):
+            language = request.language or result.language  # the spoken language, in a translation too
+            by_language.setdefault(language, []).append(i)
+        again: list[EngineResult | None] = [None] * len(windows)
+        for language, indices in by_language.items():
+
+            def report(index: int, seconds: float, indices=indices) -> None:
+                progress(indices[index], seconds)
+
+            out = self.engine.transcribe(
+                [windows[i].gather(recorded) for i in indices], replace(request, language=language), report
+            )
+            for i, result in zip(indices, out):
+                # the language is the one heard, with the probability it was heard with, not the forced 1.0
+                again[i] = replace(result, language=cleaned[i].language or result.language,
+                                   language_probability=cleaned[i].language_probability)
+        results, readings = [], []
+        for window, clean, raw in zip(windows, cleaned, again):
+            assert raw is not None
+            evidence = {"cleaned": reading_evidence(clean), "recorded": reading_evidence(raw)}
+            kept, reason = choose_reading(evidence["cleaned"], evidence["recorded"], self.options.cleaned_margin)
+            start, end = _window_span(window, rate)
+            readings.append(WindowReading(start, end, 2, kept, reason, evidence))
+            results.append(clean if kept == "cleaned" else raw)
+        return results, readings
 
     @staticmethod
     def _spread(windows: list, at_once: int, rate: int) -> list:
@@ -237,3 +346,70 @@ class Transcribe(Stage):
                 regions.append((offset + int(stamp["start"]), offset + int(stamp["end"])))
         return regions
 
+
+
+def _window_span(window: Window, rate: int) -> tuple[float, float]:
+    regions = window.regions
+    return round(regions[0].source_offset / rate, 3), round((regions[-1].source_offset + regions[-1].length) / rate, 3)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: the text's UTF-8 bytes over their zlib-compressed size (a loop
+    of the same words compresses well: above 2.4 Whisper itself rejects a decoding)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def reading_evidence(result: EngineResult) -> dict[str, Any]:
+    """What the engine says of its own reading of one window: the mean log-probability per token
+    and the no-speech probability (each segment's weighted by its length in characters, a stand-in
+    for its tokens), the compression ratio of all its text, its words (characters for a language
+    written without spaces), the language it heard and the text itself (so that the record shows
+    what the reading not kept said)."""
+    spoken = [s for s in result.segments if s.text.strip()]
+    text = " ".join(s.text.strip() for s in spoken)
+    weights = [max(1, len(s.text.strip())) for s in spoken]
+    total = sum(weights)
+
+    def mean(values) -> float | None:
+        pairs = [(v, w) for v, w in zip(values, weights) if v is not None]
+        weight = sum(w for _, w in pairs)
+        return round(sum(v * w for v, w in pairs) / weight, 4) if weight else None
+
+    unspaced = result.language in UNSPACED_LANGUAGES
+    return {
+        "avg_logprob": mean(s.avg_logprob for s in spoken) if total else None,
+        "no_speech_prob": mean(s.no_speech_prob for s in spoken) if total else None,
+        "compression_ratio": round(compression_ratio(text), 3),
+        "words": len("".join(text.split())) if unspaced else len(text.split()),
+        "language": result.language,
+        "text": text,
+    }
+
+
+# Whisper's own bound: a decoding that compresses better than this is a repetition loop
+_LOOPING_RATIO = 2.4
+
+
+def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: float) -> tuple[str, str]:
+    """``("cleaned" | "recorded", why)``: which of a window's two readings to keep, from the engine's
+    own evidence (:func:`reading_evidence`). A reading with words beats one without; one that loops
+    (compression ratio over 2.4) loses to one that does not; otherwise the cleaned reading is kept
+    when its mean log-probability per token beats the recorded one's by more than ``margin`` (and
+    where the engine gives no log-probabilities, as the chain did before it compared)."""
+    for name, this, other in (("cleaned", cleaned, recorded), ("recorded", recorded, cleaned)):
+        if this["words"] and not other["words"]:
+            return name, f"only the {name} reading has words"
+    if not cleaned["words"]:
+        return "recorded", "neither reading has words"
+    loops = {name: ev["compression_ratio"] > _LOOPING_RATIO for name, ev in (("cleaned", cleaned), ("recorded", recorded))}
+    if loops["cleaned"] != loops["recorded"]:
+        name = "recorded" if loops["cleaned"] else "cleaned"
+        other = "cleaned" if name == "recorded" else "recorded"
+        return name, f"the {other} reading repeats itself (compression ratio over {_LOOPING_RATIO:g})"
+    c, r = cleaned["avg_logprob"], recorded["avg_logprob"]
+    if c is None or r is None:  # an engine that gives none: the cleaned audio, as without comparing
+        return "cleaned", "no log-probability to compare: the cleaned reading, as without compare_cleaned"
+    if c > r + margin:
+        return "cleaned", f"the cleaned reading is more confident (log-probability {c:.2f} against {r:.2f})"
+    return "recorded", f"the recorded reading is as confident or more (log-probability {r:.2f} against {c:.2f})"

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hushdrop.pipeline.audio import AudioFacts
-from hushdrop.pipeline.job import RECORD_VERSION, Event, Job, Segment, StageRecord, Transcript, Word
+from hushdrop.pipeline.job import RECORD_VERSION, Event, Job, Segment, StageRecord, Transcript, WindowReading, Word
 from hushdrop.pipeline.outputs import RENDERERS, commit_outputs, json_text, render_json
 
 # the keys the JSON output had before it carried its record version (README: "Output files")
@@ -27,7 +27,10 @@ def finished_job(name: str = "Team call 03.m4a", show_timestamps: bool = True) -
     job.transcript = Transcript("en", 0.97, [
         Segment(1.0, 3.5, "Hello there.", [Word(1.0, 1.6, "Hello", 0.9), Word(1.7, 3.5, "there.", 0.8)], "en", -0.2, 0.01, "hello there"),
         Segment(40.0, 41.0, "Goodbye.", []),
-    ], [Event(3.5, 40.0, "silence", "vad")], [(0.5, 3.6), (39.8, 41.2)])
+    ], [Event(3.5, 40.0, "silence", "vad")], [(0.5, 3.6), (39.8, 41.2)], windows=[
+        WindowReading(0.5, 41.2, 2, "recorded", "the recorded reading is as confident or more",
+                      {"cleaned": {"avg_logprob": -0.6, "text": "Hello bear."}, "recorded": {"avg_logprob": -0.2, "text": "Hello there."}}),
+    ])
     job.show_timestamps = show_timestamps
     job.script = "keep"
     job.warn("the file looks truncated")
@@ -40,7 +43,7 @@ def test_the_json_output_is_the_record_with_its_version_and_every_public_key():
     job = finished_job()
     record = job.to_record()
     assert json.loads(render_json(job)) == record
-    assert record["record_version"] == RECORD_VERSION and set(record) == PUBLIC_KEYS | {"record_version", "show_timestamps", "task", "text_language"}
+    assert record["record_version"] == RECORD_VERSION and set(record) == PUBLIC_KEYS | {"record_version", "show_timestamps", "task", "text_language", "windows"}
     assert record["source"] == {"name": "Team call 03.m4a", "profile": "meetings"}
     assert "path" not in record["audio"]  # a folder of the machine that ran it is no business of a reader
     assert record["received_at"] == "2025-11-21T04:40:00Z"

@@ -1,0 +1,312 @@
+"""Cleaning that never costs words: the chain (dehum, denoise, both readings compared) against the
+bare engine, per language group, clean and in white noise, mains hum (50 and 60 Hz) and babble.
+
+    python -m bench.cleaning --set tuning                                  # choose thresholds here
+    python -m bench.cleaning --set heldout --languages en,zh --noise white,hum50 --snr 5
+    python -m bench.cleaning --set heldout                                 # the whole grid
+    python -m bench.cleaning --set tuning --margins -0.2,-0.1,0,0.1,0.2    # the rule, from cached runs
+    python -m bench.cleaning --set heldout --timing 3 --languages en       # clean-audio overhead
+
+``--set tuning`` is our own synthesised speech (``bench/tuning_speech.py``): thresholds are
+chosen on it. ``--set heldout`` reads ``../shared/heldout/`` in place, only to measure.
+
+One chain run of a noisy clip gives three transcripts: ``chain`` (the kept reading of each
+window, what hushdrop writes), ``cleaned`` (the cleaned reading throughout: the chain as it was
+before readings were compared) and ``recorded`` (the as-recorded reading throughout). Where
+the cleaning stages left a clip alone the three are one. ``bare`` is the engine alone
+(``bench.common.BareSystem``), run on the same file in the same run.
+
+Noise (made in a temporary folder, seeded from the clip id, mixed at the SNR over the whole
+clip as ``bench/noise.py`` mixes): ``white``; ``hum50`` / ``hum60`` (the mains frequency and
+four harmonics at 1, 1/2, 1/3, 1/4, 1/5 of its amplitude); ``babble`` (five *other* clips of
+the same set, at equal power). Results are cached per (system fingerprint, condition, clip) in
+``bench/results/cache/``; the tables go to ``bench/results/cleaning-<set>.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS, SAMPLE_RATE, BareSystem, ChainSystem, Clip, Counts, fmt_duration, load_manifest, markdown_table, score, write_json
+from bench.noise import _seed, decoded, make_noise, mix, write_wav
+
+KINDS = ("white", "hum50", "hum60", "babble")
+SNRS_DB = (0, 5, 10)
+HUM_AMPLITUDES = (1.0, 1 / 2, 1 / 3, 1 / 4, 1 / 5)  # the mains frequency and four harmonics
+READINGS = ("chain", "cleaned", "recorded")
+
+
+def language_group(language: str) -> str:
+    return language if language in ("en", "zh", "yue", "de", "es", "fr") else "other"
+
+
+def _noise(kind: str, clip: Clip, length: int, others: list[Clip]) -> np.ndarray:
+    if kind.startswith("hum"):
+        mains = float(kind[3:])
+        rng = np.random.default_rng(_seed(kind, clip.id))
+        t = np.arange(length) / SAMPLE_RATE
+        hum = np.zeros(length, dtype=np.float64)
+        for k, amplitude in enumerate(HUM_AMPLITUDES, start=1):
+            hum += amplitude * np.sin(2 * np.pi * mains * k * t + rng.uniform(0, 2 * np.pi))
+        return hum.astype(np.float32)
+    return make_noise(kind, clip, length, others)
+
+
+def noisy_file(clip: Clip, condition: str, others: list[Clip], folder: Path) -> Path:
+    if condition == "clean":
+        return clip.path
+    kind, snr = condition.rsplit("+", 1)
+    path = folder / f"{clip.id}.{kind}{snr}.wav"
+    if not path.exists():
+        speech = decoded(clip.path)
+        write_wav(path, mix(speech, _noise(kind, clip, len(speech), others), float(snr.removesuffix("dB"))))
+    return path
+
+
+def _digest() -> str:
+    """Part of the cache key: the noise recipe (this module's ``_noise`` and bench/noise.py), not the tables."""
+    import inspect
+
+    h = hashlib.sha256(inspect.getsource(_noise).encode() + repr(HUM_AMPLITUDES).encode())
+    h.update((Path(__file__).parent / "noise.py").read_bytes())
+    return h.hexdigest()[:8]
+
+
+def chain_run(system: ChainSystem, path: Path) -> dict:
+    """The chain's transcript and, per window, both readings' texts and evidence."""
+    started = time.perf_counter()
+    job = system.processor.run_chain(path, system.profile)
+    seconds = time.perf_counter() - started
+    windows = [asdict(w) for w in job.transcript.windows]
+    transcribe = sum(s.seconds for s in job.stages if s.name == "transcribe")
+    return {"text": job.transcript.text, "language": job.transcript.language, "seconds": seconds,
+            "transcribe_s": transcribe, "windows": windows, "notes": list(job.notes)}
+
+
+def reading_text(run: dict, reading: str, margin: float | None = None) -> str:
+    """The transcript ``reading`` gives: the chain's own, one reading throughout, or the chain's rule
+    at another ``margin`` (from the cached evidence, without decoding again)."""
+    from hushdrop.stages.transcribe import choose_reading
+
+    if reading == "chain" and margin is None:
+        return run["text"]
+    parts = []
+    for w in run["windows"]:
+        ev = w["evidence"]
+        if len(ev) == 1:
+            parts.append(next(iter(ev.values()))["text"])
+            continue
+        pick = reading if reading != "chain" else choose_reading(ev["cleaned"], ev["recorded"], margin)[0]
+        parts.append(ev[pick]["text"])
+    return " ".join(p for p in parts if p)
+
+
+class Store:
+    def __init__(self, name: str):
+        self.dir = RESULTS / "cache" / name
+
+    def get(self, condition: str, clip_id: str):
+        path = self.dir / condition / f"{clip_id}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def put(self, condition: str, clip_id: str, value) -> None:
+        path = self.dir / condition / f"{clip_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+
+
+def clips_of(which: str, languages: set[str] | None) -> tuple[list[Clip], list[Clip]]:
+    """(the clips to read, the pool babble is drawn from: the whole set)."""
+    if which == "tuning":
+        from bench.tuning_speech import tuning_clips
+
+        everyone = tuning_clips()
+    else:
+        everyone = load_manifest()
+    return [c for c in everyone if not languages or c.language in languages], everyone
+
+
+def run(which: str, clips: list[Clip], everyone: list[Clip], conditions: list[str]) -> dict:
+    chain, bare = ChainSystem(), BareSystem()
+    stores = {"chain": Store(f"cleaning-chain-{chain.fingerprint()}-{_digest()}"),
+              "bare": Store(f"cleaning-bare-{bare.fingerprint()}-{_digest()}")}
+    todo = sum(1 for c in conditions for clip in clips for s in stores if stores[s].get(c, clip.id) is None)
+    print(f"cleaning: {len(conditions)} conditions x {len(clips)} clips x 2 systems; {todo} runs not cached", flush=True)
+    chain.warm_up()
+    out: dict = {"set": which, "conditions": conditions, "clips": {}}
+    done, started = 0, time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hushdrop-cleaning-") as tmp:
+        for condition in conditions:
+            for clip in clips:
+                entry = out["clips"].setdefault(clip.id, {"language": clip.language, "reference": clip.reference,
+                                                          "duration_s": clip.duration_s, "runs": {}})
+                runs = {}
+                for name in ("chain", "bare"):
+                    value = stores[name].get(condition, clip.id)
+                    if value is None:
+                        path = noisy_file(clip, condition, everyone, Path(tmp))
+                        if name == "chain":
+                            value = chain_run(chain, path)
+                        else:
+                            hyp = bare.transcribe(path)
+                            value = {"text": hyp.text, "language": hyp.language, "seconds": hyp.seconds}
+                        stores[name].put(condition, clip.id, value)
+                        done += 1
+                        print(f"  [{done}/{todo}] {condition:<12} {name:<5} {clip.id:<44} {value['seconds']:5.1f}s "
+                              f"elapsed {fmt_duration(time.perf_counter() - started)}", flush=True)
+                    runs[name] = value
+                entry["runs"][condition] = runs
+    chain.close()
+    return out
+
+
+def counts_of(results: dict, reading: str, margin: float | None = None) -> dict:
+    """{(group, condition): Counts} for ``reading`` (bare, chain, cleaned, recorded)."""
+    table: dict = defaultdict(Counts)
+    for clip in results["clips"].values():
+        for condition, runs in clip["runs"].items():
+            text = runs["bare"]["text"] if reading == "bare" else reading_text(runs["chain"], reading, margin)
+            table[(language_group(clip["language"]), condition)] += score(clip["reference"], text, clip["language"], clip["duration_s"])
+    return table
+
+
+def tables(results: dict) -> str:
+    """Per condition and language group: error rates of the bare engine and of the chain's readings,
+    whether the target holds, and the seconds each system took (all clips of the condition)."""
+    per = {r: counts_of(results, r) for r in ("bare", *READINGS)}
+    order = ("en", "zh", "yue", "de", "es", "fr", "other")
+    groups = sorted({g for g, _ in per["bare"]}, key=order.index)
+    seconds: dict = defaultdict(lambda: [0.0, 0.0])
+    for clip in results["clips"].values():
+        for condition, runs in clip["runs"].items():
+            seconds[condition][0] += runs["bare"]["seconds"]
+            seconds[condition][1] += runs["chain"]["seconds"]
+    rows, misses = [], []
+    for condition in results["conditions"]:
+        pooled = {r: Counts() for r in per}
+        for g in groups:
+            if (g, condition) not in per["bare"]:
+                continue
+            c = {r: per[r][(g, condition)] for r in per}
+            for r in per:
+                pooled[r] += c[r]
+            ok = c["chain"].rate <= c["bare"].rate + 0.5
+            if not ok:
+                misses.append(f"{condition} {g}")
+            rows.append([condition, g, c["bare"].clips, c["bare"].rate, c["chain"].rate, c["cleaned"].rate,
+                         c["recorded"].rate, "yes" if ok else "**no**", "", ""])
+        if condition == "clean":  # the target there: as good as bare (groups above), and as before
+            verdict = "unchanged" if pooled["chain"].errors == pooled["cleaned"].errors else "**changed**"
+        else:
+            verdict = "yes" if pooled["chain"].errors < pooled["bare"].errors else "**no**"
+            if verdict != "yes":
+                misses.append(f"{condition} pooled")
+        rows.append([condition, "**pooled**", pooled["bare"].clips, pooled["bare"].rate, pooled["chain"].rate,
+                     pooled["cleaned"].rate, pooled["recorded"].rate, verdict,
+                     f"{seconds[condition][0]:.0f}", f"{seconds[condition][1]:.0f}"])
+    header = ["condition", "group", "clips", "bare", "chain (kept)", "cleaned only", "recorded only",
+              "chain ≤ bare + 0.5 (pooled: < bare; clean: = before)", "s bare", "s chain"]
+    kept = defaultdict(lambda: [0, 0])
+    for clip in results["clips"].values():
+        for condition, runs in clip["runs"].items():
+            for w in runs["chain"]["windows"]:
+                if w["decodes"] == 2:
+                    kept[condition][0 if w["kept"] == "cleaned" else 1] += 1
+    lines = [markdown_table(header, rows), "",
+             "Windows read twice (kept cleaned / as recorded): " +
+             (", ".join(f"{c} {k[0]}/{k[1]}" for c, k in kept.items() if sum(k)) or "none"), "",
+             "Target missed in: " + (", ".join(misses) or "none")]
+    return "\n".join(lines)
+
+
+def margin_table(results: dict, margins: list[float]) -> str:
+    """The rule at each margin, pooled over every group and noisy condition, and per group."""
+    bare = counts_of(results, "bare")
+    groups = sorted({g for g, _ in bare})
+    rows = []
+    for margin in [None, *margins]:
+        table = counts_of(results, "chain", margin) if margin is not None else counts_of(results, "cleaned")
+        noisy = Counts()
+        worst = -1e9
+        for (g, condition), c in table.items():
+            if condition != "clean":
+                noisy += c
+            worst = max(worst, c.rate - bare[(g, condition)].rate)
+        per_group = []
+        for g in groups:
+            gc = Counts()
+            for (gg, condition), c in table.items():
+                if gg == g and condition != "clean":
+                    gc += c
+            per_group.append(gc.rate)
+        rows.append(["cleaned only" if margin is None else f"{margin:+.2f}", noisy.rate, worst, *per_group])
+    bare_noisy, bare_groups = Counts(), defaultdict(Counts)
+    for (g, condition), c in bare.items():
+        if condition != "clean":
+            bare_noisy += c
+            bare_groups[g] += c
+    rows.append(["bare", bare_noisy.rate, 0.0, *[bare_groups[g].rate for g in groups]])
+    return markdown_table(["margin", "noisy pooled", "worst (group, condition) vs bare", *groups], rows)
+
+
+def timing(clips: list[Clip], reps: int) -> str:
+    """Seconds of the chain with compare_cleaned on and off on the same clean files, interleaved."""
+    from bench.ablate import _default_chain, with_options
+
+    on = ChainSystem(chain=with_options("transcribe", compare_cleaned=True)(_default_chain()))
+    off = ChainSystem(chain=with_options("transcribe", compare_cleaned=False)(_default_chain()))
+    on.warm_up(), off.warm_up()
+    totals = {"on": 0.0, "off": 0.0}
+    for rep in range(reps):
+        for clip in clips:
+            for name, system in (("on", on), ("off", off)) if rep % 2 == 0 else (("off", off), ("on", on)):
+                started = time.perf_counter()
+                system.processor.run_chain(clip.path, system.profile)
+                totals[name] += time.perf_counter() - started
+    on.close(), off.close()
+    audio = sum(c.duration_s for c in clips) * reps
+    return (f"clean audio, {len(clips)} clips x {reps} rounds ({audio:.0f} s of audio), interleaved: "
+            f"compare_cleaned on {totals['on']:.1f} s, off {totals['off']:.1f} s, ratio {totals['on'] / totals['off']:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cleaning", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", choices=("tuning", "heldout"), default="tuning")
+    parser.add_argument("--languages", help="comma-separated language codes (default: all)")
+    parser.add_argument("--noise", default=",".join(KINDS), help=f"noise kinds, or 'none' (default: {','.join(KINDS)})")
+    parser.add_argument("--snr", default=",".join(map(str, SNRS_DB)), help="SNRs in dB (default: 0,5,10)")
+    parser.add_argument("--no-clean", action="store_true", help="skip the clean condition")
+    parser.add_argument("--margins", help="also tabulate the rule at these cleaned_margin values (from the cached runs)")
+    parser.add_argument("--timing", type=int, default=0, help="instead: time compare_cleaned on/off on clean clips, N rounds")
+    args = parser.parse_args(argv)
+    languages = set(args.languages.split(",")) if args.languages else None
+    clips, everyone = clips_of(args.set, languages)
+    if args.timing:
+        print(timing(clips, args.timing))
+        return 0
+    kinds = [] if args.noise == "none" else args.noise.split(",")
+    for kind in kinds:
+        if kind not in KINDS:
+            parser.error(f"unknown noise {kind!r}: one of {', '.join(KINDS)}")
+    conditions = ([] if args.no_clean else ["clean"]) + [f"{k}+{s}dB" for s in args.snr.split(",") for k in kinds]
+    results = run(args.set, clips, everyone, conditions)
+    text = tables(results)
+    if args.margins:
+        text += "\n\n" + margin_table(results, [float(m) for m in args.margins.split(",")])
+    print(text)
+    write_json(RESULTS / f"cleaning-{args.set}.json", results)
+    (RESULTS / f"cleaning-{args.set}.md").write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
