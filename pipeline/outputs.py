@@ -63,7 +63,7 @@ def short_clock(seconds: float) -> str:
     return clock(seconds)[:8]
 
 
-def _cues(job: Job) -> list[Segment]:
+def text_segments(job: Job) -> list[Segment]:
     """The segments that have text, their text fit for a file (:func:`pipeline.text.stored_text`)."""
     segments = []
     for segment in job.transcript.segments:
@@ -74,18 +74,18 @@ def _cues(job: Job) -> list[Segment]:
 
 
 def render_txt(job: Job) -> str:
-    if job.transcript.no_speech or not _cues(job):
+    if job.transcript.no_speech or not text_segments(job):
         return NO_SPEECH + "\n"
     if job.show_timestamps:
-        return "".join(f"[{short_clock(s.start)}] {s.text}\n" for s in _cues(job))
-    return " ".join(s.text for s in _cues(job)) + "\n"
+        return "".join(f"[{short_clock(s.start)}] {s.text}\n" for s in text_segments(job))
+    return " ".join(s.text for s in text_segments(job)) + "\n"
 
 
 def subtitle_cues(job: Job) -> list[Cue]:
     """The transcript as subtitle cues: at most 2 lines of ~42 characters (~18 CJK), ~7 s each."""
     until = job.facts.duration_s if job.facts and job.facts.duration_s else None
     # each segment's line breaks follow the language of its text (English in a translation)
-    segments = [replace(s, language=job.language_of(s)) for s in _cues(job)]
+    segments = [replace(s, language=job.language_of(s)) for s in text_segments(job)]
     return build_cues(segments, job.text_language, until=until)
 
 
@@ -159,7 +159,7 @@ def render_md(job: Job) -> str:
         lines.append(f"- **Engine:** {markdown_text(stored_text(engine))}")
     lines += ["", "---", ""]
     line_start = not job.show_timestamps
-    items: list[tuple[float, str]] = [(s.start, markdown_text(s.text, line_start)) for s in _cues(job)]
+    items: list[tuple[float, str]] = [(s.start, markdown_text(s.text, line_start)) for s in text_segments(job)]
     items += [(e.start, f"*[{markdown_text(stored_text(e.kind))}, {e.end - e.start:.0f} s]*") for e in t.events]
     if t.no_speech:
         items.append((0.0, f"*{NO_SPEECH}*"))

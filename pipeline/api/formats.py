@@ -27,8 +27,7 @@ import zlib
 from typing import Any, Iterable
 
 from hushdrop.pipeline.job import Job, Segment
-from hushdrop.pipeline.outputs import _cues as text_segments
-from hushdrop.pipeline.outputs import render_srt, render_vtt
+from hushdrop.pipeline.outputs import render_srt, render_vtt, text_segments
 from hushdrop.pipeline.text import stored_text
 from hushdrop.pipeline.web.i18n import LANGUAGE_NAMES_EN
 

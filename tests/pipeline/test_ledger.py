@@ -119,16 +119,16 @@ def test_an_uploads_note_belongs_to_that_very_file_until_forgotten(ledger: Ledge
     upload.write_bytes(b"RIFF")
     asked = UploadNote(language="de", priority=Priority.API, task="translate", prompt="Kubernetes", request_id="r1")
     ledger.uploads.add(upload, "default", asked, upload.stat())
-    assert ledger.uploads.language_for(upload, upload.stat()) == "de"
     assert ledger.uploads.note_for(upload, upload.stat()) == asked
-    assert ledger.uploads.waiting_request("r1") and not ledger.uploads.waiting_request("r2")
+    assert ledger.uploads.waiting_file("r1") == (upload, upload.stat().st_dev, upload.stat().st_ino)
+    assert ledger.uploads.waiting_file("r2") is None
     assert [(u["inbox_path"], u["profile"]) for u in ledger.uploads.pending()] == [(upload, "default")]
     other = tmp_path / "other.wav"
     other.write_bytes(b"RIFF")
-    assert ledger.uploads.language_for(upload, other.stat()) is None  # same name, another file
+    assert ledger.uploads.note_for(upload, other.stat()) is None  # same name, another file
     ledger.uploads.forget(upload)
-    assert ledger.uploads.language_for(upload, upload.stat()) is None and ledger.uploads.pending() == []
-    assert not ledger.uploads.waiting_request("r1")
+    assert ledger.uploads.note_for(upload, upload.stat()) is None and ledger.uploads.pending() == []
+    assert ledger.uploads.waiting_file("r1") is None
 
 
 def test_the_most_urgent_claimed_job_runs_first_then_arrival_order(ledger: Ledger, tmp_path: Path):

@@ -72,11 +72,6 @@ class Uploads:
             return None
         return UploadNote(**{**dict(rows[0]), "write_outputs": bool(rows[0]["write_outputs"])})
 
-    def language_for(self, inbox_path: Path, st: os.stat_result) -> str | None:
-        """The language chosen for the upload that is this very file, or None."""
-        note = self.note_for(inbox_path, st)
-        return note.language if note else None
-
     def forget(self, inbox_path: Path, request_id: str | None = None) -> None:
         """Drop the note of ``inbox_path`` (only API request ``request_id``'s, where given: a new
         upload may have taken the name since)."""
@@ -92,10 +87,6 @@ class Uploads:
         upload renamed to the same name once this one left the inbox keeps its own note."""
         with self._ledger._tx() as db:
             db.execute(f"DELETE FROM uploads WHERE {_SAME_FILE}", _same_file(inbox_path, st))
-
-    def waiting_request(self, request_id: str) -> bool:
-        """Whether the upload of API request ``request_id`` is still in the inbox, not claimed yet."""
-        return bool(self._ledger._read("SELECT 1 FROM uploads WHERE request_id = ?", (request_id,)))
 
     def waiting_file(self, request_id: str) -> tuple[Path, int, int] | None:
         """(inbox path, device, inode) of API request ``request_id``'s upload while its note is
