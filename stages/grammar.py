@@ -16,7 +16,7 @@ from typing import Callable
 
 from pydantic import Field, field_validator
 
-from hushdrop.pipeline.job import Job
+from hushdrop.pipeline.job import Job, Segment
 from hushdrop.pipeline.script import SCRIPT_LANGUAGES, convert_script
 from hushdrop.pipeline.text import TRANSCRIPT_MIN_REPEATS, TRANSCRIPT_MIN_SPAN, RepeatGuard
 from hushdrop.stages.base import Stage, StageOptions
@@ -96,6 +96,37 @@ def collapse_repetition_loops(text: str, ctx: GrammarContext) -> str:
     says why the transcript's thresholds are lower than an engine's).
     """
     return RepeatGuard(min_repeats=ctx.min_repeats, min_span=TRANSCRIPT_MIN_SPAN).cut(text)
+
+
+def _said(text: str) -> str:
+    """A segment's words without case, spacing or punctuation: what a repeated sentence is compared on."""
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def without_repeated_segments(segments: list[Segment], min_repeats: int = TRANSCRIPT_MIN_REPEATS) -> tuple[list[Segment], int]:
+    """``segments`` with every run of ``min_repeats`` or more in a row saying the same words cut to
+    its first, and how many were dropped: :func:`collapse_repetition_loops` across segments. On
+    noise or a mumble Whisper repeats a sentence, one segment each, until its window ends;
+    fewer times in a row can be speech ("Hello? Hello?")."""
+    kept: list[Segment] = []
+    run: list[Segment] = []  # the current run of segments saying the same words
+
+    def close_run() -> int:
+        if len(run) >= min_repeats:
+            kept.append(run[0])
+            return len(run) - 1
+        kept.extend(run)
+        return 0
+
+    dropped = 0
+    for segment in segments:
+        if run and _said(segment.text) and _said(segment.text) == _said(run[0].text):
+            run.append(segment)
+            continue
+        dropped += close_run()
+        run = [segment]
+    dropped += close_run()
+    return kept, dropped
 
 
 _FILLERS = {
@@ -263,3 +294,9 @@ class Grammar(Stage):
                 segment.raw_text = segment.text
             segment.text = self.fix(segment.text, language, glossary)
         job.transcript.segments = [s for s in job.transcript.segments if s.text]
+        if "collapse_repetition_loops" not in self.options.disable:
+            segments, dropped = without_repeated_segments(job.transcript.segments, self.options.repetition_min_repeats)
+            if dropped:
+                job.transcript.segments = segments
+                job.note(f"grammar: {dropped} segment(s) dropped that said the sentence before them again, "
+                         f"{self.options.repetition_min_repeats} or more times in a row (a decoding loop)")

@@ -10,10 +10,11 @@ across a join between two regions is split there, so no segment spans a gap.
 
 Cleaning is checked by the engine's own evidence. Where ``dehum`` or ``denoise`` changed the
 recording (they keep it as it was: ``Job.keep_as_recorded``), each window is decoded twice,
-as cleaned and as recorded, both in the language heard in the cleaned audio (noise makes the
-engine mistake the language far more often than cleaning does), and the reading kept is the
-one the engine is more confident in (:func:`choose_reading`: words over none, no repetition
-loop over one, then the mean log-probability per token). Where nothing cleaned the recording,
+as cleaned and as recorded, each in the language the engine hears in that audio (unless the
+profile names one), and the reading kept is the one the engine is more confident in
+(:func:`choose_reading`: words over none, no repetition loop over one, the language it is
+surer of, then the mean log-probability per token). Where people speak is judged on the audio
+as recorded, so both readings hear the same windows. Where nothing cleaned the recording,
 each window is decoded once. Either way the transcript's ``windows`` say which reading each
 window kept and why (the JSON output's ``windows``).
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import Counter
-from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -72,7 +72,7 @@ class TranscribeOptions(StageOptions):
     compare_cleaned: bool = Field(
         True,
         description="where dehum or denoise changed the recording, decode each window both as recorded and as "
-        "cleaned (in the language heard in the cleaned audio) and keep the reading the engine is more confident in",
+        "cleaned (each in the language heard in it) and keep the reading the engine is more confident in",
     )
     # the engine reads gated audio more confidently than it reads it right, so the cleaned reading has
     # to win by a margin; chosen on synthesised speech (bench/cleaning.py --set tuning, docs/benchmarks.md)
@@ -187,7 +187,10 @@ class Transcribe(Stage):
             )
         job.engine_info = self.engine.describe()
         transcript = job.transcript
-        regions = self._speech_regions(samples)
+        recorded = self._recorded_samples(job, as_recorded, samples, rate)
+        # where people speak is judged on the audio as recorded: a gate's silence between words
+        # can cut the quiet end of speech that the voice detector hears through the noise
+        regions = self._speech_regions(samples if recorded is None else recorded)
         transcript.speech_regions = [(a / rate, b / rate) for a, b in regions]
         if not regions:
             transcript.no_speech = True
@@ -196,7 +199,6 @@ class Transcribe(Stage):
         max_window = min(self.options.window_seconds, self.engine.capabilities.max_window_s)
         windows = pack_regions(regions, samples, rate, max_window, gap_seconds=self.options.join_pause_ms / 1000)
         windows = self._spread(windows, self.engine.capabilities.concurrent_windows, rate)
-        recorded = self._recorded_samples(job, as_recorded, samples, rate)
         speech_total = sum(w.length for w in windows) / rate * (2 if recorded is not None else 1)
         decoded = [0.0] * (2 * len(windows))
         progress_lock = threading.Lock()
@@ -277,30 +279,13 @@ class Transcribe(Stage):
         rate: int,
         progress,
     ) -> tuple[list[EngineResult], list[WindowReading]]:
-        """Each window decoded again as recorded, in the language the cleaned reading heard (noise
-        can make the engine mistake the language, cleaning rarely does), and per window the reading
-        the engine is more confident in (:func:`choose_reading`)."""
+        """Each window decoded again as recorded, in the language the engine hears in the recorded
+        audio (noise can mislead it, and so can cleaning: which it is surer of decides), and per
+        window the reading the engine is more confident in (:func:`choose_reading`)."""
         assert self.engine is not None
-        by_language: dict[str | None, list[int]] = {}
-        for i, result in enumerate(cleaned):
-            language = request.language or result.language  # the spoken language, in a translation too
-            by_language.setdefault(language, []).append(i)
-        again: list[EngineResult | None] = [None] * len(windows)
-        for language, indices in by_language.items():
-
-            def report(index: int, seconds: float, indices=indices) -> None:
-                progress(indices[index], seconds)
-
-            out = self.engine.transcribe(
-                [windows[i].gather(recorded) for i in indices], replace(request, language=language), report
-            )
-            for i, result in zip(indices, out):
-                # the language is the one heard, with the probability it was heard with, not the forced 1.0
-                again[i] = replace(result, language=cleaned[i].language or result.language,
-                                   language_probability=cleaned[i].language_probability)
+        again = self.engine.transcribe([w.gather(recorded) for w in windows], request, progress)
         results, readings = [], []
         for window, clean, raw in zip(windows, cleaned, again):
-            assert raw is not None
             evidence = {"cleaned": reading_evidence(clean), "recorded": reading_evidence(raw)}
             kept, reason = choose_reading(evidence["cleaned"], evidence["recorded"], self.options.cleaned_margin)
             start, end = _window_span(window, rate)
@@ -377,12 +362,14 @@ def reading_evidence(result: EngineResult) -> dict[str, Any]:
         return round(sum(v * w for v, w in pairs) / weight, 4) if weight else None
 
     unspaced = result.language in UNSPACED_LANGUAGES
+    probability = result.language_probability
     return {
         "avg_logprob": mean(s.avg_logprob for s in spoken) if total else None,
         "no_speech_prob": mean(s.no_speech_prob for s in spoken) if total else None,
         "compression_ratio": round(compression_ratio(text), 3),
         "words": len("".join(text.split())) if unspaced else len(text.split()),
         "language": result.language,
+        "language_probability": None if probability is None else round(probability, 4),
         "text": text,
     }
 
@@ -394,9 +381,11 @@ _LOOPING_RATIO = 2.4
 def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: float) -> tuple[str, str]:
     """``("cleaned" | "recorded", why)``: which of a window's two readings to keep, from the engine's
     own evidence (:func:`reading_evidence`). A reading with words beats one without; one that loops
-    (compression ratio over 2.4) loses to one that does not; otherwise the cleaned reading is kept
-    when its mean log-probability per token beats the recorded one's by more than ``margin`` (and
-    where the engine gives no log-probabilities, as the chain did before it compared)."""
+    (compression ratio over 2.4) loses to one that does not; where the two audios were heard in
+    different languages, the reading in the language the engine was surer of wins (log-probabilities
+    of texts in two languages do not compare); otherwise the cleaned reading is kept when its mean
+    log-probability per token beats the recorded one's by more than ``margin`` (and where the
+    engine gives no log-probabilities, as the chain did before it compared)."""
     for name, this, other in (("cleaned", cleaned, recorded), ("recorded", recorded, cleaned)):
         if this["words"] and not other["words"]:
             return name, f"only the {name} reading has words"
@@ -407,9 +396,16 @@ def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: fl
         name = "recorded" if loops["cleaned"] else "cleaned"
         other = "cleaned" if name == "recorded" else "recorded"
         return name, f"the {other} reading repeats itself (compression ratio over {_LOOPING_RATIO:g})"
+    languages = cleaned.get("language"), recorded.get("language")
+    sure = cleaned.get("language_probability"), recorded.get("language_probability")
+    if None not in languages and languages[0] != languages[1] and None not in sure:
+        name = "cleaned" if sure[0] > sure[1] else "recorded"
+        (mine, theirs), (p, q) = (languages, sure) if name == "cleaned" else (languages[::-1], sure[::-1])
+        return name, f"the engine is surer of the language heard in the {name} audio ({mine} {p:.2f} against {theirs} {q:.2f})"
     c, r = cleaned["avg_logprob"], recorded["avg_logprob"]
     if c is None or r is None:  # an engine that gives none: the cleaned audio, as without comparing
         return "cleaned", "no log-probability to compare: the cleaned reading, as without compare_cleaned"
     if c > r + margin:
         return "cleaned", f"the cleaned reading is more confident (log-probability {c:.2f} against {r:.2f})"
     return "recorded", f"the recorded reading is as confident or more (log-probability {r:.2f} against {c:.2f})"
+

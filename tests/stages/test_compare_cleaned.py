@@ -113,3 +113,15 @@ def test_the_reading_with_words_wins_then_the_one_that_does_not_loop_then_the_mo
     assert choose_reading(_evidence(3, -0.3), _evidence(3, -0.5), 0.25)[0] == "recorded"
     assert choose_reading(_evidence(3, -0.5), _evidence(3, -0.3), -0.25)[0] == "cleaned"
     assert choose_reading(_evidence(3, None), _evidence(3, None), 0.2)[0] == "cleaned"  # no evidence: as before
+
+
+def test_where_the_two_audios_were_heard_in_different_languages_the_surer_language_wins():
+    cleaned = {**_evidence(3, -0.2), "language": "vi", "language_probability": 0.41}
+    recorded = {**_evidence(3, -0.9), "language": "zh", "language_probability": 0.62}
+    kept, reason = choose_reading(cleaned, recorded, 0.2)
+    assert kept == "recorded" and "zh 0.62 against vi 0.41" in reason
+    kept, reason = choose_reading({**cleaned, "language_probability": 0.9}, recorded, 0.2)
+    assert kept == "cleaned" and "vi 0.90 against zh 0.62" in reason
+    # the same language: the log-probabilities decide, as before
+    assert choose_reading({**cleaned, "language": "zh"}, recorded, 0.2)[0] == "cleaned"
+

@@ -69,3 +69,25 @@ def test_a_chinese_glossary_term_is_found_in_either_script():
     assert apply_glossary("我们做了季度復盤和季度 复盘", ctx) == "我们做了季度复盘和季度复盘"
     ctx = GrammarContext(language="zh", glossary=("季度復盤",))
     assert apply_glossary("今天的季度复盘", ctx) == "今天的季度復盤"
+
+
+def _job_saying(*texts: str) -> Job:
+    job = job_with(texts[0], "en")
+    job.transcript.segments = [Segment(float(i), i + 1.0, t) for i, t in enumerate(texts)]
+    return job
+
+
+def test_a_sentence_said_a_third_time_in_a_row_is_a_loop_and_is_kept_once():
+    job = _job_saying("Hello?", "Hello?", "Come in.", "Come in.", "come in", "Come in!", "Bye.")
+    Grammar().run(job)
+    assert [s.text for s in job.transcript.segments] == ["Hello?", "Hello?", "Come in.", "Bye."]
+    assert [s.start for s in job.transcript.segments] == [0.0, 1.0, 2.0, 6.0]  # the first of the run, with its time
+    assert any("3 segment(s) dropped" in n for n in job.notes), job.notes
+    # the same sentence again after another is speech, not a loop; the threshold and the rule's switch apply
+    job = _job_saying("One.", "Two.", "One.", "Two.")
+    Grammar().run(job)
+    assert len(job.transcript.segments) == 4 and not job.notes
+    for options in (GrammarOptions(repetition_min_repeats=5), GrammarOptions(disable=["collapse_repetition_loops"])):
+        job = _job_saying(*["Come in."] * 4)
+        Grammar(options).run(job)
+        assert len(job.transcript.segments) == 4
