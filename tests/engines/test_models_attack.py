@@ -39,12 +39,19 @@ def run_clip(config: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Co
     return hushdrop(config, "run", str(original), env={k: v for k, v in env.items() if k != "HF_ENDPOINT"})
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
+    # inherited SIG_IGN; the pull must see Ctrl-C as a person at a terminal would send it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_pull(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     """`hushdrop models pull` in the background, its output going to ``log`` (read while it runs)."""
     with open(log, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), "models", "pull", NAME],
             stdout=out, stderr=subprocess.STDOUT, env={**env, "COLUMNS": "200"}, cwd=REPO,
+            preexec_fn=_ctrl_c_as_at_a_terminal,
         )
 
 
