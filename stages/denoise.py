@@ -44,7 +44,10 @@ _FRAME_S = 0.03
 class DenoiseOptions(StageOptions):
     mode: Literal["auto", "always", "off"] = "auto"
     snr_threshold_db: float = Field(15.0, description="auto mode denoises below this estimated SNR")
-    prop_decrease: float = Field(1.0, ge=0.0, le=1.0, description="how much of the noise to remove")
+    prop_decrease: float = Field(
+        0.75, ge=0.0, le=1.0,
+        description="how much of the noise to remove; below 1 a gated bin keeps a floor, which the engine misreads less",
+    )
     threshold_std: float = Field(1.0, gt=0.0, le=5.0, description="gate opens this many std above the noise")
     window_ms: float = Field(32.0, ge=8.0, le=128.0, description="STFT window; short windows keep speech onsets")
     freq_smooth_hz: float = Field(250.0, ge=0.0)

@@ -116,13 +116,20 @@ def noisy_speech(snr_db: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return clean, clean + noise
 
 
-def test_denoise_improves_5db_white_noise_by_6db(tmp_path):
+def test_denoise_improves_5db_white_noise_and_the_default_leaves_a_floor(tmp_path):
     clean, noisy = noisy_speech(5.0)
     path = write_wav(tmp_path / "noisy.wav", noisy, 16000)
-    out, _, job = run_chain(path, 16000, [Denoise()], tmp_path)
-    before, after = snr_against(clean, noisy), snr_against(clean, out[: len(clean)])
+    before = snr_against(clean, noisy)
     assert before == pytest.approx(5.0, abs=0.1)
-    assert after - before >= 6.0, f"SNR {before:.1f} dB → {after:.1f} dB"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "default").mkdir()
+    full, _, _ = run_chain(path, 16000, [Denoise(DenoiseOptions(prop_decrease=1.0))], tmp_path / "full")
+    gentle, _, job = run_chain(path, 16000, [Denoise()], tmp_path / "default")
+    at_full, by_default = snr_against(clean, full[: len(clean)]), snr_against(clean, gentle[: len(clean)])
+    assert at_full - before >= 6.0, f"full gate: SNR {before:.1f} dB → {at_full:.1f} dB"
+    assert by_default - before >= 4.0, f"default gate: SNR {before:.1f} dB → {by_default:.1f} dB"
+    # prop_decrease 0.75 keeps a quarter of a gated bin's level, so less noise goes than at full strength
+    assert by_default < at_full - 0.5, (by_default, at_full)
     assert any("gating noise" in n for n in job.notes)
 
 
