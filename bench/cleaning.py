@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snr", default=",".join(map(str, SNRS_DB)), help="SNRs in dB (default: 0,5,10)")
     parser.add_argument("--no-clean", action="store_true", help="skip the clean condition")
     parser.add_argument("--margins", help="also tabulate the rule at these cleaned_margin values (from the cached runs)")
-    parser.add_argument("--prop-decrease", type=float, help="the chain's denoise prop_decrease (a gentler gate below 1)")
+    parser.add_argument("--prop-decrease", type=float, help="the chain's denoise prop_decrease (default: the stage's own); 1 gates at full strength")
     parser.add_argument("--bare-twice", action="store_true", help="instead: the bare engine against a second run of itself")
     parser.add_argument("--timing", type=int, default=0, help="instead: time compare_cleaned on/off on clean clips, N rounds")
     args = parser.parse_args(argv)
