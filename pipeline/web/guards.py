@@ -3,6 +3,10 @@
 They run in this order (the first wraps all the others; :func:`pipeline.web.app.create_app`
 lists them so):
 
+0. :class:`ReadTheBodyFirst`: a response that starts before the request's body was read (a
+   refusal, mostly) waits until the body is in, up to :data:`DRAIN_LIMIT_BYTES` and
+   :data:`DRAIN_LIMIT_S`: a server that answers and closes with a body still unread resets the
+   connection, and a reverse proxy still sending that body reports 502 instead of the answer;
 1. :class:`SecurityHeaders`: every response, a refusal from a later guard too, gets
    ``Content-Security-Policy: default-src 'self'`` and the usual headers (a route's own value
    of one of them wins);
@@ -34,6 +38,8 @@ Each takes the app it wraps and the shared :class:`~pipeline.web.state.WebState`
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -54,6 +60,8 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DRAIN_LIMIT_BYTES = 8 << 20
+DRAIN_LIMIT_S = 5.0
 OPEN_PREFIXES = ("/static/", "/lang/")
 OPEN_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
 LOCAL_PATHS = frozenset({"/readyz", "/metrics"})
@@ -81,6 +89,35 @@ class _Guard:
 
     async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
+
+
+class ReadTheBodyFirst(_Guard):
+    async def guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body_read = False
+
+        async def tracked_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def drain() -> None:
+            nonlocal body_read
+            received = 0
+            while not body_read and received <= DRAIN_LIMIT_BYTES:
+                message = await tracked_receive()
+                received += len(message.get("body", b""))
+
+        async def send_after_the_body(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                try:
+                    await asyncio.wait_for(drain(), DRAIN_LIMIT_S)
+                except asyncio.TimeoutError:
+                    pass  # a client this slow gets the answer, and maybe a reset, now
+            await send(message)
+
+        await self.app(scope, tracked_receive, send_after_the_body)
 
 
 class SecurityHeaders(_Guard):
@@ -198,5 +235,5 @@ def _needs_a_password(scope: Scope) -> Response:
     return JSONResponse({"error": NEEDS_A_PASSWORD}, 403)
 
 
-GUARDS = (SecurityHeaders, HostCheck, ClientAddress, ApiAccess, LocalOnlyWithoutPassword, Sessions, RequireLogin, CsrfCheck)
+GUARDS = (ReadTheBodyFirst, SecurityHeaders, HostCheck, ClientAddress, ApiAccess, LocalOnlyWithoutPassword, Sessions, RequireLogin, CsrfCheck)
 """Every guard, outermost first: the order the module docstring explains."""

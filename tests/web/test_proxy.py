@@ -157,6 +157,22 @@ def test_through_nginx_a_page_without_a_password_shows_nothing(site):
     assert not any(settings_of(server).inbox.rglob("x*.wav"))
 
 
+def test_a_refused_upload_through_nginx_gets_its_answer_not_a_502(site):
+    """The page refuses before it reads the body; were it to close with 4 MB unread, the kernel would
+    reset the connection while nginx still streams the body (proxy_request_buffering off), and the
+    browser would see 502 Bad Gateway instead of the 403 that says what to do."""
+    start, proxy = site
+    server, _ = start({})
+    front = proxy(server, BARE, "nginx-bare")
+    body = cheap_wav(1) + bytes(4 << 20)
+    with browser(front.url) as outside:
+        for attempt in range(5):
+            upload = outside.post("/api/uploads", params={"name": "big.wav"}, content=body, headers={"Origin": front.url})
+            assert upload.status_code == 403, (attempt, upload.status_code, upload.text[:200])
+            assert "hushdrop web --set-password" in upload.text
+    assert not any(settings_of(server).inbox.rglob("big*.wav"))
+
+
 def test_a_forged_forwarding_header_sent_straight_to_the_page_makes_the_request_remote(site):
     start, _ = site
     server, job_id = start({})
