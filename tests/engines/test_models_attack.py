@@ -39,20 +39,22 @@ def run_clip(config: Path, env: dict[str, str], tmp_path: Path) -> subprocess.Co
     return hushdrop(config, "run", str(original), env={k: v for k, v in env.items() if k != "HF_ENDPOINT"})
 
 
-def _ctrl_c_as_at_a_terminal() -> None:
-    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
-    # inherited SIG_IGN; the pull must see Ctrl-C as a person at a terminal would send it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_pull(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`hushdrop models pull` in the background, its output going to ``log`` (read while it runs)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), "models", "pull", NAME],
-            stdout=out, stderr=subprocess.STDOUT, env={**env, "COLUMNS": "200"}, cwd=REPO,
-            preexec_fn=_ctrl_c_as_at_a_terminal,
-        )
+    """`hushdrop models pull` in the background, its output going to ``log`` (read while it runs).
+
+    A shell without job control starts background commands with SIGINT ignored, and a child keeps
+    an ignored signal across exec; the pull must hear Ctrl-C as it would at a terminal. A handled
+    signal is reset to its default across exec, so the suite handles SIGINT while it starts the pull
+    (no preexec_fn: the local hub's server thread makes that unsafe)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(log, "wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hushdrop.pipeline.cli", "--config", str(config), "models", "pull", NAME],
+                stdout=out, stderr=subprocess.STDOUT, env={**env, "COLUMNS": "200"}, cwd=REPO,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def poll(condition, timeout: float = 60, what: str = "condition") -> None:
