@@ -376,19 +376,29 @@ def reading_evidence(result: EngineResult) -> dict[str, Any]:
 
 # Whisper's own bound: a decoding that compresses better than this is a repetition loop
 _LOOPING_RATIO = 2.4
+# words heard only in the cleaned audio are kept where the engine itself thinks speech the likelier
+# (its no-speech probability at most one half): where the audio as recorded was read as silence, a
+# gate's remains can be read as sentences nobody said
+_MORE_LIKELY_SILENT = 0.5
 
 
 def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: float) -> tuple[str, str]:
     """``("cleaned" | "recorded", why)``: which of a window's two readings to keep, from the engine's
-    own evidence (:func:`reading_evidence`). A reading with words beats one without; one that loops
+    own evidence (:func:`reading_evidence`). A reading with words beats one without (the cleaned
+    reading only where the engine's no-speech probability for it is at most 0.5); one that loops
     (compression ratio over 2.4) loses to one that does not; where the two audios were heard in
     different languages, the reading in the language the engine was surer of wins (log-probabilities
     of texts in two languages do not compare); otherwise the cleaned reading is kept when its mean
     log-probability per token beats the recorded one's by more than ``margin`` (and where the
     engine gives no log-probabilities, as the chain did before it compared)."""
-    for name, this, other in (("cleaned", cleaned, recorded), ("recorded", recorded, cleaned)):
-        if this["words"] and not other["words"]:
-            return name, f"only the {name} reading has words"
+    if cleaned["words"] and not recorded["words"]:
+        doubt = cleaned.get("no_speech_prob")
+        if doubt is not None and doubt > _MORE_LIKELY_SILENT:
+            return "recorded", (f"only the cleaned reading has words, but the engine thinks them more likely "
+                                f"not speech (no-speech probability {doubt:.2f}): none kept")
+        return "cleaned", "only the cleaned reading has words"
+    if recorded["words"] and not cleaned["words"]:
+        return "recorded", "only the recorded reading has words"
     if not cleaned["words"]:
         return "recorded", "neither reading has words"
     loops = {name: ev["compression_ratio"] > _LOOPING_RATIO for name, ev in (("cleaned", cleaned), ("recorded", recorded))}

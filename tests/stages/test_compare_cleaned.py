@@ -115,6 +115,20 @@ def test_the_reading_with_words_wins_then_the_one_that_does_not_loop_then_the_mo
     assert choose_reading(_evidence(3, None), _evidence(3, None), 0.2)[0] == "cleaned"  # no evidence: as before
 
 
+def test_words_heard_only_in_the_cleaned_audio_are_kept_only_where_the_engine_thinks_them_speech():
+    silent_as_recorded = _evidence(0, None, "")
+    likely_speech = {**_evidence(12, -0.6), "no_speech_prob": 0.2}
+    kept, reason = choose_reading(likely_speech, silent_as_recorded, 0.2)
+    assert (kept, reason) == ("cleaned", "only the cleaned reading has words")
+    likely_not = {**likely_speech, "no_speech_prob": 0.63}
+    kept, reason = choose_reading(likely_not, silent_as_recorded, 0.2)
+    assert kept == "recorded" and "no-speech probability 0.63" in reason and "none kept" in reason
+    assert choose_reading({**likely_speech, "no_speech_prob": 0.5}, silent_as_recorded, 0.2)[0] == "cleaned"
+    # words heard as recorded stay, whatever the engine's doubt: they are what the engine alone would write
+    kept, reason = choose_reading(silent_as_recorded, likely_not, 0.2)
+    assert (kept, reason) == ("recorded", "only the recorded reading has words")
+
+
 def test_where_the_two_audios_were_heard_in_different_languages_the_surer_language_wins():
     cleaned = {**_evidence(3, -0.2), "language": "vi", "language_probability": 0.41}
     recorded = {**_evidence(3, -0.9), "language": "zh", "language_probability": 0.62}
