@@ -238,5 +238,7 @@ def test_off_a_secure_origin_the_record_button_gives_way_to_an_explanation(brows
     explanation.wait_for()
     assert "tls_cert" in explanation.inner_text() and "127.0.0.1" in explanation.inner_text()
     assert page.locator("#recorder").is_hidden() and page.evaluate("() => window.isSecureContext") is False
+    # the page keeps polling: a request still being routed when the context closes is dropped, not an error
+    context.unroute_all(behavior="ignoreErrors")
     context.close()
     assert seen and all(u.startswith("http://hushdrop.lan:8765/") for u in seen)
