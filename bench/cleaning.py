@@ -132,6 +132,10 @@ class Store:
 
 def clips_of(which: str, languages: set[str] | None) -> tuple[list[Clip], list[Clip]]:
     """(the clips to read, the pool babble is drawn from: the whole set)."""
+    if which == "tuning-long":
+        from bench.tuning_speech import tuning_clips, tuning_long_clips
+
+        return tuning_long_clips(languages), tuning_clips()  # babble from the short clips
     if which == "tuning":
         from bench.tuning_speech import tuning_clips
 
@@ -141,13 +145,17 @@ def clips_of(which: str, languages: set[str] | None) -> tuple[list[Clip], list[C
     return [c for c in everyone if not languages or c.language in languages], everyone
 
 
-def run(which: str, clips: list[Clip], everyone: list[Clip], conditions: list[str], denoise: dict | None = None,
+def run(which: str, clips: list[Clip], everyone: list[Clip], conditions: list[str], changes: dict | None = None,
         repetition: int = 1) -> dict:
-    """``denoise``: options for the chain's denoise stage (a gentler gate), the default chain's otherwise;
-    ``repetition``: which run of the same files this is (each has its own cache)."""
+    """``changes``: {stage: options} set on the default chain (a gentler gate, another decoding
+    option), the default chain otherwise; ``repetition``: which run of the same files this is
+    (each has its own cache)."""
     from bench.ablate import _default_chain, with_options
 
-    chain = ChainSystem(chain=with_options("denoise", **denoise)(_default_chain())) if denoise else ChainSystem()
+    steps = _default_chain()
+    for stage, options in (changes or {}).items():
+        steps = with_options(stage, **options)(steps)
+    chain = ChainSystem(chain=steps) if changes else ChainSystem()
     bare = BareSystem()
     stores = {"chain": Store.of("chain", chain.fingerprint(), repetition),
               "bare": Store.of("bare", bare.fingerprint(), repetition)}
@@ -308,24 +316,35 @@ def margin_table(results: dict, margins: list[float]) -> str:
     return markdown_table(["margin", "noisy pooled", "worst (group, condition) vs bare", *groups], rows)
 
 
-def timing(clips: list[Clip], reps: int) -> str:
-    """Seconds of the chain with compare_cleaned on and off on the same clean files, interleaved."""
+def timing(clips: list[Clip], reps: int, engine_options: dict | None = None) -> str:
+    """Seconds of two chains on the same files, interleaved (the order alternates each round):
+    ``compare_cleaned`` on and off, or, given ``engine_options``, the default chain and the chain
+    with those engine options."""
     from bench.ablate import _default_chain, with_options
 
-    on = ChainSystem(chain=with_options("transcribe", compare_cleaned=True)(_default_chain()))
-    off = ChainSystem(chain=with_options("transcribe", compare_cleaned=False)(_default_chain()))
-    on.warm_up(), off.warm_up()
-    totals = {"on": 0.0, "off": 0.0}
+    if engine_options:
+        variants = {"default": _default_chain(),
+                    json.dumps(engine_options): with_options("transcribe", engine_options=engine_options)(_default_chain())}
+    else:
+        variants = {f"compare_cleaned {state}": with_options("transcribe", compare_cleaned=state == "on")(_default_chain())
+                    for state in ("on", "off")}
+    systems = {name: ChainSystem(chain=steps) for name, steps in variants.items()}
+    for system in systems.values():
+        system.warm_up()
+    totals = dict.fromkeys(systems, 0.0)
     for rep in range(reps):
+        order = list(systems) if rep % 2 == 0 else list(reversed(systems))
         for clip in clips:
-            for name, system in (("on", on), ("off", off)) if rep % 2 == 0 else (("off", off), ("on", on)):
+            for name in order:
                 started = time.perf_counter()
-                system.processor.run_chain(clip.path, system.profile)
+                systems[name].processor.run_chain(clip.path, systems[name].profile)
                 totals[name] += time.perf_counter() - started
-    on.close(), off.close()
+    for system in systems.values():
+        system.close()
     audio = sum(c.duration_s for c in clips) * reps
+    (a, ta), (b, tb) = totals.items()
     return (f"clean audio, {len(clips)} clips x {reps} rounds ({audio:.0f} s of audio), interleaved: "
-            f"compare_cleaned on {totals['on']:.1f} s, off {totals['off']:.1f} s, ratio {totals['on'] / totals['off']:.3f}")
+            f"{a} {ta:.1f} s, {b} {tb:.1f} s, ratio {ta / tb:.3f}")
 
 
 def bare_twice(clips: list[Clip], everyone: list[Clip], conditions: list[str]) -> str:
@@ -359,45 +378,55 @@ def bare_twice(clips: list[Clip], everyone: list[Clip], conditions: list[str]) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cleaning", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", choices=("tuning", "heldout"), default="tuning")
+    parser.add_argument("--set", choices=("tuning", "tuning-long", "heldout"), default="tuning",
+                        help="tuning: our own speech, a sentence a clip; tuning-long: one recording per language, "
+                        "its sentences joined; heldout: ../shared/heldout, only to measure")
     parser.add_argument("--languages", help="comma-separated language codes (default: all)")
     parser.add_argument("--noise", default=",".join(KINDS), help=f"noise kinds, or 'none' (default: {','.join(KINDS)})")
     parser.add_argument("--snr", default=",".join(map(str, SNRS_DB)), help="SNRs in dB (default: 0,5,10)")
     parser.add_argument("--no-clean", action="store_true", help="skip the clean condition")
     parser.add_argument("--margins", help="also tabulate the rule at these cleaned_margin values (from the cached runs)")
     parser.add_argument("--prop-decrease", type=float, help="the chain's denoise prop_decrease (default: the stage's own); 1 gates at full strength")
+    parser.add_argument("--engine-options", type=json.loads, help="the chain's transcribe engine_options, as JSON "
+                        "(e.g. '{\"condition_on_previous_text\": true}')")
     parser.add_argument("--repeat", type=int, default=1, help="run every system N times (each run cached apart) and judge the target on the means")
     parser.add_argument("--bare-twice", action="store_true", help="instead: the bare engine against a second run of itself")
-    parser.add_argument("--timing", type=int, default=0, help="instead: time compare_cleaned on/off on clean clips, N rounds")
+    parser.add_argument("--timing", type=int, default=0, help="instead: time compare_cleaned on/off on clean clips, N rounds "
+                        "(with --engine-options: the default chain against the chain with those options)")
     args = parser.parse_args(argv)
     languages = set(args.languages.split(",")) if args.languages else None
     clips, everyone = clips_of(args.set, languages)
     if args.timing:
-        print(timing(clips, args.timing))
+        print(timing(clips, args.timing, args.engine_options))
         return 0
     kinds = [] if args.noise == "none" else args.noise.split(",")
     for kind in kinds:
         if kind not in KINDS:
             parser.error(f"unknown noise {kind!r}: one of {', '.join(KINDS)}")
     conditions = ([] if args.no_clean else ["clean"]) + [f"{k}+{s}dB" for s in args.snr.split(",") for k in kinds]
-    denoise = {"prop_decrease": args.prop_decrease} if args.prop_decrease is not None else None
+    changes = {}
+    if args.prop_decrease is not None:
+        changes["denoise"] = {"prop_decrease": args.prop_decrease}
+    if args.engine_options:
+        changes["transcribe"] = {"engine_options": args.engine_options}
     if args.bare_twice:
         print(bare_twice(clips, everyone, conditions))
         return 0
     if args.repeat < 1:
         parser.error("--repeat needs at least 1 run")
-    results = run(args.set, clips, everyone, conditions, denoise)
+    results = run(args.set, clips, everyone, conditions, changes)
     text = tables(results)
     if args.margins:
         text += "\n\n" + margin_table(results, [float(m) for m in args.margins.split(",")])
     if args.repeat > 1:
         counted = [{"bare": counts_of(results, "bare"), "chain": counts_of(results, "chain")}]
         for repetition in range(2, args.repeat + 1):
-            again = run(args.set, clips, everyone, conditions, denoise, repetition)
+            again = run(args.set, clips, everyone, conditions, changes, repetition)
             counted.append({"bare": counts_of(again, "bare"), "chain": counts_of(again, "chain")})
         text += "\n\n" + repeat_table(counted)
     print(text)
-    name = f"cleaning-{args.set}" + (f"-prop{args.prop_decrease:g}" if denoise else "")
+    name = (f"cleaning-{args.set}" + (f"-prop{args.prop_decrease:g}" if args.prop_decrease is not None else "")
+            + ("-" + "-".join(f"{k}{v}" for k, v in args.engine_options.items()) if args.engine_options else ""))
     write_json(RESULTS / f"{name}.json", results)
     (RESULTS / f"{name}.md").write_text(text + "\n", encoding="utf-8")
     return 0

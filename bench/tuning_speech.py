@@ -95,6 +95,27 @@ def tuning_clips(languages: set[str] | None = None) -> list[Clip]:
     return clips
 
 
+def tuning_long_clips(languages: set[str] | None = None) -> list[Clip]:
+    """One recording per language: that language's tuning clips joined in order (a second of quiet
+    between sentences, each clip's own half-second either side), 35 to 80 s of speech that the voice
+    detector keeps as one window and Whisper decodes in several 30 s pieces, as it does a meeting."""
+    import numpy as np
+    import soundfile
+
+    by_language: dict[str, list[Clip]] = {}
+    for clip in tuning_clips(languages):
+        by_language.setdefault(clip.language, []).append(clip)
+    joined = []
+    for language, clips in by_language.items():
+        path = FOLDER / f"tunelong_{language}.wav"
+        if not path.is_file():
+            audio = np.concatenate([soundfile.read(str(c.path), dtype="float32")[0] for c in clips])
+            soundfile.write(str(path), audio, SAMPLE_RATE, subtype="PCM_16")
+        duration = soundfile.info(str(path)).frames / SAMPLE_RATE
+        joined.append(Clip(f"tunelong_{language}", path, language, duration, " ".join(c.reference for c in clips), "tuning"))
+    return joined
+
+
 if __name__ == "__main__":
     for clip in tuning_clips():
         print(f"{clip.id}\t{clip.language}\t{clip.duration_s:.1f} s\t{clip.path}")

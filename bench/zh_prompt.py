@@ -20,9 +20,11 @@ Variants (each the repository's ``config.yaml`` with one change, through the cod
   with ``engine_options: {initial_prompt: PROMPT}``; run on zh and on the other
   languages, to see whether the prompt raises anyone else's error rate.
 - ``zh`` / ``zh+prompt`` / ``zh+hotwords``: language forced to zh, no glossary;
-  the prompt as ``initial_prompt`` (faster-whisper uses it for the first 30 s window of
-  each engine call only, because the chain decodes with
-  ``condition_on_previous_text=False``) or as ``hotwords`` (put before every 30 s window).
+  the prompt as ``initial_prompt`` (when this was measured the chain decoded with
+  ``condition_on_previous_text=False``, so faster-whisper used it for the first 30 s of each
+  engine call only; now it stays in the prompt, before the text decoded since, until a piece needs
+  a high temperature or that text crowds it out) or as
+  ``hotwords`` (put before every 30 s window).
 - ``meetings-zh`` / ``meetings-zh+prompt``: the shipped profile (zh, its glossary as
   hotwords), without and with the initial prompt.
 

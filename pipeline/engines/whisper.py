@@ -280,7 +280,13 @@ class WhisperEngine(Engine):
             beam_size=request.beam_size,
             word_timestamps=request.word_timestamps,
             vad_filter=False,  # the transcribe stage has already cut out non-speech
-            condition_on_previous_text=False,  # stops one bad window from poisoning the next
+            # each 30 s piece of a window is decoded with the text before it as its prompt, as
+            # Whisper does: without it, a sentence that runs across the seek point loses the words
+            # there. Windows are decoded apart, so nothing carries from one window to the next, and
+            # faster-whisper drops the prompt after a piece that needed a temperature above 0.5
+            # (its ``prompt_reset_on_temperature``), so a bad piece does not poison the next.
+            # Measured on our own speech, joined into recordings of 35-65 s (docs/benchmarks.md).
+            condition_on_previous_text=True,
             hotwords=glossary,
             # language auto: detect it on every 30 s piece, not once per window. Decoded under
             # the first piece's language, a recording that changes language (a meeting, an

@@ -64,6 +64,7 @@ def test_batch_size_from_the_request_chooses_the_batched_pipeline(monkeypatch):
     engine.transcribe(window, DecodeRequest(batch_size=8))
     engine.transcribe(window, DecodeRequest(batch_size=8, options={"batch_size": 2}))  # engine_options win
     assert "batch_size" not in calls[0] and calls[0]["vad_filter"] is False
+    assert calls[0]["condition_on_previous_text"] is True  # each 30 s piece prompted with the text before it
     assert calls[1]["batch_size"] == 8 and calls[1]["vad_filter"] is True
     assert "condition_on_previous_text" not in calls[1]
     assert calls[2]["batch_size"] == 2
