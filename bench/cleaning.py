@@ -135,7 +135,9 @@ def clips_of(which: str, languages: set[str] | None) -> tuple[list[Clip], list[C
     if which == "tuning-long":
         from bench.tuning_speech import tuning_clips, tuning_long_clips
 
-        return tuning_long_clips(languages), tuning_clips()  # babble from the short clips
+        # babble from the short clips, which may hold the recording's own sentences under the noise:
+        # the same mixture for every system compared, so it weighs on none of them more
+        return tuning_long_clips(languages), tuning_clips()
     if which == "tuning":
         from bench.tuning_speech import tuning_clips
 
