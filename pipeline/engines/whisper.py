@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -195,6 +196,85 @@ class EncodeOnce:
         return output
 
 
+# A 30 s piece is decoded in another language than the piece before it only where Whisper hears
+# that language in it with a probability above this: more likely than all the others together.
+_PIECE_LANGUAGE_ABOVE = 0.5
+
+
+class PieceLanguage:
+    """The language of each 30 s piece of a window, where faster-whisper detects it per piece
+    (``multilingual``): it stays the previous piece's unless the piece is more likely in another
+    language than not; and a piece in another language than the one before it is decoded without
+    the text before it as its prompt.
+
+    Installed on a ``WhisperModel``: it stands in for the CTranslate2 model (whose
+    ``detect_language`` faster-whisper calls on every piece, passing everything else through) and
+    for ``get_prompt``. Why both:
+
+    - faster-whisper decodes a piece in whatever language comes first, however unsure. Under noise
+      or babble a piece of one language is often heard as another (Welsh or Latin for German
+      speech) at well under even odds, and then decoded as that language: garbled words, or none.
+      Once a recording has changed language, its pieces are heard with far more certainty.
+    - the prompt (``condition_on_previous_text``) is text in the previous piece's language; given
+      to a piece in another, the decoder goes on in the prompt's language and pattern, and the new
+      language's speech comes out as invention, even though the piece is decoded in its own
+      language (docs/benchmarks.md).
+
+    Known limit: the piece where a recording changes language still holds some of the old one and is
+    often heard as the new one at under even odds; it keeps the old language and the prompt, and its
+    new-language speech may come out translated into the old. The pieces after it are heard with
+    certainty and are written in the new language. Dropping the prompt wherever the most likely
+    language differs fixes that piece but costs noisy recordings whole pieces (docs/benchmarks.md).
+
+    The state is per thread and per window (:meth:`window`), since windows decoded at the same time
+    each have their own; outside a window, detection and prompts are faster-whisper's own.
+    """
+
+    def __init__(self, whisper_model):
+        self._model = whisper_model.model
+        self._get_prompt = whisper_model.get_prompt
+        self._local = threading.local()
+        whisper_model.model = self
+        whisper_model.get_prompt = self.get_prompt
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    @contextmanager
+    def window(self, language: str | None):
+        """Decode one window whose first piece is in ``language`` (None: faster-whisper's own ways)."""
+        self._local.language, self._local.prompt = language, True
+        try:
+            yield
+        finally:
+            self._local.language = None
+
+    def detect_language(self, *args, **kwargs):
+        results = self._model.detect_language(*args, **kwargs)
+        previous = getattr(self._local, "language", None)
+        if previous is None:
+            return results
+        results = [keep_language(previous, ranked) for ranked in results]
+        self._local.language = results[0][0][0][2:-2]
+        self._local.prompt = self._local.language == previous
+        return results
+
+    def get_prompt(self, tokenizer, previous_tokens, *args, **kwargs):
+        if getattr(self._local, "language", None) is not None and not self._local.prompt:
+            previous_tokens = []
+        return self._get_prompt(tokenizer, previous_tokens, *args, **kwargs)
+
+
+def keep_language(language: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``ranked`` (``("<|de|>", p)`` pairs, most likely first) with ``language`` moved to the front,
+    unless the language first in it has a probability above ``_PIECE_LANGUAGE_ABOVE``."""
+    token = f"<|{language}|>"
+    if ranked[0][0] == token or ranked[0][1] > _PIECE_LANGUAGE_ABOVE:
+        return ranked
+    ours = [pair for pair in ranked if pair[0] == token] or [(token, 0.0)]
+    return ours + [pair for pair in ranked if pair[0] != token]
+
+
 class WhisperEngine(Engine):
     name = ENGINE_NAME
 
@@ -227,6 +307,7 @@ class WhisperEngine(Engine):
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
         self.model.encode = EncodeOnce(self.model.encode)
+        self.pieces = PieceLanguage(self.model)
         self._pipeline = None  # BatchedInferencePipeline, made on first use
         self.capabilities = EngineCapabilities(max_window_s=600.0, concurrent_windows=self.concurrency)
 
@@ -282,9 +363,10 @@ class WhisperEngine(Engine):
             vad_filter=False,  # the transcribe stage has already cut out non-speech
             # each 30 s piece of a window is decoded with the text before it as its prompt, as
             # Whisper does: without it, a sentence that runs across the seek point loses the words
-            # there. Windows are decoded apart, so nothing carries from one window to the next, and
+            # there. Windows are decoded apart, so nothing carries from one window to the next;
             # faster-whisper drops the prompt after a piece that needed a temperature above 0.5
-            # (its ``prompt_reset_on_temperature``), so a bad piece does not poison the next.
+            # (its ``prompt_reset_on_temperature``), so a bad piece does not poison the next, and
+            # PieceLanguage drops it for a piece in another language than the one before.
             # Measured on our own speech, joined into recordings of 35-65 s (docs/benchmarks.md).
             condition_on_previous_text=True,
             hotwords=glossary,
@@ -319,28 +401,33 @@ class WhisperEngine(Engine):
             # not as one segment of up to 30 s that the region table could not split
             options.setdefault("without_timestamps", False)
             segments_iter, info = self._batched().transcribe(audio, batch_size=batch_size, **options)
+            piece_language = nullcontext()
         else:
             segments_iter, info = self.model.transcribe(audio, **options)
+            # per-piece detection (``multilingual``): a piece keeps the language of the one before
+            # it unless it is more likely in another, and has no prompt where the language changes
+            piece_language = self.pieces.window(detected[0] if detected and options.get("multilingual") else None)
         segments: list[Segment] = []
-        for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
-            words = [
-                Word(start=w.start, end=w.end, text=w.word.strip(), probability=w.probability)
-                for w in (seg.words or [])
-            ]
-            segments.append(
-                Segment(
-                    start=seg.start,
-                    end=seg.end,
-                    text=seg.text.strip(),
-                    words=words,
-                    # the language of the text: English in a translation (the result keeps the one spoken)
-                    language=TRANSLATION_LANGUAGE if request.task == "translate" else info.language,
-                    avg_logprob=seg.avg_logprob,
-                    no_speech_prob=seg.no_speech_prob,
+        with piece_language:
+            for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
+                words = [
+                    Word(start=w.start, end=w.end, text=w.word.strip(), probability=w.probability)
+                    for w in (seg.words or [])
+                ]
+                segments.append(
+                    Segment(
+                        start=seg.start,
+                        end=seg.end,
+                        text=seg.text.strip(),
+                        words=words,
+                        # the language of the text: English in a translation (the result keeps the one spoken)
+                        language=TRANSLATION_LANGUAGE if request.task == "translate" else info.language,
+                        avg_logprob=seg.avg_logprob,
+                        no_speech_prob=seg.no_speech_prob,
+                    )
                 )
-            )
-            if progress is not None:
-                progress(index, seg.end)
+                if progress is not None:
+                    progress(index, seg.end)
         return EngineResult(
             segments=segments,
             language=info.language,

@@ -100,3 +100,71 @@ def test_auto_language_encodes_the_first_30_s_once_and_decodes_as_faster_whisper
     assert engine.model.encode.reused == before + 1
     assert [s.text for s in ours.segments] == [s.text for s in theirs.segments]
     assert ours.language == theirs.language == "en" and ours.language_probability > 0.5
+
+
+def test_a_piece_keeps_the_language_before_it_unless_more_likely_in_another():
+    from hushdrop.pipeline.engines.whisper import keep_language
+
+    assert keep_language("de", [("<|cy|>", 0.44), ("<|la|>", 0.2), ("<|de|>", 0.1)]) == [
+        ("<|de|>", 0.1), ("<|cy|>", 0.44), ("<|la|>", 0.2)]
+    assert keep_language("de", [("<|en|>", 0.51), ("<|de|>", 0.3)]) == [("<|en|>", 0.51), ("<|de|>", 0.3)]
+    assert keep_language("de", [("<|de|>", 0.2), ("<|en|>", 0.19)]) == [("<|de|>", 0.2), ("<|en|>", 0.19)]
+    # a language the detector did not list at all still goes first, at no probability
+    assert keep_language("yue", [("<|zh|>", 0.4)]) == [("<|yue|>", 0.0), ("<|zh|>", 0.4)]
+
+
+def _english_then_german() -> tuple[np.ndarray, float, float]:
+    """32 s of English, half a second of quiet, then the German clip twice (2 × 19 s); and where
+    the German starts and where its second reading starts."""
+    import soundfile
+
+    from tests.helpers import SPEECH_DE, SPEECH_EN
+
+    english = soundfile.read(SPEECH_EN, dtype="float32")[0]
+    german = soundfile.read(SPEECH_DE, dtype="float32")[0]
+    audio = np.concatenate([english, np.zeros(8000, dtype=np.float32), german, german])
+    german_from = (len(english) + 8000) / 16000
+    return audio, german_from, german_from + len(german) / 16000
+
+
+def _english_only() -> set[str]:
+    """English words a translation of speech_de.txt would hold and the German itself does not ("Park", "warm")."""
+    from tests.helpers import ENGLISH_CONTENT, SPEECH_DE, lower_words
+
+    return ENGLISH_CONTENT - lower_words(SPEECH_DE.with_suffix(".txt").read_text(encoding="utf-8"))
+
+
+def _assert_english_then_german(result, german_from: float, again_from: float) -> None:
+    from tests.helpers import GERMAN_ONLY, SPEECH_EN_TEXT, lower_words, wer
+
+    english = " ".join(s.text for s in result.segments if s.start < german_from - 0.3)
+    german = lower_words(" ".join(s.text for s in result.segments if s.start >= again_from - 0.3))
+    assert wer(SPEECH_EN_TEXT, english) < 0.15, english
+    assert len(german & GERMAN_ONLY) >= 6 and not german & _english_only(), german
+
+
+def test_a_window_that_changes_language_is_written_in_each_language():
+    """English, then German, in one window, language auto: the pieces after the change are decoded
+    in German and without the English text before them as their prompt. Prompted with it, the
+    decoder went on in English and invented it ("Thank you for listening and see you on Saturday
+    morning", over and over), though the pieces were decoded as German. The piece where the German
+    starts (its first seconds English, heard as German at under even odds) keeps English: its
+    German may come out translated, a known limit (PieceLanguage)."""
+    engine = load_engine(EngineSpec())
+    audio, german_from, again_from = _english_then_german()
+    (result,) = engine.transcribe([audio], DecodeRequest(language=None))
+    _assert_english_then_german(result, german_from, again_from)
+
+
+def test_windows_decoded_at_once_each_keep_their_own_pieces_languages():
+    """The language of the pieces before is per window: two windows decoded side by side, one in
+    German throughout and one that changes from English to German, each read as itself."""
+    from tests.helpers import GERMAN_ONLY, lower_words
+
+    engine = load_engine(EngineSpec(concurrent_pieces=2, cpu_threads=1))
+    mixed, german_from, again_from = _english_then_german()
+    german_only = mixed[int(german_from * 16000):]
+    results = engine.transcribe([mixed, german_only], DecodeRequest(language=None))
+    _assert_english_then_german(results[0], german_from, again_from)
+    german = lower_words(" ".join(s.text for s in results[1].segments))
+    assert results[1].language == "de" and len(german & GERMAN_ONLY) >= 8 and not german & _english_only()
