@@ -204,12 +204,12 @@ _PIECE_LANGUAGE_ABOVE = 0.5
 class PieceLanguage:
     """The language of each 30 s piece of a window, where faster-whisper detects it per piece
     (``multilingual``): it stays the previous piece's unless the piece is more likely in another
-    language than not; and a piece in another language than the one before it is decoded without
-    the text before it as its prompt.
+    language than not; and where it changes, the text before the change is left out of the prompt
+    of every piece after it.
 
     Installed on a ``WhisperModel``: it stands in for the CTranslate2 model (whose
-    ``detect_language`` faster-whisper calls on every piece, passing everything else through) and
-    for ``get_prompt``. Why both:
+    ``detect_language`` faster-whisper calls on every piece, passing everything else through), for
+    ``get_prompt`` and for ``generate_with_fallback``. Why:
 
     - faster-whisper decodes a piece in whatever language comes first, however unsure. Under noise
       or babble a piece of one language is often heard as another (Welsh or Latin for German
@@ -218,7 +218,10 @@ class PieceLanguage:
     - the prompt (``condition_on_previous_text``) is text in the previous piece's language; given
       to a piece in another, the decoder goes on in the prompt's language and pattern, and the new
       language's speech comes out as invention, even though the piece is decoded in its own
-      language (docs/benchmarks.md).
+      language (docs/benchmarks.md). In a translation the prompt is English whatever was spoken,
+      so there it stays.
+    - a piece faster-whisper skips as no speech (its ``no_speech_threshold``) leaves the language
+      and the prompt as they were before it: noise heard as some language must not decide the next.
 
     Known limit: the piece where a recording changes language still holds some of the old one and is
     often heard as the new one at under even odds; it keeps the old language and the prompt, and its
@@ -233,46 +236,76 @@ class PieceLanguage:
     def __init__(self, whisper_model):
         self._model = whisper_model.model
         self._get_prompt = whisper_model.get_prompt
+        self._generate_with_fallback = whisper_model.generate_with_fallback
         self._local = threading.local()
         whisper_model.model = self
         whisper_model.get_prompt = self.get_prompt
+        whisper_model.generate_with_fallback = self.generate_with_fallback
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
     @contextmanager
-    def window(self, language: str | None):
+    def window(self, language: str | None, translate: bool = False):
         """Decode one window whose first piece is in ``language`` (None: faster-whisper's own ways)."""
-        self._local.language, self._local.prompt = language, True
+        local = self._local
+        local.language, local.changed, local.left_behind, local.before = language, False, [], None
+        local.keep_prompt = translate
         try:
             yield
         finally:
-            self._local.language = None
+            local.language = None
 
     def detect_language(self, *args, **kwargs):
         results = self._model.detect_language(*args, **kwargs)
-        previous = getattr(self._local, "language", None)
+        local = self._local
+        previous = getattr(local, "language", None)
         if previous is None:
             return results
+        local.before = (previous, local.left_behind)  # put back if this piece is skipped as no speech
         results = [keep_language(previous, ranked) for ranked in results]
-        self._local.language = results[0][0][0][2:-2]
-        self._local.prompt = self._local.language == previous
+        local.language = results[0][0][0][2:-2]
+        local.changed = local.language != previous and not local.keep_prompt
         return results
 
     def get_prompt(self, tokenizer, previous_tokens, *args, **kwargs):
-        if getattr(self._local, "language", None) is not None and not self._local.prompt:
-            previous_tokens = []
+        local = self._local
+        if getattr(local, "language", None) is not None:
+            if local.changed:  # everything so far is in the old language
+                local.left_behind, local.changed = list(previous_tokens), False
+            # faster-whisper hands every piece all the text since its last reset: the text before
+            # the change comes first, unless a reset (after a piece sampled hot) has dropped it
+            left = local.left_behind
+            if left and previous_tokens[: len(left)] == left:
+                previous_tokens = previous_tokens[len(left):]
         return self._get_prompt(tokenizer, previous_tokens, *args, **kwargs)
+
+    def generate_with_fallback(self, encoder_output, prompt, tokenizer, options):
+        outcome = self._generate_with_fallback(encoder_output, prompt, tokenizer, options)
+        local = self._local
+        if getattr(local, "language", None) is not None and local.before is not None:
+            result, avg_logprob = outcome[0], outcome[1]
+            # faster-whisper's own test for skipping a piece as no speech (generate_segments)
+            skipped = (
+                options.no_speech_threshold is not None
+                and result.no_speech_prob > options.no_speech_threshold
+                and not (options.log_prob_threshold is not None and avg_logprob > options.log_prob_threshold)
+            )
+            if skipped:
+                local.language, local.left_behind = local.before
+            local.before = None
+        return outcome
 
 
 def keep_language(language: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
     """``ranked`` (``("<|de|>", p)`` pairs, most likely first) with ``language`` moved to the front,
-    unless the language first in it has a probability above ``_PIECE_LANGUAGE_ABOVE``."""
+    unless the language first in it has a probability above ``_PIECE_LANGUAGE_ABOVE`` or the
+    detector does not list ``language`` at all (it lists every language it knows)."""
     token = f"<|{language}|>"
     if ranked[0][0] == token or ranked[0][1] > _PIECE_LANGUAGE_ABOVE:
         return ranked
-    ours = [pair for pair in ranked if pair[0] == token] or [(token, 0.0)]
-    return ours + [pair for pair in ranked if pair[0] != token]
+    ours = [pair for pair in ranked if pair[0] == token]
+    return ours + [pair for pair in ranked if pair[0] != token] if ours else ranked
 
 
 class WhisperEngine(Engine):
@@ -366,7 +399,7 @@ class WhisperEngine(Engine):
             # there. Windows are decoded apart, so nothing carries from one window to the next;
             # faster-whisper drops the prompt after a piece that needed a temperature above 0.5
             # (its ``prompt_reset_on_temperature``), so a bad piece does not poison the next, and
-            # PieceLanguage drops it for a piece in another language than the one before.
+            # PieceLanguage leaves out the text from before a change of language.
             # Measured on our own speech, joined into recordings of 35-65 s (docs/benchmarks.md).
             condition_on_previous_text=True,
             hotwords=glossary,
@@ -405,8 +438,10 @@ class WhisperEngine(Engine):
         else:
             segments_iter, info = self.model.transcribe(audio, **options)
             # per-piece detection (``multilingual``): a piece keeps the language of the one before
-            # it unless it is more likely in another, and has no prompt where the language changes
-            piece_language = self.pieces.window(detected[0] if detected and options.get("multilingual") else None)
+            # it unless it is more likely in another; no prompt holds text from before a change
+            piece_language = self.pieces.window(
+                detected[0] if detected and options.get("multilingual") else None, translate=request.task == "translate"
+            )
         segments: list[Segment] = []
         with piece_language:
             for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
