@@ -39,6 +39,8 @@ class GrammarContext:
     language: str = "en"
     glossary: tuple[str, ...] = ()
     min_repeats: int = TRANSCRIPT_MIN_REPEATS
+    # the text goes on a sentence that an earlier segment began (that one did not end with . ! or ?)
+    continues_sentence: bool = False
 
 
 # ---------------------------------------------------------------- the rules
@@ -63,7 +65,15 @@ def space_after_punctuation(text: str, ctx: GrammarContext) -> str:
 
 def capitalise_sentences(text: str, ctx: GrammarContext) -> str:
     text = re.sub(r"\bi\b(?=(?:'[a-z]+)?(?:\s|$|[,.!?]))", "I", text)
-    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+    # a segment's first word starts a sentence only where the segment before it ended one: Whisper
+    # splits a long sentence into segments ("...nor of the circumstances" | "which led me...")
+    starts = r"([.!?]\s+)" if ctx.continues_sentence else r"(^|[.!?]\s+)"
+    return re.sub(starts + r"([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a sentence's last mark (in any script), closing quotes or brackets aside."""
+    return re.search(r"[.!?…。！？][\"'”’)\]]*\s*$", text) is not None
 
 
 _FULL_WIDTH = {",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"}
@@ -280,19 +290,22 @@ class Grammar(Stage):
             rules.append(rule)
         return rules
 
-    def fix(self, text: str, language: str | None, glossary: tuple[str, ...] = ()) -> str:
-        ctx = GrammarContext(language=language or "", glossary=glossary, min_repeats=self.options.repetition_min_repeats)
+    def fix(self, text: str, language: str | None, glossary: tuple[str, ...] = (), continues_sentence: bool = False) -> str:
+        ctx = GrammarContext(language=language or "", glossary=glossary, min_repeats=self.options.repetition_min_repeats,
+                             continues_sentence=continues_sentence)
         for rule in self.active_rules(language):
             text = rule.apply(text, ctx)
         return text
 
     def run(self, job: Job) -> None:
         glossary = tuple(job.glossary)
+        before = ""  # the last segment's text that holds any
         for segment in job.transcript.segments:
             language = job.language_of(segment)  # English in a translation
             if segment.raw_text is None:
                 segment.raw_text = segment.text
-            segment.text = self.fix(segment.text, language, glossary)
+            segment.text = self.fix(segment.text, language, glossary, continues_sentence=bool(before) and not ends_sentence(before))
+            before = segment.text or before
         job.transcript.segments = [s for s in job.transcript.segments if s.text]
         if "collapse_repetition_loops" not in self.options.disable:
             segments, dropped = without_repeated_segments(job.transcript.segments, self.options.repetition_min_repeats)

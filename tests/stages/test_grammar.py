@@ -51,6 +51,26 @@ def test_stage_uses_profile_glossary_and_drops_emptied_segments():
     assert [s.text for s in job.transcript.segments] == ["We deployed it on Kubernetes"]
 
 
+def test_a_segment_that_goes_on_the_sentence_before_it_is_not_capitalised():
+    """Whisper splits a long sentence into segments; only a segment after a finished sentence starts one."""
+    job = job_with("i will say nothing of the circumstances", "en")
+    job.transcript.segments += [
+        Segment(1.0, 2.0, "which led me to leave, i think."),
+        Segment(2.0, 3.0, "round his neck he wore a cloak"),
+        Segment(3.0, 4.0, "  "),  # emptied: the sentence before it still runs on
+        Segment(4.0, 5.0, "over his shoulders. then he left!\u201d"),
+        Segment(5.0, 6.0, "he came back"),
+    ]
+    Grammar().run(job)
+    assert [s.text for s in job.transcript.segments] == [
+        "I will say nothing of the circumstances",
+        "which led me to leave, I think.",
+        "Round his neck he wore a cloak",
+        "over his shoulders. Then he left!\u201d",
+        "He came back",
+    ]
+
+
 def test_repetition_loop_threshold_is_configurable():
     text = "we can we can we can now"
     assert Grammar().fix(text, "en") == "We can now"
