@@ -5,6 +5,7 @@ bare engine, per language group, clean and in white noise, mains hum (50 and 60 
     python -m bench.cleaning --set heldout --languages en,zh --noise white,hum50 --snr 5
     python -m bench.cleaning --set heldout                                 # the whole grid
     python -m bench.cleaning --set tuning --margins -0.2,-0.1,0,0.1,0.2    # the rule, from cached runs
+    python -m bench.cleaning --set tuning --languages en,de,es --rules     # other ways of choosing, likewise
     python -m bench.cleaning --set heldout --timing 3 --languages en       # clean-audio overhead
     python -m bench.cleaning --set heldout --noise white --snr 5 --repeat 3  # the target on the means of 3 runs
 
@@ -94,17 +95,52 @@ def chain_run(system: ChainSystem, path: Path) -> dict:
             "transcribe_s": transcribe, "windows": windows, "notes": list(job.notes)}
 
 
-def reading_text(run: dict, reading: str, margin: float | None = None) -> str:
-    """The transcript ``reading`` gives: the chain's own, one reading throughout, or the chain's rule
-    at another ``margin`` (from the cached evidence, without decoding again)."""
+def _unscored(evidence: dict) -> dict:
+    return {k: v for k, v in evidence.items() if k not in ("on_cleaned", "on_recorded")}
+
+
+def _judged_on(audio: str, margin: float):
+    """The shipped rule with both texts scored on ``audio`` only: the other audio's scores made
+    equal, and the margin applied to ``audio``'s scores alone (each counts half in the rule)."""
+    other = "on_recorded" if audio == "cleaned" else "on_cleaned"
+
+    def rule(cleaned: dict, recorded: dict) -> str:
+        from hushdrop.stages.transcribe import choose_reading
+
+        return choose_reading({**cleaned, other: recorded.get(other)}, recorded, margin / 2)[0]
+
+    return rule
+
+
+def _rules() -> dict:
+    """Ways to choose a window's reading, each from the evidence a chain run records (--rules)."""
     from hushdrop.stages.transcribe import choose_reading
 
-    if (reading == "chain" and margin is None) or all(w["decodes"] == 1 for w in run["windows"]):
+    from hushdrop.stages.transcribe import TranscribeOptions
+
+    margin = TranscribeOptions().cleaned_margin
+    return {
+        "each decoding's own confidence, margin 0.2 (round 6)": lambda c, r: choose_reading(_unscored(c), _unscored(r), 0.2)[0],
+        f"both texts scored on both audios, margin {margin:g} (shipped)": lambda c, r: choose_reading(c, r, margin)[0],
+        "both texts scored on the cleaned audio": _judged_on("cleaned", margin),
+        "both texts scored on the recorded audio": _judged_on("recorded", margin),
+    }
+
+
+def reading_text(run: dict, reading: str, margin: float | None = None, rule=None) -> str:
+    """The transcript ``reading`` gives: the chain's own, one reading throughout, the chain's rule
+    at another ``margin``, or another ``rule`` ((cleaned, recorded) evidence -> the reading kept),
+    from the cached evidence, without decoding again."""
+    from hushdrop.stages.transcribe import choose_reading
+
+    if (reading == "chain" and margin is None and rule is None) or all(w["decodes"] == 1 for w in run["windows"]):
         return run["text"]  # one reading only (a single decode's evidence holds no text: the transcript does)
+    if rule is None and reading == "chain":
+        rule = lambda c, r: choose_reading(c, r, margin)[0]  # noqa: E731
     parts = []
     for w in run["windows"]:
         ev = w["evidence"]
-        pick = reading if reading != "chain" else choose_reading(ev["cleaned"], ev["recorded"], margin)[0]
+        pick = reading if reading != "chain" else rule(ev["cleaned"], ev["recorded"])
         parts.append(ev[pick]["text"])
     return " ".join(p for p in parts if p)
 
@@ -192,12 +228,12 @@ def run(which: str, clips: list[Clip], everyone: list[Clip], conditions: list[st
     return out
 
 
-def counts_of(results: dict, reading: str, margin: float | None = None) -> dict:
+def counts_of(results: dict, reading: str, margin: float | None = None, rule=None) -> dict:
     """{(group, condition): Counts} for ``reading`` (bare, chain, cleaned, recorded)."""
     table: dict = defaultdict(Counts)
     for clip in results["clips"].values():
         for condition, runs in clip["runs"].items():
-            text = runs["bare"]["text"] if reading == "bare" else reading_text(runs["chain"], reading, margin)
+            text = runs["bare"]["text"] if reading == "bare" else reading_text(runs["chain"], reading, margin, rule)
             table[(language_group(clip["language"]), condition)] += score(clip["reference"], text, clip["language"], clip["duration_s"])
     return table
 
@@ -318,6 +354,32 @@ def margin_table(results: dict, margins: list[float]) -> str:
     return markdown_table(["margin", "noisy pooled", "worst (group, condition) vs bare", *groups], rows)
 
 
+def rule_table(results: dict) -> str:
+    """Each way of choosing (``_rules``), recomputed from the same runs: the error rate pooled over
+    every noisy condition, per condition pooled, and the cells (condition × group, and each noisy
+    condition pooled) that miss the target against the bare engine of the same run."""
+    bare = counts_of(results, "bare")
+    conditions = results["conditions"]
+    groups = sorted({g for g, _ in bare}, key=GROUP_ORDER.index)
+    rows = []
+    for name, rule in [("bare", None), ("cleaned only", None), *_rules().items()]:
+        table = bare if name == "bare" else counts_of(results, "cleaned") if rule is None else counts_of(results, "chain", rule=rule)
+        noisy, misses, per = Counts(), 0, []
+        for condition in conditions:
+            pooled, pooled_bare = Counts(), Counts()
+            for g in groups:
+                if (g, condition) in table:
+                    pooled += table[(g, condition)]
+                    pooled_bare += bare[(g, condition)]
+                    misses += table[(g, condition)].rate > bare[(g, condition)].rate + 0.5
+            if condition != "clean":
+                noisy += pooled
+                misses += pooled.errors >= pooled_bare.errors
+            per.append(pooled.rate)
+        rows.append([name, noisy.rate, "" if name == "bare" else misses, *per])
+    return markdown_table(["rule", "all noisy, pooled", "cells missing the target", *conditions], rows)
+
+
 def timing(clips: list[Clip], reps: int, engine_options: dict | None = None) -> str:
     """Seconds of two chains on the same files, interleaved (the order alternates each round):
     ``compare_cleaned`` on and off, or, given ``engine_options``, the default chain and the chain
@@ -388,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snr", default=",".join(map(str, SNRS_DB)), help="SNRs in dB (default: 0,5,10)")
     parser.add_argument("--no-clean", action="store_true", help="skip the clean condition")
     parser.add_argument("--margins", help="also tabulate the rule at these cleaned_margin values (from the cached runs)")
+    parser.add_argument("--rules", action="store_true", help="also tabulate other ways of choosing each window's reading (from the same runs)")
     parser.add_argument("--prop-decrease", type=float, help="the chain's denoise prop_decrease (default: the stage's own); 1 gates at full strength")
     parser.add_argument("--engine-options", type=json.loads, help="the chain's transcribe engine_options, as JSON "
                         "(e.g. '{\"condition_on_previous_text\": true}')")
@@ -420,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     text = tables(results)
     if args.margins:
         text += "\n\n" + margin_table(results, [float(m) for m in args.margins.split(",")])
+    if args.rules:
+        text += "\n\n" + rule_table(results)
     if args.repeat > 1:
         counted = [{"bare": counts_of(results, "bare"), "chain": counts_of(results, "chain")}]
         for repetition in range(2, args.repeat + 1):

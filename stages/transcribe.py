@@ -13,8 +13,8 @@ recording (they keep it as it was: ``Job.keep_as_recorded``), each window is dec
 as cleaned and as recorded, each in the language the engine hears in that audio (unless the
 profile names one), and the reading kept is the one the engine is more confident in
 (:func:`choose_reading`: words over none, no repetition loop over one, the language it is
-surer of, then the mean log-probability per token). Where people speak is judged on the audio
-as recorded, so both readings hear the same windows. Where nothing cleaned the recording,
+surer of, then the text it finds likelier when each text is scored on both audios). Where
+people speak is judged on the audio as recorded, so both readings hear the same windows. Where nothing cleaned the recording,
 each window is decoded once. Either way the transcript's ``windows`` say which reading each
 window kept and why (the JSON output's ``windows``).
 """
@@ -74,12 +74,13 @@ class TranscribeOptions(StageOptions):
         description="where dehum or denoise changed the recording, decode each window both as recorded and as "
         "cleaned (each in the language heard in it) and keep the reading the engine is more confident in",
     )
-    # the engine reads gated audio more confidently than it reads it right, so the cleaned reading has
-    # to win by a margin; chosen on synthesised speech (bench/cleaning.py --set tuning, docs/benchmarks.md)
+    # a near tie goes to the recorded reading, what the engine alone would write; chosen on
+    # synthesised speech (bench/cleaning.py --set tuning and tuning-long, docs/benchmarks.md)
     cleaned_margin: float = Field(
-        0.2, ge=-2.0, le=2.0,
-        description="compare_cleaned: the cleaned reading is kept when its confidence (mean log-probability per "
-        "token) beats the recorded one's by more than this",
+        0.05, ge=-2.0, le=2.0,
+        description="compare_cleaned: the cleaned reading is kept when the engine finds its text likelier than the "
+        "recorded one's by more than this (mean log-probability per token, each text scored on both audios; with an "
+        "engine that cannot score a text, each decoding's own)",
     )
 
     @field_validator("concurrent_pieces", mode="before")
@@ -224,7 +225,7 @@ class Transcribe(Stage):
                     reason = "compare_cleaned is off: only the cleaned audio is read"
                 readings = [self._single_reading(w, r, rate, kept, reason) for w, r in zip(windows, results)]
             else:
-                results, readings = self._read_both(windows, results, recorded, request, rate, progress_of(len(windows)))
+                results, readings = self._read_both(windows, results, samples, recorded, request, rate, progress_of(len(windows)))
         except ConfigError as exc:  # a request this engine cannot honour: retrying will not help
             raise RejectedInput(self.name, str(exc)) from exc
         transcript.windows = readings
@@ -274,6 +275,7 @@ class Transcribe(Stage):
         self,
         windows: list[Window],
         cleaned: list[EngineResult],
+        samples: np.ndarray,
         recorded: np.ndarray,
         request: DecodeRequest,
         rate: int,
@@ -287,6 +289,13 @@ class Transcribe(Stage):
         results, readings = [], []
         for window, clean, raw in zip(windows, cleaned, again):
             evidence = {"cleaned": reading_evidence(clean), "recorded": reading_evidence(raw)}
+            if clean.segments and raw.segments and clean.language == raw.language:
+                # both texts scored on each audio: two texts' scores on one audio compare (texts
+                # heard in two languages are chosen between by the languages: choose_reading)
+                for audio_name, audio in (("cleaned", samples), ("recorded", recorded)):
+                    scores = self.engine.score(window.gather(audio), [clean, raw], request.task) or [None, None]
+                    for name, value in zip(("cleaned", "recorded"), scores):
+                        evidence[name][f"on_{audio_name}"] = value
             kept, reason = choose_reading(evidence["cleaned"], evidence["recorded"], self.options.cleaned_margin)
             start, end = _window_span(window, rate)
             readings.append(WindowReading(start, end, 2, kept, reason, evidence))
@@ -388,9 +397,14 @@ def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: fl
     reading only where the engine's no-speech probability for it is at most 0.5); one that loops
     (compression ratio over 2.4) loses to one that does not; where the two audios were heard in
     different languages, the reading in the language the engine was surer of wins (log-probabilities
-    of texts in two languages do not compare); otherwise the cleaned reading is kept when its mean
-    log-probability per token beats the recorded one's by more than ``margin`` (and where the
-    engine gives no log-probabilities, as the chain did before it compared)."""
+    of texts in two languages do not compare); otherwise, where the engine scored both texts on both
+    audios (``on_cleaned``, ``on_recorded``: :meth:`Engine.score`), the text it finds likelier over the
+    two audios together. A decoding's own log-probabilities do not compare across two audios (the
+    engine reads gated audio more confidently than it reads it right), and each text is the best
+    the decoder found on its own audio; scored on both, each has that advantage once. Where the
+    engine cannot score, the cleaned reading is kept when its mean log-probability per token beats
+    the recorded one's by more than ``margin`` (and where it gives no log-probabilities, as the
+    chain did before it compared)."""
     if cleaned["words"] and not recorded["words"]:
         doubt = cleaned.get("no_speech_prob")
         if doubt is not None and doubt > _MORE_LIKELY_SILENT:
@@ -412,6 +426,14 @@ def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: fl
         name = "cleaned" if sure[0] > sure[1] else "recorded"
         (mine, theirs), (p, q) = (languages, sure) if name == "cleaned" else (languages[::-1], sure[::-1])
         return name, f"the engine is surer of the language heard in the {name} audio ({mine} {p:.2f} against {theirs} {q:.2f})"
+    heard = [ev.get(f"on_{audio}") for ev in (cleaned, recorded) for audio in ("cleaned", "recorded")]
+    if None not in heard:
+        c, r = (heard[0] + heard[1]) / 2, (heard[2] + heard[3]) / 2
+        if c > r + margin:
+            return "cleaned", (f"the engine finds the cleaned text likelier, each text scored on both audios "
+                               f"(mean log-probability {c:.2f} against {r:.2f})")
+        return "recorded", (f"the engine finds the recorded text as likely or more, each text scored on both "
+                            f"audios (mean log-probability {r:.2f} against {c:.2f})")
     c, r = cleaned["avg_logprob"], recorded["avg_logprob"]
     if c is None or r is None:  # an engine that gives none: the cleaned audio, as without comparing
         return "cleaned", "no log-probability to compare: the cleaned reading, as without compare_cleaned"

@@ -60,3 +60,28 @@ def test_each_repetition_has_its_own_cache_and_the_second_bare_run_is_bare_twice
     assert names[1].startswith("cleaning-bare-again-fp-")  # the store --bare-twice fills
     assert names[2].startswith("cleaning-bare-run3-fp-")
     assert Store.of("chain", "fp", 2).dir.name.startswith("cleaning-chain-again-fp-")
+
+
+def test_the_rule_table_recomputes_each_way_of_choosing_from_the_recorded_evidence():
+    """One window read twice: the cleaned decoding barely surer of itself (round 6's margin keeps the
+    recorded reading), its text the likelier on both audios (the shipped rule keeps it)."""
+    from bench.cleaning import rule_table
+
+    def reading(text: str, logprob: float, on_cleaned: float, on_recorded: float) -> dict:
+        return {"text": text, "words": len(text.split()), "avg_logprob": logprob, "compression_ratio": 1.0,
+                "language": "en", "language_probability": 0.9, "on_cleaned": on_cleaned, "on_recorded": on_recorded}
+
+    window = {"decodes": 2, "kept": "recorded", "evidence": {
+        "cleaned": reading("the cat sat on the mat", -0.30, -0.40, -0.60),
+        "recorded": reading("the bat sat on a hat", -0.35, -0.90, -0.70)}}
+    chain = {"text": "the bat sat on a hat", "windows": [window]}
+    results = {"conditions": ["white+5dB"], "clips": {"c1": {
+        "language": "en", "reference": "the cat sat on the mat", "duration_s": 3.0,
+        "runs": {"white+5dB": {"bare": {"text": "the bat sat on a hat"}, "chain": chain}}}}}
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                         for line in rule_table(results).splitlines()[2:])}
+    assert rows["bare"][1] == "50.0"  # 3 of 6 words wrong
+    assert rows["each decoding's own confidence, margin 0.2 (round 6)"][1:3] == ["50.0", "1"]  # no better than bare: pooled missed
+    assert rows["both texts scored on both audios, margin 0.05 (shipped)"][1:3] == ["0.0", "0"]
+    assert rows["both texts scored on the cleaned audio"][1] == "0.0"
+    assert rows["both texts scored on the recorded audio"][1] == "0.0"

@@ -138,6 +138,8 @@ class EngineResult:
     language: str | None
     language_probability: float | None
     no_speech: bool = False
+    # the engine's own token ids of each segment's text, where it has them (for ``Engine.score``)
+    tokens: list[list[int]] = field(default_factory=list)
 
 
 WindowProgress = Callable[[int, float], None]  # (window index, seconds decoded in it)
@@ -155,6 +157,16 @@ class Engine(ABC):
         progress: WindowProgress | None = None,
     ) -> list[EngineResult]:
         """Transcribe each 16 kHz mono float32 window; one result per window."""
+
+    def score(
+        self, audio: np.ndarray, readings: Sequence[EngineResult], task: str = "transcribe"
+    ) -> list[float | None] | None:
+        """How likely the engine finds each reading's text as the words of ``audio`` (a 16 kHz
+        window, the readings' segments timed within it): the mean log-probability per token with
+        the text given, not searched for (a reading of this engine's, with its ``tokens``). None where the engine cannot say; an entry is None for a
+        reading with no words. Texts scored on the same audio compare, where the log-probabilities
+        two decodings report of two different audios do not."""
+        return None
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -308,6 +308,11 @@ def keep_language(language: str, ranked: list[tuple[str, float]]) -> list[tuple[
     return ours + [pair for pair in ranked if pair[0] != token] if ours else ranked
 
 
+# a token the decoder finds next to impossible costs what one at this probability costs: one such
+# token (an end of text where speech goes on) must not outweigh every other token of a reading
+_LEAST_LIKELY = 1e-6
+
+
 class WhisperEngine(Engine):
     name = ENGINE_NAME
 
@@ -443,6 +448,7 @@ class WhisperEngine(Engine):
                 detected[0] if detected and options.get("multilingual") else None, translate=request.task == "translate"
             )
         segments: list[Segment] = []
+        tokens: list[list[int]] = []
         with piece_language:
             for seg in segments_iter:  # a lazy generator: decoding happens while we iterate
                 words = [
@@ -461,6 +467,7 @@ class WhisperEngine(Engine):
                         no_speech_prob=seg.no_speech_prob,
                     )
                 )
+                tokens.append(list(seg.tokens))
                 if progress is not None:
                     progress(index, seg.end)
         return EngineResult(
@@ -468,7 +475,53 @@ class WhisperEngine(Engine):
             language=info.language,
             language_probability=detected[1] if detected else info.language_probability,
             no_speech=not any(s.text for s in segments),
+            tokens=tokens,
         )
+
+    def score(
+        self, audio: np.ndarray, readings: Sequence[EngineResult], task: str = "transcribe"
+    ) -> list[float | None]:
+        """Each reading's mean log-probability per token as the words of ``audio``: its own tokens,
+        then the end of the text, given to the decoder (CTranslate2's ``align``, which faster-whisper
+        runs for word times) after the language and task, without a prompt or timestamps. The
+        audio is taken in 30 s pieces from its start, as the model hears at most 30 s, and each
+        segment is scored on the piece its middle falls in: every reading on the same pieces, each
+        piece encoded once. The end of the text counts once per piece, so a reading that stops
+        while the piece still holds speech scores low where its words alone would not."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        extractor = self.model.feature_extractor
+        piece = extractor.n_samples  # 30 s
+        eot = self.model.hf_tokenizer.token_to_id("<|endoftext|>")
+        last = max(0, (len(audio) - 1) // piece)
+        tokens_at: dict[int, list[tuple[int, list[int]]]] = {}  # piece -> (reading, its tokens there)
+        for r, reading in enumerate(readings):
+            if reading.language is None or len(reading.tokens) != len(reading.segments):
+                continue
+            by_piece: dict[int, list[int]] = {}
+            for seg, ids in zip(reading.segments, reading.tokens):
+                text_ids = [i for i in ids if i < eot]  # the timestamps and special tokens come after it
+                if text_ids:
+                    k = min(last, int((seg.start + seg.end) / 2 * SAMPLE_RATE // piece))
+                    by_piece.setdefault(k, []).extend(text_ids)
+            for k, ids in by_piece.items():
+                tokens_at.setdefault(k, []).append((r, ids))
+        totals = [[0.0, 0] for _ in readings]
+        for k in sorted(tokens_at):
+            features = extractor(np.ascontiguousarray(audio[k * piece : (k + 1) * piece], dtype=np.float32))
+            frames = min(extractor.nb_max_frames, max(1, features.shape[-1] - 1))
+            encoded = self.model.encode(pad_or_trim(features[:, :frames]))
+            for r, ids in tokens_at[k]:
+                multilingual = self.model.model.is_multilingual
+                tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task=task, language=readings[r].language)
+                given = ids[: self.model.max_length // 2 - 2] + [tokenizer.eot]
+                start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+                (aligned,) = self.model.model.align(encoded, start, [given], [frames])
+                probabilities = np.asarray(aligned.text_token_probs[: len(given)], dtype=np.float64)
+                totals[r][0] += float(np.log(np.maximum(probabilities, _LEAST_LIKELY)).sum())
+                totals[r][1] += len(probabilities)
+        return [round(total / count, 4) if count else None for total, count in totals]
 
     def _detect_language(self, audio: np.ndarray) -> tuple[str, float] | None:
         """The language of ``audio``'s first 30 s and its probability, from the encoding that

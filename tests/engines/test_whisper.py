@@ -248,3 +248,57 @@ def test_a_translation_keeps_its_english_prompt_when_the_language_changes():
     with pieces.window("en"):
         model.model.detect_language(None)
         assert model.get_prompt(None, [1, 2, 3]) == []
+
+
+def _clip(path, seconds: float | None = None) -> np.ndarray:
+    import soundfile
+
+    audio = soundfile.read(path, dtype="float32")[0]
+    return audio if seconds is None else audio[: int(seconds * 16000)]
+
+
+def test_a_reading_scores_higher_on_the_speech_it_was_heard_in_than_on_other_speech():
+    """``score``: the mean log-probability of a reading's own tokens, given to the decoder with
+    the audio. A reading of the English clip is likely on it and unlikely on the German clip, and
+    the other way round; a reading that stops a sentence early scores lower (the end of the text
+    comes where speech goes on); a reading without the engine's tokens gets no score."""
+    from hushdrop.pipeline.engines.base import EngineResult
+    from tests.helpers import SPEECH_DE, SPEECH_EN
+
+    engine = load_engine(EngineSpec())
+    english, german = _clip(SPEECH_EN, 20.0), _clip(SPEECH_DE)
+    (en,) = engine.transcribe([english], DecodeRequest(language="en"))
+    (de,) = engine.transcribe([german], DecodeRequest(language="de"))
+    assert len(en.tokens) == len(en.segments) >= 3 and all(en.tokens), en
+    on_english, on_german = engine.score(english, [en, de]), engine.score(german, [en, de])
+    assert -1.0 < on_english[0] < 0 and -1.0 < on_german[1] < 0, (on_english, on_german)
+    assert on_english[0] > on_english[1] + 1 and on_german[1] > on_german[0] + 1, (on_english, on_german)
+    stopped = EngineResult(en.segments[:2], "en", 1.0, tokens=en.tokens[:2])
+    assert engine.score(english, [stopped])[0] < on_english[0]
+    untokenised = EngineResult(en.segments, "en", 1.0)
+    assert engine.score(english, [untokenised, en]) == [None, on_english[0]]
+
+
+def test_a_long_window_is_scored_piece_by_piece_where_each_segment_was_heard():
+    """Over 30 s, each segment's tokens are scored on the 30 s piece its middle falls in: the
+    window's own reading scores well, and the same segments with each piece's text put on the
+    other piece score far lower."""
+    import dataclasses
+
+    from hushdrop.pipeline.engines.base import EngineResult
+    from tests.helpers import SPEECH_EN
+
+    english = _clip(SPEECH_EN)  # its first 19 s, quiet to 30 s, then the rest: two pieces, other sentences
+    cut = int(19.0 * 16000)
+    audio = np.concatenate([english[:cut], np.zeros(30 * 16000 - cut, dtype=np.float32), english[cut:]])
+    engine = load_engine(EngineSpec())
+    (reading,) = engine.transcribe([audio], DecodeRequest(language="en"))
+    assert any(s.end <= 30.0 for s in reading.segments) and any(s.start >= 30.0 for s in reading.segments), reading
+
+    def moved(s):
+        shift = 30.0 if s.end <= 30.0 else -30.0
+        return dataclasses.replace(s, start=max(0.0, s.start + shift), end=max(0.0, s.end + shift))
+
+    swapped = EngineResult([moved(s) for s in reading.segments], "en", 1.0, tokens=reading.tokens)
+    own, other = engine.score(audio, [reading, swapped])
+    assert own > -1.0 and other < own - 1.0, (own, other)

@@ -58,6 +58,9 @@ def test_a_noisy_window_is_read_twice_and_the_json_says_which_reading_was_kept_a
         assert set(window["evidence"]) == {"cleaned", "recorded"}
         for reading in window["evidence"].values():
             assert reading["avg_logprob"] < 0 and reading["words"] > 0 and reading["language"] == "en"
+            # each text scored on both audios, and those scores decided
+            assert -5 < reading["on_cleaned"] < 0 and -5 < reading["on_recorded"] < 0, reading
+        assert "each text scored on both audios" in window["reason"], window
     # the transcript is the kept reading's text, and what the other reading said is on record too
     kept_texts = " ".join(w["evidence"][w["kept"]]["text"] for w in record["windows"])
     assert " ".join(record["text"].split()) == " ".join(kept_texts.split())
@@ -96,6 +99,7 @@ def test_bad_compare_options_are_refused_at_config_load(tmp_path, options, field
         make_settings(tmp_path, chain=[*CHAIN, {"transcribe": options}])
     assert "transcribe" in str(info.value) and field in str(info.value)
     assert TranscribeOptions(compare_cleaned=False, cleaned_margin=0.2).cleaned_margin == 0.2
+    assert TranscribeOptions().cleaned_margin == 0.05
 
 
 def _evidence(words: int, logprob: float | None, text: str = "some words here") -> dict:
@@ -139,3 +143,24 @@ def test_where_the_two_audios_were_heard_in_different_languages_the_surer_langua
     # the same language: the log-probabilities decide, as before
     assert choose_reading({**cleaned, "language": "zh"}, recorded, 0.2)[0] == "cleaned"
 
+
+
+def test_where_the_engine_scored_each_text_on_both_audios_the_likelier_text_over_both_wins():
+    """Each reading is the best its decoder found on its own audio; scored on both audios, each has
+    that advantage once, and the text likelier over the two together is kept, whatever each
+    decoding's own confidence said. Where a score is missing, the decodings' confidences decide."""
+    def scored(logprob, on_cleaned, on_recorded):
+        return {**_evidence(3, logprob), "on_cleaned": on_cleaned, "on_recorded": on_recorded}
+
+    # the cleaned decoding far surer of itself, but its text the less likely over both audios
+    kept, reason = choose_reading(scored(-0.2, -0.6, -1.3), scored(-0.9, -0.8, -0.9), 0.2)
+    assert kept == "recorded" and "each text scored on both audios" in reason and "-0.85 against -0.95" in reason
+    # the cleaned text likelier over both by more than the margin wins, the decodings' confidences equal
+    assert choose_reading(scored(-0.5, -0.6, -0.9), scored(-0.5, -0.8, -0.8), 0.02)[0] == "cleaned"
+    kept, reason = choose_reading(scored(-0.5, -0.6, -0.9), scored(-0.5, -0.8, -0.8), 0.1)  # a near tie
+    assert kept == "recorded" and "as likely or more" in reason
+    # one score missing (an engine that cannot score): the decodings' own confidences and the margin
+    assert choose_reading(scored(-0.3, -0.6, None), scored(-0.5, -0.8, -0.8), 0.1)[0] == "cleaned"
+    assert choose_reading(scored(-0.45, -0.6, None), scored(-0.5, -0.8, -0.8), 0.1)[0] == "recorded"
+    # words, loops and languages still come first
+    assert choose_reading(scored(-0.5, -0.1, -0.1), {**_evidence(0, None, ""), "on_cleaned": None, "on_recorded": None}, 0.2)[0] == "cleaned"
