@@ -289,7 +289,8 @@ class Transcribe(Stage):
         results, readings = [], []
         for window, clean, raw in zip(windows, cleaned, again):
             evidence = {"cleaned": reading_evidence(clean), "recorded": reading_evidence(raw)}
-            if clean.segments and raw.segments and clean.language == raw.language:
+            same = evidence["cleaned"]["text"] == evidence["recorded"]["text"]
+            if clean.segments and raw.segments and clean.language == raw.language and not same:
                 # both texts scored on each audio: two texts' scores on one audio compare (texts
                 # heard in two languages are chosen between by the languages: choose_reading)
                 for audio_name, audio in (("cleaned", samples), ("recorded", recorded)):
@@ -394,16 +395,17 @@ _MORE_LIKELY_SILENT = 0.5
 def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: float) -> tuple[str, str]:
     """``("cleaned" | "recorded", why)``: which of a window's two readings to keep, from the engine's
     own evidence (:func:`reading_evidence`). A reading with words beats one without (the cleaned
-    reading only where the engine's no-speech probability for it is at most 0.5); one that loops
-    (compression ratio over 2.4) loses to one that does not; where the two audios were heard in
-    different languages, the reading in the language the engine was surer of wins (log-probabilities
-    of texts in two languages do not compare); otherwise, where the engine scored both texts on both
-    audios (``on_cleaned``, ``on_recorded``: :meth:`Engine.score`), the text it finds likelier over the
-    two audios together. A decoding's own log-probabilities do not compare across two audios (the
-    engine reads gated audio more confidently than it reads it right), and each text is the best
-    the decoder found on its own audio; scored on both, each has that advantage once. Where the
-    engine cannot score, the cleaned reading is kept when its mean log-probability per token beats
-    the recorded one's by more than ``margin`` (and where it gives no log-probabilities, as the
+    reading only where the engine's no-speech probability for it is at most 0.5); two that say the
+    same words keep the recorded one; one that loops (compression ratio over 2.4) loses to one that
+    does not; where the two audios were heard in different languages, the reading in the language
+    the engine was surer of wins (log-probabilities of texts in two languages do not compare);
+    otherwise, where the engine scored both texts on both audios (``on_cleaned``, ``on_recorded``:
+    :meth:`Engine.score`), the cleaned text is kept where it is the likelier over the two audios
+    together by more than ``margin``. A decoding's own log-probabilities do not compare across two
+    audios (the engine reads gated audio more confidently than it reads it right), and each text is
+    the best the decoder found on its own audio; scored on both, each has that advantage once. Where
+    the engine cannot score, the cleaned reading is kept when its own mean log-probability per token
+    beats the recorded one's by more than ``margin`` (and where it gives no log-probabilities, as the
     chain did before it compared)."""
     if cleaned["words"] and not recorded["words"]:
         doubt = cleaned.get("no_speech_prob")
@@ -415,6 +417,8 @@ def choose_reading(cleaned: dict[str, Any], recorded: dict[str, Any], margin: fl
         return "recorded", "only the recorded reading has words"
     if not cleaned["words"]:
         return "recorded", "neither reading has words"
+    if cleaned.get("text") is not None and cleaned.get("text") == recorded.get("text"):
+        return "recorded", "both readings say the same words: the recorded one is kept"
     loops = {name: ev["compression_ratio"] > _LOOPING_RATIO for name, ev in (("cleaned", cleaned), ("recorded", recorded))}
     if loops["cleaned"] != loops["recorded"]:
         name = "recorded" if loops["cleaned"] else "cleaned"

@@ -102,7 +102,10 @@ def test_bad_compare_options_are_refused_at_config_load(tmp_path, options, field
     assert TranscribeOptions().cleaned_margin == 0.05
 
 
-def _evidence(words: int, logprob: float | None, text: str = "some words here") -> dict:
+def _evidence(words: int, logprob: float | None, text: str | None = None) -> dict:
+    """A reading's evidence; unless given, its text is its own (two readings that say the same words
+    are decided before any confidence is compared)."""
+    text = f"some words read at {logprob}" if text is None else text
     return {"words": words, "avg_logprob": logprob, "compression_ratio": compression_ratio(text), "text": text}
 
 
@@ -116,7 +119,7 @@ def test_the_reading_with_words_wins_then_the_one_that_does_not_loop_then_the_mo
     assert choose_reading(_evidence(3, -0.3), _evidence(3, -0.5), 0.0)[0] == "cleaned"
     assert choose_reading(_evidence(3, -0.3), _evidence(3, -0.5), 0.25)[0] == "recorded"
     assert choose_reading(_evidence(3, -0.5), _evidence(3, -0.3), -0.25)[0] == "cleaned"
-    assert choose_reading(_evidence(3, None), _evidence(3, None), 0.2)[0] == "cleaned"  # no evidence: as before
+    assert choose_reading(_evidence(3, None, "one text"), _evidence(3, None, "another"), 0.2)[0] == "cleaned"  # no evidence: as before
 
 
 def test_words_heard_only_in_the_cleaned_audio_are_kept_only_where_the_engine_thinks_them_speech():
@@ -150,7 +153,8 @@ def test_where_the_engine_scored_each_text_on_both_audios_the_likelier_text_over
     that advantage once, and the text likelier over the two together is kept, whatever each
     decoding's own confidence said. Where a score is missing, the decodings' confidences decide."""
     def scored(logprob, on_cleaned, on_recorded):
-        return {**_evidence(3, logprob), "on_cleaned": on_cleaned, "on_recorded": on_recorded}
+        text = f"words scored {on_cleaned} and {on_recorded}"
+        return {**_evidence(3, logprob, text), "on_cleaned": on_cleaned, "on_recorded": on_recorded}
 
     # the cleaned decoding far surer of itself, but its text the less likely over both audios
     kept, reason = choose_reading(scored(-0.2, -0.6, -1.3), scored(-0.9, -0.8, -0.9), 0.2)
@@ -162,5 +166,8 @@ def test_where_the_engine_scored_each_text_on_both_audios_the_likelier_text_over
     # one score missing (an engine that cannot score): the decodings' own confidences and the margin
     assert choose_reading(scored(-0.3, -0.6, None), scored(-0.5, -0.8, -0.8), 0.1)[0] == "cleaned"
     assert choose_reading(scored(-0.45, -0.6, None), scored(-0.5, -0.8, -0.8), 0.1)[0] == "recorded"
+    # two readings that say the same words: the recorded one, nothing to score
+    kept, reason = choose_reading(_evidence(3, -0.1, "the same words"), _evidence(3, -0.9, "the same words"), 0.05)
+    assert kept == "recorded" and "say the same words" in reason
     # words, loops and languages still come first
     assert choose_reading(scored(-0.5, -0.1, -0.1), {**_evidence(0, None, ""), "on_cleaned": None, "on_recorded": None}, 0.2)[0] == "cleaned"
