@@ -14,9 +14,9 @@ as cleaned and as recorded, each in the language the engine hears in that audio 
 profile names one), and the reading kept is the one the engine is more confident in
 (:func:`choose_reading`: words over none, no repetition loop over one, the language it is
 surer of, then the text it finds likelier when each text is scored on both audios). Where
-people speak is judged on the audio as recorded, so both readings hear the same windows. Where nothing cleaned the recording,
-each window is decoded once. Either way the transcript's ``windows`` say which reading each
-window kept and why (the JSON output's ``windows``).
+people speak is judged on the audio as recorded, so both readings hear the same windows. Where
+nothing cleaned the recording, each window is decoded once. Either way the transcript's
+``windows`` say which reading each window kept and why (the JSON output's ``windows``).
 """
 
 from __future__ import annotations

@@ -163,9 +163,10 @@ class Engine(ABC):
     ) -> list[float | None] | None:
         """How likely the engine finds each reading's text as the words of ``audio`` (a 16 kHz
         window, the readings' segments timed within it): the mean log-probability per token with
-        the text given, not searched for (a reading of this engine's, with its ``tokens``). None where the engine cannot say; an entry is None for a
-        reading with no words. Texts scored on the same audio compare, where the log-probabilities
-        two decodings report of two different audios do not."""
+        the text given, not searched for (a reading of this engine's, with its ``tokens``). None
+        where the engine cannot say; an entry is None for a reading with no words. Texts scored on
+        the same audio compare, where the log-probabilities two decodings report of two different
+        audios do not."""
         return None
 
     @abstractmethod

@@ -494,10 +494,15 @@ class WhisperEngine(Engine):
         extractor = self.model.feature_extractor
         piece = extractor.n_samples  # 30 s
         eot = self.model.hf_tokenizer.token_to_id("<|endoftext|>")
+        tokenizers = [
+            Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task=task, language=reading.language)
+            if reading.language is not None else None
+            for reading in readings
+        ]
         last = max(0, (len(audio) - 1) // piece)
         tokens_at: dict[int, list[tuple[int, list[int]]]] = {}  # piece -> (reading, its tokens there)
         for r, reading in enumerate(readings):
-            if reading.language is None or len(reading.tokens) != len(reading.segments):
+            if tokenizers[r] is None or len(reading.tokens) != len(reading.segments):
                 continue
             by_piece: dict[int, list[int]] = {}
             for seg, ids in zip(reading.segments, reading.tokens):
@@ -513,8 +518,7 @@ class WhisperEngine(Engine):
             frames = min(extractor.nb_max_frames, max(1, features.shape[-1] - 1))
             encoded = self.model.encode(pad_or_trim(features[:, :frames]))
             for r, ids in tokens_at[k]:
-                multilingual = self.model.model.is_multilingual
-                tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task=task, language=readings[r].language)
+                tokenizer = tokenizers[r]
                 given = ids[: self.model.max_length // 2 - 2] + [tokenizer.eot]
                 start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
                 (aligned,) = self.model.model.align(encoded, start, [given], [frames])
