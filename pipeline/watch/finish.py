@@ -62,13 +62,9 @@ def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_a
     is quarantined, so no file can keep a service in a restart loop.
     """
     logger = job_log(row.id)
-    present = [p for p in row.outputs if os.path.lexists(p)]
-    if row.outputs and len(present) == len(row.outputs):
-        logger.info("its outputs were complete; marking committed")
-        return ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, stage="committed", progress=1.0, worker=None)
-    for path in present:
-        path.unlink()
-        logger.info("removed %s, part of an interrupted commit", path)
+    row = settle_interrupted_commit(ledger, row)
+    if row.state == State.COMMITTED:
+        return row
     if count_attempt and row.attempts >= settings.max_attempts:
         return quarantine_job(settings, ledger, row, row.stage or "worker", "the worker was lost during every attempt", Fault.TRANSIENT)
     if row.interruptions + 1 >= MAX_INTERRUPTIONS:
@@ -78,6 +74,25 @@ def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_a
         )
     logger.info("it will run again")
     return ledger.release(row.id, count_attempt=count_attempt, interruptions=row.interruptions + (not count_attempt))
+
+
+def settle_interrupted_commit(ledger: Ledger, row: JobRow) -> JobRow:
+    """A ``processing`` job whose commit may have been cut short (its row lists planned outputs):
+    every planned file on disk → ``committed``; only some → they are removed and the plan is
+    cleared, so the job's next commit writes its set under the same names rather than beside
+    the remains as "name (2)". A row with no plan is returned as it is."""
+    if not row.outputs:
+        return row
+    logger = job_log(row.id)
+    present = [p for p in row.outputs if os.path.lexists(p)]
+    if len(present) == len(row.outputs):
+        logger.info("its outputs were complete; marking committed")
+        return ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, stage="committed", progress=1.0, worker=None)
+    for path in present:
+        path.unlink()
+        logger.info("removed %s, part of an interrupted commit", path)
+    ledger.plan_outputs(row.id, [])
+    return ledger.get(row.id)
 
 
 def output_folder(settings: Settings, profile_name: str) -> Path:

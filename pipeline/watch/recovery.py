@@ -8,7 +8,10 @@ watcher is running). For each job that was not finished:
 - ``processing``: if every planned output exists, the commit had finished →
   ``committed``; if only some do, they are removed (a partial set is never left)
   and the job runs again; if none, it runs again. A watcher crash is not the
-  job's fault, so the attempt is not counted.
+  job's fault, so the attempt is not counted. A job whose row names a Celery task is
+  left for that executor to adopt (it may still run remotely), unless its commit had
+  begun: then it is settled the same way, and a cut-short set is removed so that the
+  result's commit writes it again under the same names.
 - ``committed``: the outputs are safe; retire the original (shred by default).
 - ``quarantined``: finish moving the original and writing its note.
 
@@ -26,7 +29,9 @@ from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.fsutil import empty_folder
 from hushdrop.pipeline.retention import RetentionError
 from hushdrop.pipeline.watch.watcher import remove_probe_markers
-from hushdrop.pipeline.watch.finish import dispose_of_original, finish_quarantine, output_folder, resolve_interrupted
+from hushdrop.pipeline.watch.finish import (
+    dispose_of_original, finish_quarantine, output_folder, resolve_interrupted, settle_interrupted_commit,
+)
 from hushdrop.pipeline.watch.intake import clean_spool_dir, finish_seen
 from hushdrop.pipeline.watch.ledger import ACTIVE, Ledger, State
 from hushdrop.pipeline.logs import log
@@ -44,7 +49,11 @@ def recover(settings: Settings, ledger: Ledger, keep_remote: bool = False) -> di
         counts["claims"] += 1
     for row in ledger.in_state(State.PROCESSING):
         if keep_remote and row.worker and row.worker.startswith("celery:"):
-            continue  # still out on a remote worker: the Celery executor adopts it
+            # still out on a remote worker: the Celery executor adopts it, unless the result had
+            # already come and its commit was under way when this process stopped
+            if settle_interrupted_commit(ledger, row).state == State.COMMITTED:
+                counts["committed"] += 1
+            continue
         row = resolve_interrupted(settings, ledger, row)
         counts["committed" if row.state == State.COMMITTED else "rerun"] += 1
     for row in ledger.in_state(State.COMMITTED):

@@ -59,3 +59,28 @@ def test_remove_temp_audio_empties_only_the_temp_root(settings):
     os.symlink(outside, settings.tmp_root / "link")
     assert remove_temp_audio(settings) == 3
     assert list(settings.tmp_root.iterdir()) == [] and outside.read_text() == "not temp audio"
+
+
+def test_a_remote_job_whose_commit_was_cut_short_is_settled_instead_of_committed_again_beside_its_remains(settings, ledger):
+    from hushdrop.pipeline.outputs import plan_outputs
+    from tests.watch.conftest import transcript_job
+
+    def remote(name: str, seed: int):
+        row = ledger.start(claimed(settings, ledger, name, seed).id, f"celery:hushdrop-{seed}-task")
+        plan = plan_outputs(transcript_job(str(row.spool_path)), settings.outbox / "default", settings.profiles["default"].outputs, name=row.name)
+        ledger.plan_outputs(row.id, plan.paths)
+        return ledger.get(row.id), plan.paths
+
+    whole, whole_paths = remote("whole.wav", 1)
+    cut, cut_paths = remote("cut.wav", 2)
+    waiting, _ = remote("waiting.wav", 3)
+    ledger.plan_outputs(waiting.id, [])  # sent, no result yet: nothing planned
+    for path in whole_paths + cut_paths[:1]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("written before the stop")
+    recover(settings, ledger, keep_remote=True)
+    assert ledger.get(whole.id).state == State.DONE and all(p.exists() for p in whole_paths)
+    after = ledger.get(cut.id)
+    assert after.state == State.PROCESSING and after.worker == cut.worker and after.outputs == []
+    assert not any(p.exists() for p in cut_paths)  # the result's commit takes "cut.*" again, not "cut (2).*"
+    assert ledger.get(waiting.id).state == State.PROCESSING and ledger.get(waiting.id).worker == waiting.worker
