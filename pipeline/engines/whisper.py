@@ -7,6 +7,7 @@ worker opens its chain.
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -169,6 +170,29 @@ def model_statuses() -> list[ModelStatus]:
     else:
         statuses.append(ModelStatus(ENGINE_NAME, "base", True, str(path), f"bundled, sha256 {WHISPER_BASE_SHA256[:12]}… verified"))
     return statuses + hub.catalogue_statuses(ENGINE_NAME, skip=("base",))
+
+
+def with_first_merge(tokenizer):
+    """``tokenizer`` with Whisper's first BPE merge, "Ġ t", where its tokenizer.json lacks it.
+
+    The bundled base model's tokenizer.json holds "Ġt" (id 256) in its vocabulary but no merge that
+    makes it, so " the" and every other lower-case word starting with "t" after a space encode as
+    "Ġ" + the rest, a split the model never produces itself (it decodes " the" as one token). Decoding is
+    unaffected (token ids become text either way); what hushdrop encodes is: the glossary
+    (``hotwords``) and a prompt. Whisper's own tokenizer (tiktoken) ranks "Ġt" first, so the merge
+    goes in at rank 0. A tokenizer that has it, or is not this kind of BPE, is returned as it is."""
+    import tokenizers
+
+    data = json.loads(tokenizer.to_str())
+    model = data.get("model") or {}
+    merges = model.get("merges")
+    if model.get("type") != "BPE" or not merges or "Ġt" not in (model.get("vocab") or {}):
+        return tokenizer
+    pairs = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
+    if ("Ġ", "t") in pairs:
+        return tokenizer
+    merges.insert(0, "Ġ t" if isinstance(merges[0], str) else ["Ġ", "t"])
+    return tokenizers.Tokenizer.from_str(json.dumps(data))
 
 
 class EncodeOnce:
@@ -344,6 +368,7 @@ class WhisperEngine(Engine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"could not load whisper model from {self.model_path}: {exc}") from exc
+        self.model.hf_tokenizer = with_first_merge(self.model.hf_tokenizer)
         self.model.encode = EncodeOnce(self.model.encode)
         self.pieces = PieceLanguage(self.model)
         self._pipeline = None  # BatchedInferencePipeline, made on first use

@@ -302,3 +302,25 @@ def test_a_long_window_is_scored_piece_by_piece_where_each_segment_was_heard():
     swapped = EngineResult([moved(s) for s in reading.segments], "en", 1.0, tokens=reading.tokens)
     own, other = engine.score(audio, [reading, swapped])
     assert own > -1.0 and other < own - 1.0, (own, other)
+
+
+def test_text_is_encoded_as_the_model_writes_it_so_a_glossary_reads_as_it_would_be_heard():
+    """What the engine decodes from English speech, encoded again by its tokenizer (as a glossary or
+    a prompt is), comes back as the very tokens the model wrote: " the" is one token, not "Ġ" +
+    "the" as the bundled tokenizer.json alone would give (it lacks the merge that makes "Ġt")."""
+    import tokenizers
+
+    from hushdrop.pipeline.engines.whisper import with_first_merge
+    from hushdrop.pipeline.models import bundled_whisper_base
+    from tests.helpers import SPEECH_EN
+
+    engine = load_engine(EngineSpec())
+    (reading,) = engine.transcribe([_clip(SPEECH_EN, 20.0)], DecodeRequest(language="en"))
+    written = [t for tokens in reading.tokens for t in tokens if t < 50257]  # text tokens, no timestamps
+    text = engine.model.hf_tokenizer.decode(written)
+    assert " the " in f"{text} " or " to " in text, text
+    assert engine.model.hf_tokenizer.encode(text, add_special_tokens=False).ids == written
+    as_shipped = tokenizers.Tokenizer.from_file(str(bundled_whisper_base() / "tokenizer.json"))
+    assert as_shipped.encode(" the", add_special_tokens=False).tokens == ["Ġ", "the"]  # what the repair is for
+    assert engine.model.hf_tokenizer.encode(" the", add_special_tokens=False).tokens == ["Ġthe"]
+    assert with_first_merge(engine.model.hf_tokenizer) is engine.model.hf_tokenizer  # repaired once, left alone after
