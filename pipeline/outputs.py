@@ -256,10 +256,20 @@ def _write_output(folder: Path, data: bytes, mode: int, gid: int | None) -> Path
 
 
 def write_outputs(
-    job: Job, plan: OutputPlan, *, name: str | None = None, mode: int = DEFAULT_MODE, group: str | None = None
+    job: Job,
+    plan: OutputPlan,
+    *,
+    name: str | None = None,
+    mode: int = DEFAULT_MODE,
+    group: str | None = None,
+    before_link: Callable[[list[Path], list[tuple[int, int]]], None] | None = None,
 ) -> list[Path]:
     """Write every output of ``job`` at ``plan``'s names; returns the final paths (the next free
     stem instead where another writer took a planned name since).
+
+    ``before_link(paths, identities)`` is told, before any file takes a name, which names the
+    files are about to take and their (device, inode): watch mode records both in the ledger, so
+    that after a crash it can tell its own files from another writer's under the same names.
 
     ``name``: the recording's name as dropped, which the outputs show (by default
     ``job.source.name``; watch mode passes the name from the ledger, since the job ran on its
@@ -276,10 +286,13 @@ def write_outputs(
     try:
         for fmt in plan.suffixes:
             temps[fmt] = _write_output(folder, RENDERERS[fmt](shown).encode("utf-8"), mode, gid)
+        identities = {fmt: fsutil.identity_of(os.lstat(temp)) for fmt, temp in temps.items()}
         for candidate in (plan.stem, *candidate_stems(plan.base)):
             finals = plan.paths_for(candidate)
             if any(os.path.lexists(p) for p in finals.values()):
                 continue
+            if before_link is not None:
+                before_link(list(finals.values()), [identities[fmt] for fmt in finals])
             linked: list[Path] = []
             for fmt, final in finals.items():
                 if not link_no_clobber(temps[fmt], final):

@@ -28,7 +28,7 @@ from hushdrop.pipeline.config import Profile, Settings, profile_document
 from hushdrop.pipeline.fsutil import sha256_file
 from hushdrop.pipeline.logs import job_log
 from hushdrop.pipeline.watch.finish import (
-    commit_job, dispose_or_log, fail_job, quarantine_job, resolve_interrupted, skip_duplicate,
+    commit_job, dispose_or_log, fail_job, quarantine_job, remove_own_outputs, resolve_interrupted, skip_duplicate,
 )
 from hushdrop.pipeline.watch.ledger import ACTIVE, JobRow, Ledger, State
 from hushdrop.pipeline.watch.protocol import OPENING_STAGE, Failed, Fault, Finished, RunJob, fault_of_os_error
@@ -258,11 +258,7 @@ def accept_result(settings: Settings, ledger: Ledger, result: Finished) -> JobRo
         row = ledger.get(row.id)
         if row.state != State.PROCESSING:
             return row
-        for path in row.outputs:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as cleanup:
-                job_log(row.id).error("cannot remove the partial output %s: %s", path, cleanup.strerror)
+        remove_own_outputs(row)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         fault = fault_of_os_error(exc) if isinstance(exc, OSError) else Fault.TRANSIENT
         return fail_job(settings, ledger, row, "outputs", f"cannot write the outputs in {settings.outbox}: {reason}", fault)

@@ -4,10 +4,12 @@ Each step writes the ledger *before* it changes files in a way that cannot be
 undone, so recovery after a crash can roll it forward (or back) from the row:
 
 - commit (:func:`commit_job`, four steps down): the planned output paths go into the row
-  first (``plan_outputs``), then the files are written (temp name, fsync, link, fsync dir),
-  then ``committed``, then the original is disposed of. A restart that finds ``processing``
-  with a planned set looks at the disk: every file there → committed; some → remove them and
-  run the job again; none → run again.
+  first (``plan_outputs``), then the files are written (temp name, fsync), their (device,
+  inode) recorded with the names they are about to take, then linked (fsync dir), then
+  ``committed``, then the original is disposed of. A restart that finds ``processing`` with
+  a planned set looks at the disk: every file there and the job's own → committed; otherwise
+  its own are removed (never a file another writer put under a planned name) and the job
+  runs again.
 - dispose of the original: only from ``committed``; shred / delete / move the spool copy
   (the profile's ``originals``; a move's target is recorded in the row first), then ``done``
   with what was done as data (``retention``: a :class:`~pipeline.retention.Disposal`).
@@ -37,7 +39,7 @@ import time
 from pathlib import Path
 
 from hushdrop.pipeline.config import OriginalsPolicy, Profile, Settings
-from hushdrop.pipeline.fsutil import free_name, move_file
+from hushdrop.pipeline.fsutil import free_name, identity_of, move_file
 from hushdrop.pipeline.names import display_name, safe_name
 from hushdrop.pipeline.watch.intake import clean_spool_dir, profile_folder, write_error_note
 from hushdrop.pipeline.job import Job
@@ -76,21 +78,53 @@ def resolve_interrupted(settings: Settings, ledger: Ledger, row: JobRow, count_a
     return ledger.release(row.id, count_attempt=count_attempt, interruptions=row.interruptions + (not count_attempt))
 
 
+def own_outputs(row: JobRow) -> list[Path]:
+    """The planned outputs of ``row`` that are on disk and are the very files its commit wrote:
+    their (device, inode) is one recorded before they took their names (``output_ids``). A file
+    another writer put under a planned name is not among them, nor is any file of a row that
+    recorded no identities (its commit never got as far as linking)."""
+    ours = set(row.output_ids)
+    own = []
+    for path in row.outputs:
+        try:
+            st = os.lstat(path)
+        except OSError:  # not there, or its folder is not a folder: nothing of ours
+            continue
+        if stat.S_ISREG(st.st_mode) and identity_of(st) in ours:
+            own.append(path)
+    return own
+
+
+def remove_own_outputs(row: JobRow) -> None:
+    """Remove the outputs an interrupted or failed commit of ``row`` left (:func:`own_outputs`);
+    a file another writer put under a planned name is left alone, and said so."""
+    logger = job_log(row.id)
+    own = own_outputs(row)
+    for path in row.outputs:
+        if path in own:
+            try:
+                path.unlink()
+                logger.info("removed %s, part of an interrupted commit", path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.error("cannot remove the partial output %s: %s", path, exc.strerror)
+        elif os.path.lexists(path):
+            logger.warning("left %s alone: another writer's file took that name, not this job's output", path)
+
+
 def settle_interrupted_commit(ledger: Ledger, row: JobRow) -> JobRow:
     """A ``processing`` job whose commit may have been cut short (its row lists planned outputs):
-    every planned file on disk → ``committed``; only some → they are removed and the plan is
-    cleared, so the job's next commit writes its set under the same names rather than beside
-    the remains as "name (2)". A row with no plan is returned as it is."""
+    every planned file on disk and this job's own (:func:`own_outputs`) → ``committed``; otherwise
+    its own files are removed and the plan is cleared, so the job's next commit writes its set
+    under the same names rather than beside the remains as "name (2)". A row with no plan is
+    returned as it is."""
     if not row.outputs:
         return row
-    logger = job_log(row.id)
-    present = [p for p in row.outputs if os.path.lexists(p)]
-    if len(present) == len(row.outputs):
-        logger.info("its outputs were complete; marking committed")
+    if len(own_outputs(row)) == len(row.outputs):
+        job_log(row.id).info("its outputs were complete; marking committed")
         return ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, stage="committed", progress=1.0, worker=None)
-    for path in present:
-        path.unlink()
-        logger.info("removed %s, part of an interrupted commit", path)
+    remove_own_outputs(row)
     ledger.plan_outputs(row.id, [])
     return ledger.get(row.id)
 
@@ -115,7 +149,10 @@ def commit_job(settings: Settings, ledger: Ledger, row: JobRow, job: Job) -> Job
         job, output_folder(settings, profile.name), formats, name=row.name, subtitle_names=profile.subtitle_names,
     )
     ledger.plan_outputs(row.id, plan.paths)
-    written = write_outputs(job, plan, name=row.name, mode=settings.output_mode_bits, group=settings.output_group)
+    written = write_outputs(
+        job, plan, name=row.name, mode=settings.output_mode_bits, group=settings.output_group,
+        before_link=lambda paths, identities: ledger.plan_outputs(row.id, paths, identities),
+    )
     row = ledger.transition(row.id, State.COMMITTED, expect=State.PROCESSING, outputs=written, stage="committed", progress=1.0)
     job_log(row.id).info("outputs committed: %s", ", ".join(p.name for p in written) or "none (asked for the record only)")
     notify.job_done(settings, row, job)  # queued for the sender thread: it cannot delay or fail the job

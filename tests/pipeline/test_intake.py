@@ -12,7 +12,7 @@ import pytest
 from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.job import Job
 from hushdrop.pipeline.outputs import plan_outputs
-from hushdrop.pipeline.fsutil import move_file
+from hushdrop.pipeline.fsutil import identity_of, move_file
 from hushdrop.pipeline.watch.intake import ClaimLost, claim, classify, finish_seen, is_ignored
 from hushdrop.pipeline.watch.ledger import Ledger, State
 from hushdrop.pipeline.watch.recovery import recover
@@ -186,10 +186,17 @@ def processing_row(settings: Settings, ledger: Ledger, name: str = "talk.wav") -
     return job, spool, planned
 
 
+def linked(ledger: Ledger, job: int, planned: list[Path], paths: list[Path], text: str) -> None:
+    """``paths`` written as the commit of ``job`` writes them: their identities recorded with the
+    planned names before they take them."""
+    for path in paths:
+        path.write_text(text)
+    ledger.plan_outputs(job, planned, [identity_of(os.lstat(p)) for p in paths])
+
+
 def test_recovery_removes_a_partial_output_set_and_runs_the_job_again(settings: Settings, ledger: Ledger):
     job, spool, planned = processing_row(settings, ledger)
-    planned[0].write_text("half")
-    planned[1].write_text("of it")
+    linked(ledger, job, planned, planned[:2], "half of it")
     (planned[0].parent / ".hushdrop-abc.tmp").write_text("temp")
     recover(settings, ledger)
     row = ledger.get(job)
@@ -201,8 +208,7 @@ def test_recovery_removes_a_partial_output_set_and_runs_the_job_again(settings: 
 
 def test_recovery_keeps_a_complete_output_set_and_shreds_the_original(settings: Settings, ledger: Ledger):
     job, spool, planned = processing_row(settings, ledger)
-    for path in planned:
-        path.write_text("complete")
+    linked(ledger, job, planned, planned, "complete")
     recover(settings, ledger)
     row = ledger.get(job)
     assert row.state == State.DONE and row.outputs == planned

@@ -11,7 +11,7 @@ import pytest
 from hushdrop.pipeline.audio import AudioFacts
 from hushdrop.pipeline.config import Settings, parse_config
 from hushdrop.pipeline.job import Job, Segment, Transcript, Word
-from hushdrop.pipeline.outputs import commit_outputs
+from hushdrop.pipeline.outputs import commit_outputs, plan_outputs, write_outputs
 from hushdrop.pipeline.watch.intake import claim
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from tests.harness import cheap_wav
@@ -54,6 +54,21 @@ def claimed(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: in
 
 def processing(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: int = 1, profile: str = "default") -> JobRow:
     return ledger.start(claimed(settings, ledger, name, seed, profile).id, "worker-1:1")
+
+
+def cut_short(settings: Settings, ledger: Ledger, row: JobRow, linked: int) -> list[Path]:
+    """What a commit of processing ``row`` leaves when the process dies after ``linked`` of its
+    outputs took their names: the real commit (plan, temp files, identities recorded, links), then
+    the names it would not have reached yet taken back to the temporary names a dead process
+    leaves (recovery removes those strays last). Returns the planned paths, in link order."""
+    plan = plan_outputs(transcript_job(str(row.spool_path)), settings.outbox / row.profile,
+                        settings.profiles[row.profile].outputs, name=row.name)
+    ledger.plan_outputs(row.id, plan.paths)
+    written = write_outputs(transcript_job(str(row.spool_path)), plan, name=row.name,
+                            before_link=lambda paths, ids: ledger.plan_outputs(row.id, paths, ids))
+    for path in written[linked:]:
+        path.rename(path.with_name(f".hushdrop-{path.name}.tmp"))
+    return written
 
 
 def committed(settings: Settings, ledger: Ledger, name: str = "talk.wav", seed: int = 1) -> JobRow:

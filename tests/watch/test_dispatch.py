@@ -192,6 +192,33 @@ def test_a_commit_that_cannot_write_is_undone_and_retried(settings, ledger):
     assert after.next_attempt_at > time.time() and row.spool_path.exists()
 
 
+def test_a_commit_that_fails_while_linking_removes_its_own_outputs_and_no_one_elses(settings, ledger, monkeypatch):
+    """The disk fills while the outputs take their names, and meanwhile another writer put a file
+    under one of the names still to come: the job's own linked files go, the other file stays."""
+    import errno
+
+    from hushdrop.pipeline import outputs
+
+    row = processing(settings, ledger)
+    real_link, calls = outputs.link_no_clobber, []
+
+    def link_then_fill_the_disk(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            target.with_suffix(".md").write_text("another writer's notes")
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_link(source, target)
+
+    monkeypatch.setattr(outputs, "link_no_clobber", link_then_fill_the_disk)
+    after = accept_result(settings, ledger, Finished(row.id, transcript_job(), row.attempts))
+    assert after.state == State.FAILED and after.error_stage == "outputs" and "No space left" in after.error
+    folder = settings.outbox / "default"
+    assert sorted(p.name for p in folder.iterdir()) == ["talk.md"]
+    assert (folder / "talk.md").read_text() == "another writer's notes"
+    assert after.next_attempt_at > time.time() and row.spool_path.exists()
+
+
 def test_failures_go_by_their_fault(settings, ledger):
     rec = processing(settings, ledger, "a.wav", seed=1)
     assert accept_failure(settings, ledger, Failed(rec.id, "open", "not audio", Fault.RECORDING, 1)).state == State.QUARANTINED

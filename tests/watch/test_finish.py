@@ -16,7 +16,7 @@ from hushdrop.pipeline.watch.ledger import State, TransitionError
 from hushdrop.pipeline.watch.protocol import Fault
 from hushdrop.pipeline.web.views import original_path
 from tests.harness import cheap_wav
-from tests.watch.conftest import committed, make, processing, transcript_job
+from tests.watch.conftest import committed, cut_short, make, processing, transcript_job
 
 
 def test_commit_plans_writes_and_records_the_outputs_then_disposes_of_the_original(settings, ledger):
@@ -171,12 +171,7 @@ def test_an_environment_fault_backs_off_to_a_cap_without_using_attempts(settings
 @pytest.mark.parametrize("present", [0, 2, 5])
 def test_an_interrupted_job_is_rolled_forward_or_back_by_its_planned_outputs(settings, ledger, present):
     row = processing(settings, ledger)
-    folder = settings.outbox / "default"
-    folder.mkdir(parents=True)
-    planned = [folder / f"talk.{f}" for f in settings.profiles["default"].outputs]
-    ledger.plan_outputs(row.id, planned)
-    for path in planned[:present]:
-        path.write_text("written")
+    planned = cut_short(settings, ledger, row, linked=present)
     after = resolve_interrupted(settings, ledger, ledger.get(row.id))
     if present == len(planned):
         assert after.state == State.COMMITTED and after.outputs == planned
@@ -184,6 +179,28 @@ def test_an_interrupted_job_is_rolled_forward_or_back_by_its_planned_outputs(set
         assert after.state == State.CLAIMED and after.outputs == [] and after.interruptions == 1
         assert after.attempts == 0  # a restart is not the recording's fault
         assert not any(p.exists() for p in planned)
+
+
+def test_an_interrupted_commit_removes_only_its_own_files_never_another_writers_under_a_planned_name(settings, ledger):
+    """Another writer's file under a planned name (it appeared between planning and linking, or
+    replaced one of ours) is not this job's: it is neither counted as a written output nor removed."""
+    row = processing(settings, ledger)
+    planned = cut_short(settings, ledger, row, linked=2)
+    theirs = planned[3]
+    theirs.write_text("someone else's notes")
+    after = resolve_interrupted(settings, ledger, ledger.get(row.id))
+    assert after.state == State.CLAIMED and after.outputs == []
+    assert not planned[0].exists() and not planned[1].exists()
+    assert theirs.read_text() == "someone else's notes"
+
+    whole = processing(settings, ledger, "whole.wav", seed=2)
+    written = cut_short(settings, ledger, whole, linked=5)
+    replacement = written[0].with_name("their-draft")
+    replacement.write_text("replaced by another writer")
+    os.replace(replacement, written[0])  # as an editor saves: every name taken, one not by this job
+    after = resolve_interrupted(settings, ledger, ledger.get(whole.id))
+    assert after.state == State.CLAIMED  # not marked committed on someone else's file
+    assert written[0].read_text() == "replaced by another writer" and not any(p.exists() for p in written[1:])
 
 
 def test_a_job_interrupted_too_often_or_losing_every_worker_is_set_aside(settings, ledger):

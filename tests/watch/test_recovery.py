@@ -62,23 +62,15 @@ def test_remove_temp_audio_empties_only_the_temp_root(settings):
 
 
 def test_a_remote_job_whose_commit_was_cut_short_is_settled_instead_of_committed_again_beside_its_remains(settings, ledger):
-    from hushdrop.pipeline.outputs import plan_outputs
-    from tests.watch.conftest import transcript_job
+    from tests.watch.conftest import cut_short
 
     def remote(name: str, seed: int):
-        row = ledger.start(claimed(settings, ledger, name, seed).id, f"celery:hushdrop-{seed}-task")
-        plan = plan_outputs(transcript_job(str(row.spool_path)), settings.outbox / "default", settings.profiles["default"].outputs, name=row.name)
-        ledger.plan_outputs(row.id, plan.paths)
-        return ledger.get(row.id), plan.paths
+        return ledger.start(claimed(settings, ledger, name, seed).id, f"celery:hushdrop-{seed}-task")
 
-    whole, whole_paths = remote("whole.wav", 1)
-    cut, cut_paths = remote("cut.wav", 2)
-    waiting, _ = remote("waiting.wav", 3)
-    ledger.plan_outputs(waiting.id, [])  # sent, no result yet: nothing planned
-    for path in whole_paths + cut_paths[:1]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("written before the stop")
-    recover(settings, ledger, keep_remote=True)
+    whole, cut, waiting = remote("whole.wav", 1), remote("cut.wav", 2), remote("waiting.wav", 3)
+    whole_paths = cut_short(settings, ledger, whole, linked=5)
+    cut_paths = cut_short(settings, ledger, cut, linked=1)  # sent, answered, killed while linking
+    recover(settings, ledger, keep_remote=True)  # ``waiting``: sent, no result yet, nothing planned
     assert ledger.get(whole.id).state == State.DONE and all(p.exists() for p in whole_paths)
     after = ledger.get(cut.id)
     assert after.state == State.PROCESSING and after.worker == cut.worker and after.outputs == []

@@ -14,7 +14,9 @@
 - ``claimed``: the original is ours, in the spool, with its content hash (``failed``
   straight from here when that original cannot be read).
 - ``processing``: a worker has it. ``outputs`` holds the planned output paths
-  *before* they are written, so recovery can tell a complete set from a partial one.
+  *before* they are written, and ``output_ids`` the (device, inode) of the files about to
+  get those names, so recovery can tell a complete set from a partial one and removes
+  only files that are this job's own.
 - ``committed``: every output is on disk; only the original's retirement is left.
 - ``done`` / ``quarantined`` / ``abandoned``: terminal. ``abandoned`` is a ``seen``
   file that went away before it could be claimed (the user took it back), or a
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,8 @@ class JobRow:
     prompt: str | None = None  # words added to the profile's glossary for this job
     request_id: str | None = None  # the API request waiting for this job's record
     write_outputs: bool = True  # False: the record only, for the request (language detection)
+    # (device, inode) of each file about to take an ``outputs`` name, recorded before it does
+    output_ids: list[tuple[int, int]] = field(default_factory=list)
 
     def chain_progress(self) -> float:
         """How far through its whole chain the job is (0–1)."""
@@ -138,6 +142,7 @@ class JobRow:
         data["outputs"] = [Path(p) for p in json.loads(data["outputs"] or "[]")]
         data["quarantine_path"] = Path(stored_name(data["quarantine_path"])) if data["quarantine_path"] else None
         data["write_outputs"] = bool(data["write_outputs"])
+        data["output_ids"] = [(int(d), int(i)) for d, i in json.loads(data["output_ids"] or "[]")]
         return cls(**data)
 
 
@@ -154,6 +159,8 @@ def encode_field(field: str, value: Any) -> Any:
     if field == "outputs":
         # outputs get names hushdrop made (valid UTF-8), so JSON text holds them exactly
         return json.dumps([str(p) for p in value or []])
+    if field == "output_ids":
+        return json.dumps([[int(d), int(i)] for d, i in value or []])
     if field in NAME_FIELDS and value is not None:
         return os.fsencode(str(value))
     return value

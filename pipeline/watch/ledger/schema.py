@@ -56,7 +56,8 @@ SCHEMA = (
         task            TEXT,
         prompt          TEXT,
         request_id      TEXT,
-        write_outputs   INTEGER NOT NULL DEFAULT 1
+        write_outputs   INTEGER NOT NULL DEFAULT 1,
+        output_ids      TEXT
     )""",
     "CREATE INDEX jobs_state ON jobs(state)",
     "CREATE INDEX jobs_hash ON jobs(content_hash, profile)",
@@ -136,11 +137,19 @@ def _requests(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS results (job_id INTEGER PRIMARY KEY, record TEXT NOT NULL, created_at REAL NOT NULL)")
 
 
+def _output_identities(db: sqlite3.Connection) -> None:
+    """The (device, inode) of each output a commit is about to link (``output_ids``), so that a
+    restart removes only files that are provably this job's, never another writer's under a
+    planned name."""
+    _add_column(db, "jobs", "output_ids", "TEXT")
+
+
 # Step i takes a ledger at version i to version i + 1. Append; never change a step that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _versioned,
     _stage_position,
     _requests,
+    _output_identities,
 )
 VERSION = len(MIGRATIONS)
 

@@ -168,7 +168,7 @@ class Ledger:
             job = self.get(job_id)
             return self.transition(
                 job_id, State.PROCESSING, expect=State.CLAIMED, worker=worker, attempts=job.attempts + 1,
-                stage=None, progress=0.0, outputs=[], next_attempt_at=None,
+                stage=None, progress=0.0, outputs=[], output_ids=[], next_attempt_at=None,
             )
 
     def release(self, job_id: int, *, count_attempt: bool = False, **fields: Any) -> JobRow:
@@ -178,7 +178,7 @@ class Ledger:
             attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
             return self.transition(
                 job_id, State.CLAIMED, expect=State.PROCESSING, worker=None, stage=None, progress=None,
-                outputs=[], attempts=attempts, **fields,
+                outputs=[], output_ids=[], attempts=attempts, **fields,
             )
 
     def progress(self, job_id: int, stage: str, fraction: float, stage_index: int, stage_count: int) -> None:
@@ -191,12 +191,15 @@ class Ledger:
                 (stage, fraction, stage_index, stage_count, time.time(), job_id, State.PROCESSING),
             )
 
-    def plan_outputs(self, job_id: int, outputs: list[Path]) -> None:
-        """Record the output paths a processing job is about to write (before writing them)."""
+    def plan_outputs(self, job_id: int, outputs: list[Path], identities: list[tuple[int, int]] | None = None) -> None:
+        """Record the output paths a processing job is about to write (before writing them) and,
+        once its files exist under temporary names, their (device, inode) ``identities`` (before
+        they take those paths)."""
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE jobs SET outputs = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (encode_field("outputs", outputs), time.time(), job_id, State.PROCESSING),
+                "UPDATE jobs SET outputs = ?, output_ids = ?, updated_at = ? WHERE id = ? AND state = ?",
+                (encode_field("outputs", outputs), encode_field("output_ids", identities), time.time(), job_id,
+                 State.PROCESSING),
             )
             if cur.rowcount != 1:
                 raise TransitionError(f"job {job_id} is not processing")
