@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -40,11 +41,14 @@ def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60
     return len(stale)
 
 
-def expire_outbox(settings: Settings) -> int:
-    """Delete transcripts older than ``outbox_expiry_days`` (only hushdrop's own formats)."""
+def expire_outbox(settings: Settings, ledger: Ledger) -> int:
+    """Delete transcripts older than ``outbox_expiry_days``: only files the ledger lists as a
+    committed job's outputs, so a file someone else keeps in the outbox (their own notes, a copy
+    of a transcript, a sync tool's file) is never deleted, whatever its name."""
     if settings.outbox_expiry_days is None or not settings.outbox.is_dir():
         return 0
     cutoff = time.time() - settings.outbox_expiry_days * 86400
+    ours = ledger.committed_outputs()
     removed = 0
     for folder in [settings.outbox / name for name in settings.profiles]:
         if not folder.is_dir() or folder.is_symlink():
@@ -52,6 +56,8 @@ def expire_outbox(settings: Settings) -> int:
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.startswith(".") or entry.name.rsplit(".", 1)[-1] not in OUTPUT_FORMATS:
+                    continue
+                if Path(entry.path) not in ours:
                     continue
                 if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
                     os.unlink(entry.path)

@@ -203,8 +203,8 @@ class Service:
         scheduler.every(settings.heartbeat_seconds, self.heartbeat, "heartbeat")
         scheduler.every(3600.0, ledger.results.expire, "api-results")  # records no API request came back for
         if settings.outbox_expiry_days is not None:
-            expire_outbox(settings)
-            scheduler.every(3600.0, lambda: expire_outbox(settings), "outbox-expiry")
+            expire_outbox(settings, ledger)
+            scheduler.every(3600.0, lambda: expire_outbox(settings, ledger), "outbox-expiry")
         scheduler.every(QUARANTINE_CHECK_SECONDS, lambda: bound_quarantine(settings, ledger), "quarantine-limits")
         scheduler.start()
         workers = f"{settings.workers} worker(s)" if settings.executor == "local" else "remote workers through the broker"

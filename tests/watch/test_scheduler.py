@@ -35,15 +35,27 @@ def test_a_stale_seen_row_is_finished_and_a_fresh_one_left_to_its_claim(settings
     assert ledger.get(job).state == State.ABANDONED and inbox_path.read_bytes() == b"audio"
 
 
-def test_expiry_deletes_only_old_transcripts_of_hushdrops_formats(tmp_path):
+def test_expiry_deletes_only_old_transcripts_hushdrop_wrote_never_another_file_in_the_outbox(tmp_path):
+    """Old outputs of committed jobs go; a newer one stays; a file someone else keeps in the
+    outbox stays however old, even one named like a transcript (their notes, a copy, a sync
+    tool's file), and so do hidden and other files."""
+    from hushdrop.pipeline.watch.ledger import Ledger
+    from tests.watch.conftest import committed
+
     settings = make(tmp_path, outbox_expiry_days=1)
-    folder = settings.outbox / "default"
-    folder.mkdir(parents=True)
-    old = time.time() - 2 * 86400
-    names = ["old.txt", "old.srt", "old.mp3", ".old.txt", "new.txt"]
-    for name in names:
-        (folder / name).write_text(name)
-    for name in names[:4]:
-        os.utime(folder / name, (old, old))
-    assert expire_outbox(settings) == 2
-    assert sorted(p.name for p in folder.iterdir()) == [".old.txt", "new.txt", "old.mp3"]
+    ledger = Ledger(settings.ledger_path)
+    try:
+        old_job, new_job = committed(settings, ledger, "old.wav", seed=1), committed(settings, ledger, "new.wav", seed=2)
+        folder = settings.outbox / "default"
+        theirs = ["notes.md", "copy of old.txt", "old.mp3", ".old.txt"]
+        for name in theirs:
+            (folder / name).write_text(name)
+        old = time.time() - 2 * 86400
+        for path in [*old_job.outputs, *(folder / name for name in theirs)]:
+            os.utime(path, (old, old))
+        assert expire_outbox(settings, ledger) == len(old_job.outputs)
+        assert not any(p.exists() for p in old_job.outputs)
+        assert all(p.exists() for p in new_job.outputs)
+        assert all((folder / name).read_text() == name for name in theirs)
+    finally:
+        ledger.close()

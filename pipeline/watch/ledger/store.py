@@ -15,6 +15,7 @@ opening it (not read-only) creates or migrates its tables (:mod:`.schema`).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -260,6 +261,11 @@ class Ledger:
     def count_active(self) -> int:
         marks = ", ".join("?" for _ in ACTIVE)
         return int(self._read(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", tuple(ACTIVE))[0][0])
+
+    def committed_outputs(self) -> set[Path]:
+        """Every output path a committed or done job lists: the files hushdrop wrote and owns."""
+        rows = self._read("SELECT outputs FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE))
+        return {Path(p) for row in rows for p in json.loads(row["outputs"] or "[]")}
 
     def all(self) -> Iterator[JobRow]:
         yield from self._select("1")
