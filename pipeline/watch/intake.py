@@ -26,6 +26,7 @@ import errno
 import fnmatch
 import os
 import stat
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,6 +201,29 @@ class ClaimLost(Exception):
     """The file changed or went away while it was being claimed; it was left (or put back) in the inbox."""
 
 
+_claiming: set[Path] = set()
+_claiming_lock = threading.Lock()
+
+
+def claims_in_progress() -> frozenset[Path]:
+    """The inbox paths this process is claiming right now. Their rows are ``seen`` until the claim
+    ends, which a cross-filesystem copy or the hash of a large file can make minutes: the sweep for
+    stalled claims (:func:`pipeline.watch.scheduler.finish_stale_seen`) leaves these alone."""
+    with _claiming_lock:
+        return frozenset(_claiming)
+
+
+@contextmanager
+def _claiming_now(path: Path) -> Iterator[None]:
+    with _claiming_lock:
+        _claiming.add(path)
+    try:
+        yield
+    finally:
+        with _claiming_lock:
+            _claiming.discard(path)
+
+
 def spool_path_for(settings: Settings, profile: Profile, name: str) -> Path:
     """Where a claimed original waits. Its name there is a safe one (valid UTF-8, no leading
     dash or dot, bounded), so no tool ever sees the user's raw bytes; the ledger keeps those."""
@@ -232,7 +256,8 @@ def claim(settings: Settings, ledger: Ledger, path: Path, profile: Profile, sett
                 ) from None
             raise InboxBlocked(f"cannot open {path}: {exc.strerror}") from exc
         try:
-            return _claim_open_file(settings, ledger, path, profile, settled, folder_fd, fd)
+            with _claiming_now(path):
+                return _claim_open_file(settings, ledger, path, profile, settled, folder_fd, fd)
         finally:
             os.close(fd)
 

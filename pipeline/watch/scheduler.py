@@ -31,11 +31,13 @@ def requeue_due_retries(ledger: Ledger, wake: Callable[[], None]) -> int:
 
 
 def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60.0) -> int:
-    """A claim that stopped halfway without a crash (an I/O error after the rename)."""
-    from hushdrop.pipeline.watch.intake import finish_seen
+    """A claim that stopped halfway without a crash (an I/O error after the rename). A claim still
+    under way (a long copy or hash: :func:`~pipeline.watch.intake.claims_in_progress`) is not stalled."""
+    from hushdrop.pipeline.watch.intake import claims_in_progress, finish_seen
 
     cutoff = time.time() - older_than
-    stale = [row for row in ledger.in_state(State.SEEN) if row.updated_at < cutoff]
+    busy = claims_in_progress()
+    stale = [row for row in ledger.in_state(State.SEEN) if row.updated_at < cutoff and row.inbox_path not in busy]
     for row in stale:
         finish_seen(settings, ledger, row)
     return len(stale)
