@@ -106,30 +106,38 @@ def test_claim_of_a_vanished_file_abandons_the_row(settings: Settings, ledger: L
     assert all(r.state == State.ABANDONED for r in ledger.all())
 
 
-@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (tmpfs at /dev/shm)")
-def test_claim_across_filesystems_copies_verifies_then_removes(tmp_path: Path):
+@pytest.fixture
+def spool_elsewhere(tmp_path: Path):
+    """Settings whose spool is on another filesystem than the inbox (tmpfs at /dev/shm): a claim
+    copies instead of renaming."""
+    import shutil
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("needs a second filesystem (tmpfs at /dev/shm)")
     shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
     try:
         settings = make(tmp_path, spool=str(shm / "spool"))
         if os.stat(shm).st_dev == os.stat(settings.inbox).st_dev:
             pytest.skip("/dev/shm is on the same filesystem here")
-        ledger = Ledger(settings.ledger_path)
-        path = settings.inbox / "talk.wav"
-        path.write_bytes(os.urandom(3 << 20))
-        digest = sha(path)
-        row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
-        assert row.state == State.CLAIMED and row.content_hash == digest and sha(row.spool_path) == digest
-        assert not path.exists()
-        assert not list(row.spool_path.parent.glob(".*"))  # no partial copy left
-        ledger.close()
+        yield settings
     finally:
-        import shutil
-
         shutil.rmtree(shm, ignore_errors=True)
 
 
-@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (tmpfs at /dev/shm)")
-def test_a_long_copy_across_filesystems_is_not_taken_for_a_stalled_claim(tmp_path: Path, monkeypatch):
+def test_claim_across_filesystems_copies_verifies_then_removes(spool_elsewhere: Settings):
+    settings = spool_elsewhere
+    ledger = Ledger(settings.ledger_path)
+    path = settings.inbox / "talk.wav"
+    path.write_bytes(os.urandom(3 << 20))
+    digest = sha(path)
+    row = claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))
+    assert row.state == State.CLAIMED and row.content_hash == digest and sha(row.spool_path) == digest
+    assert not path.exists()
+    assert not list(row.spool_path.parent.glob(".*"))  # no partial copy left
+    ledger.close()
+
+
+def test_a_long_copy_across_filesystems_is_not_taken_for_a_stalled_claim(spool_elsewhere: Settings, monkeypatch):
     """The sweep for stalled claims runs while a large recording is still being copied to a spool
     on another filesystem (a NAS inbox, a local spool): it leaves that claim, and its partial copy,
     alone, and the claim completes."""
@@ -138,46 +146,38 @@ def test_a_long_copy_across_filesystems_is_not_taken_for_a_stalled_claim(tmp_pat
     from hushdrop.pipeline.watch import intake
     from hushdrop.pipeline.watch.scheduler import finish_stale_seen
 
-    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    try:
-        settings = make(tmp_path, spool=str(shm / "spool"))
-        if os.stat(shm).st_dev == os.stat(settings.inbox).st_dev:
-            pytest.skip("/dev/shm is on the same filesystem here")
-        ledger = Ledger(settings.ledger_path)
-        path = settings.inbox / "long interview.wav"
-        path.write_bytes(os.urandom(3 << 20))
-        digest = sha(path)
-        copying, go_on = threading.Event(), threading.Event()
-        real_copy = intake.copy_verified
+    settings = spool_elsewhere
+    ledger = Ledger(settings.ledger_path)
+    path = settings.inbox / "long interview.wav"
+    path.write_bytes(os.urandom(3 << 20))
+    digest = sha(path)
+    copying, go_on = threading.Event(), threading.Event()
+    real_copy = intake.copy_verified
 
-        def slow_copy(fd, dest, before_rename):
-            def still_copying():
-                copying.set()
-                go_on.wait(30)
-                before_rename()
+    def slow_copy(fd, dest, before_rename):
+        def still_copying():
+            copying.set()
+            go_on.wait(30)
+            before_rename()
 
-            return real_copy(fd, dest, before_rename=still_copying)
+        return real_copy(fd, dest, before_rename=still_copying)
 
-        monkeypatch.setattr(intake, "copy_verified", slow_copy)
-        claimed = {}
-        worker = threading.Thread(target=lambda: claimed.update(row=claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))))
-        worker.start()
-        assert copying.wait(30)
-        (row,) = ledger.in_state(State.SEEN)
-        partial = list(row.spool_path.parent.glob(".hushdrop-*.partial"))
-        assert finish_stale_seen(settings, ledger, older_than=-1) == 0  # as if it had taken over a minute
-        assert ledger.get(row.id).state == State.SEEN and all(p.exists() for p in partial) and partial
-        go_on.set()
-        worker.join(30)
-        done = claimed["row"]
-        assert done.state == State.CLAIMED and done.content_hash == digest and sha(done.spool_path) == digest
-        assert not path.exists()
-        assert finish_stale_seen(settings, ledger, older_than=-1) == 0
-        ledger.close()
-    finally:
-        import shutil
-
-        shutil.rmtree(shm, ignore_errors=True)
+    monkeypatch.setattr(intake, "copy_verified", slow_copy)
+    claimed = {}
+    worker = threading.Thread(target=lambda: claimed.update(row=claim(settings, ledger, path, settings.profiles["default"], os.lstat(path))))
+    worker.start()
+    assert copying.wait(30)
+    (row,) = ledger.in_state(State.SEEN)
+    partial = list(row.spool_path.parent.glob(".hushdrop-*.partial"))
+    assert finish_stale_seen(settings, ledger, older_than=-1) == 0  # as if it had taken over a minute
+    assert ledger.get(row.id).state == State.SEEN and all(p.exists() for p in partial) and partial
+    go_on.set()
+    worker.join(30)
+    done = claimed["row"]
+    assert done.state == State.CLAIMED and done.content_hash == digest and sha(done.spool_path) == digest
+    assert not path.exists()
+    assert finish_stale_seen(settings, ledger, older_than=-1) == 0
+    ledger.close()
 
 
 def seen_row(settings: Settings, ledger: Ledger, name: str = "talk.wav", data: bytes = b"audio") -> tuple[int, Path, Path]:
