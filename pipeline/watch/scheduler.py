@@ -15,7 +15,7 @@ from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from hushdrop.pipeline.config import OUTPUT_FORMATS, Settings
+from hushdrop.pipeline.config import Settings
 from hushdrop.pipeline.watch.ledger import Ledger, LedgerCorrupt, State
 from hushdrop.pipeline.logs import job_log, log
 
@@ -46,24 +46,38 @@ def finish_stale_seen(settings: Settings, ledger: Ledger, older_than: float = 60
 def expire_outbox(settings: Settings, ledger: Ledger) -> int:
     """Delete transcripts older than ``outbox_expiry_days``: only files the ledger lists as a
     committed job's outputs, so a file someone else keeps in the outbox (their own notes, a copy
-    of a transcript, a sync tool's file) is never deleted, whatever its name."""
+    of a transcript, a sync tool's file) is never deleted, whatever its name. What was deleted, or
+    is gone already, is taken out of its job's outputs (:meth:`Ledger.forget_outputs`), so a later
+    file under the same name is not taken for it. Each profile's folder is opened without
+    following links and its entries removed relative to it, so a folder swapped for a symbolic
+    link meanwhile is not followed."""
     if settings.outbox_expiry_days is None or not settings.outbox.is_dir():
         return 0
     cutoff = time.time() - settings.outbox_expiry_days * 86400
     ours = ledger.committed_outputs()
-    removed = 0
+    removed, gone = 0, set()
     for folder in [settings.outbox / name for name in settings.profiles]:
-        if not folder.is_dir() or folder.is_symlink():
+        try:
+            folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # not there yet, or not a real folder: nothing of ours to expire in it
             continue
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or entry.name.rsplit(".", 1)[-1] not in OUTPUT_FORMATS:
-                    continue
-                if Path(entry.path) not in ours:
-                    continue
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+        try:
+            present = set()
+            with os.scandir(folder_fd) as entries:
+                for entry in entries:
+                    path = folder / entry.name
+                    if path not in ours:
+                        continue
+                    present.add(path)
+                    if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.name, dir_fd=folder_fd)
+                        gone.add(path)
+                        removed += 1
+            gone |= {p for p in ours if p.parent == folder and p not in present}
+        finally:
+            os.close(folder_fd)
+    if gone:
+        ledger.forget_outputs(gone)
     if removed:
         log().info("expired %d outbox file(s) older than %g days", removed, settings.outbox_expiry_days)
     return removed

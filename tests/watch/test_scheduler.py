@@ -57,5 +57,37 @@ def test_expiry_deletes_only_old_transcripts_hushdrop_wrote_never_another_file_i
         assert not any(p.exists() for p in old_job.outputs)
         assert all(p.exists() for p in new_job.outputs)
         assert all((folder / name).read_text() == name for name in theirs)
+        # the expired names are no longer the old job's: a file put there later, however old,
+        # is not expired as its output (a copy restored with its old time, say)
+        assert ledger.get(old_job.id).outputs == [] and ledger.get(new_job.id).outputs == new_job.outputs
+        restored = old_job.outputs[0]
+        restored.write_text("restored from a backup")
+        os.utime(restored, (old, old))
+        assert expire_outbox(settings, ledger) == 0 and restored.read_text() == "restored from a backup"
+    finally:
+        ledger.close()
+
+
+def test_expiry_forgets_outputs_someone_deleted_and_never_follows_a_swapped_folder(tmp_path):
+    from hushdrop.pipeline.watch.ledger import Ledger
+    from tests.watch.conftest import committed
+
+    settings = make(tmp_path, outbox_expiry_days=1)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        job = committed(settings, ledger, "gone.wav", seed=1)
+        for path in job.outputs:
+            path.unlink()  # the user cleared the outbox by hand
+        assert expire_outbox(settings, ledger) == 0 and ledger.get(job.id).outputs == []
+        kept = committed(settings, ledger, "kept.wav", seed=2)
+        folder = settings.outbox / "default"
+        elsewhere = tmp_path / "elsewhere"
+        folder.rename(elsewhere)
+        folder.symlink_to(elsewhere)  # the profile's folder is now a link to another folder
+        old = time.time() - 2 * 86400
+        for path in elsewhere.iterdir():
+            os.utime(path, (old, old))
+        assert expire_outbox(settings, ledger) == 0
+        assert sorted(p.name for p in elsewhere.iterdir()) == sorted(p.name for p in kept.outputs)
     finally:
         ledger.close()

@@ -267,6 +267,30 @@ class Ledger:
         rows = self._read("SELECT outputs FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE))
         return {Path(p) for row in rows for p in json.loads(row["outputs"] or "[]")}
 
+    def forget_outputs(self, gone: set[Path]) -> int:
+        """Take ``gone``, outputs hushdrop deleted (expired), out of every job that lists them, so
+        that nothing later takes a new file under one of those names for that job's: not a
+        duplicate recording (it would be pointed at another recording's transcript), not the
+        page, not the next expiry. Returns how many jobs changed."""
+        changed = 0
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id, outputs, output_ids FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE)
+            ).fetchall()
+            for row in rows:
+                outputs = json.loads(row["outputs"] or "[]")
+                keep = [i for i, p in enumerate(outputs) if Path(p) not in gone]
+                if len(keep) == len(outputs):
+                    continue
+                ids = json.loads(row["output_ids"] or "[]")
+                db.execute(
+                    "UPDATE jobs SET outputs = ?, output_ids = ?, updated_at = ? WHERE id = ?",
+                    (json.dumps([outputs[i] for i in keep]),
+                     json.dumps([ids[i] for i in keep] if len(ids) == len(outputs) else []), time.time(), row["id"]),
+                )
+                changed += 1
+        return changed
+
     def all(self) -> Iterator[JobRow]:
         yield from self._select("1")
 
