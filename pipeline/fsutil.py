@@ -52,11 +52,17 @@ def link_no_clobber(src: Path, dest: Path) -> bool:
     except FileExistsError:
         return False
     except OSError:
-        # filesystems without hard links (some SMB/FUSE mounts): check, then rename
-        if dest.exists():
-            return False
-        os.rename(src, dest)
-        return True
+        # filesystems without hard links (some SMB/FUSE mounts): a rename that never replaces
+        # (not even a dangling symbolic link) and follows no link
+        src_fd = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            dest_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                return rename_noreplace(src_fd, src.name, dest.name, dest_fd)
+            finally:
+                os.close(dest_fd)
+        finally:
+            os.close(src_fd)
 
 
 def is_regular_file(path: Path) -> bool:
@@ -186,8 +192,9 @@ def copy_verified(src_fd: int, dest: Path, before_rename: Callable[[], None] | N
     The one copy → fsync → hash → rename routine: the bytes go to a hidden
     ``.hushdrop-<random>.partial`` beside ``dest`` while being hashed, are fsynced, read back
     and compared; ``before_rename`` (e.g. "the source did not change meanwhile") may raise to
-    give up; then the copy is renamed to ``dest`` and the folder fsynced. On any failure the
-    partial copy is removed and ``dest`` never appears.
+    give up; then the copy is renamed to ``dest`` — never over a file that appeared there
+    meanwhile (FileExistsError) — and the folder fsynced. On any failure the partial copy is
+    removed and ``dest`` is left as it was.
     """
     partial = dest.with_name(f".hushdrop-{random_name()}.partial")
     try:
@@ -196,7 +203,12 @@ def copy_verified(src_fd: int, dest: Path, before_rename: Callable[[], None] | N
             raise CopyMismatch(f"the copy of {dest.name} in {dest.parent} does not match what was read (disk or network error)")
         if before_rename is not None:
             before_rename()
-        os.rename(partial, dest)
+        folder_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if not rename_noreplace(folder_fd, partial.name, dest.name):
+                raise FileExistsError(errno.EEXIST, f"{dest} appeared while it was being copied; it was left as it is", str(dest))
+        finally:
+            os.close(folder_fd)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

@@ -326,3 +326,47 @@ def test_move_file_is_safe_to_repeat(tmp_path: Path):
     assert not src.exists() and dest.read_bytes() == b"data"
     move_file(src, dest)  # again: nothing to do
     assert dest.read_bytes() == b"data"
+
+
+def test_a_copy_never_replaces_a_file_that_appeared_under_its_name_meanwhile(tmp_path: Path):
+    """A verified copy into a folder others write to (``originals: move`` to a user's archive
+    across filesystems): a file put under the target name during the copy stays as it is, the
+    copy gives up with a clear error and leaves no partial file."""
+    from hushdrop.pipeline.fsutil import copy_verified
+
+    src = tmp_path / "recording.wav"
+    src.write_bytes(os.urandom(1 << 16))
+    dest = tmp_path / "archive" / "recording.wav"
+    dest.parent.mkdir()
+
+    def someone_saves_there():
+        dest.write_text("someone else's file")
+
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.raises(FileExistsError, match="appeared while it was being copied"):
+            copy_verified(fd, dest, before_rename=someone_saves_there)
+    finally:
+        os.close(fd)
+    assert dest.read_text() == "someone else's file" and sorted(p.name for p in dest.parent.iterdir()) == ["recording.wav"]
+
+
+def test_without_hard_links_an_output_name_is_taken_only_where_nothing_holds_it(tmp_path: Path, monkeypatch):
+    """On a share without hard links (some SMB mounts) the no-clobber link falls back to a rename
+    that never replaces: not a file, not a dangling symbolic link someone left there."""
+    import errno
+
+    from hushdrop.pipeline import fsutil
+
+    def no_hard_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fsutil.os, "link", no_hard_links)
+    temp = tmp_path / ".hushdrop-1.tmp"
+    temp.write_text("transcript")
+    taken, dangling, free = tmp_path / "talk.txt", tmp_path / "talk.srt", tmp_path / "talk.vtt"
+    taken.write_text("theirs")
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert not fsutil.link_no_clobber(temp, taken) and taken.read_text() == "theirs"
+    assert not fsutil.link_no_clobber(temp, dangling) and dangling.is_symlink()
+    assert fsutil.link_no_clobber(temp, free) and free.read_text() == "transcript" and not temp.exists()
