@@ -37,7 +37,7 @@ from hushdrop.pipeline.audio.containers import is_incomplete
 from hushdrop.pipeline.errors import ENVIRONMENT_ERRNOS
 from hushdrop.pipeline.fsutil import (
     CopyMismatch, NotOurs, can_change_folder, check_sole_regular_file, copy_verified, fsync_dir, identity_of, private_dir,
-    random_name, sha256_fd, sha256_file, write_temp,
+    random_name, sha256_fd, sha256_file, taken_aside, write_temp,
 )
 from hushdrop.pipeline.watch.ledger import JobRow, Ledger, State
 from hushdrop.pipeline.logs import job_log, log
@@ -387,18 +387,16 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
         return ledger.transition(job.id, State.ABANDONED, expect=State.SEEN, error="not a regular file")
     content_hash = sha256_file(spool)
     try:
-        # the cross-filesystem copy finished but the inbox original was not removed yet:
-        # remove it only if it is still the very file that was copied
-        inbox_st = os.lstat(job.inbox_path)
-        if (
-            identity_of(landed) != identity_of(inbox_st)
-            and (inbox_st.st_dev, inbox_st.st_ino) == job.identity
-            and inbox_st.st_nlink == 1
-            and sha256_file(job.inbox_path) == content_hash
-        ):
-            os.unlink(job.inbox_path)
+        # the cross-filesystem copy finished but the inbox original was not removed yet: remove it
+        # only if it is still the very file that was copied, taken aside first, so that a new file
+        # dropped under its name while it is hashed is not the one removed
+        if job.identity is not None and identity_of(landed) != tuple(job.identity) and os.path.lexists(job.inbox_path):
+            with taken_aside(job.inbox_path, expect=job.identity) as (fd, hidden):
+                if sha256_fd(fd) != content_hash:
+                    raise NotOurs(f"{job.inbox_path} is not what was copied to the spool")  # given its name back
+                os.unlink(hidden)
             fsync_dir(job.inbox_path.parent)
-    except OSError:
+    except OSError:  # not the copied file (replaced, hard-linked, changed), or gone: left as it is
         pass
     logger.info("claim of %s completed after the restart", job.inbox_path)
     return ledger.transition(

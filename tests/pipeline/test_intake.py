@@ -370,3 +370,26 @@ def test_without_hard_links_an_output_name_is_taken_only_where_nothing_holds_it(
     assert not fsutil.link_no_clobber(temp, taken) and taken.read_text() == "theirs"
     assert not fsutil.link_no_clobber(temp, dangling) and dangling.is_symlink()
     assert fsutil.link_no_clobber(temp, free) and free.read_text() == "transcript" and not temp.exists()
+
+
+def test_finish_seen_removes_the_copied_inbox_original_but_not_a_file_dropped_under_its_name_meanwhile(
+    settings: Settings, ledger: Ledger, monkeypatch
+):
+    """A copy across filesystems finished before a restart; the inbox original is removed only
+    as the very file that was copied, taken aside before it is hashed: a new recording someone
+    drops under the same name while that hash runs stays in the inbox."""
+    from hushdrop.pipeline.watch import intake
+
+    job, inbox_path, spool = seen_row(settings, ledger, data=os.urandom(1 << 16))
+    spool.write_bytes(inbox_path.read_bytes())
+    real_hash = intake.sha256_fd
+
+    def hash_while_a_new_file_arrives(fd):
+        inbox_path.write_bytes(b"a new recording with the same name")
+        return real_hash(fd)
+
+    monkeypatch.setattr(intake, "sha256_fd", hash_while_a_new_file_arrives)
+    row = finish_seen(settings, ledger, ledger.get(job))
+    assert row.state == State.CLAIMED and row.content_hash == sha(spool)
+    assert inbox_path.read_bytes() == b"a new recording with the same name"
+    assert sorted(p.name for p in inbox_path.parent.iterdir() if p.is_file()) == [inbox_path.name]  # the original went
