@@ -276,9 +276,11 @@ def speech_variant(seed: int) -> bytes:
 
 
 def speech_clip(seed: int, seconds: float) -> bytes:
-    """The first ``seconds`` of the English clip with one sample nudged: real speech, a unique hash."""
+    """The first ``seconds`` of the English clip with one sample nudged: real speech, a unique hash.
+    Longer than the clip (32 s), the clip is said again and again to fill them."""
     samples, rate = soundfile.read(SPEECH, dtype="int16")
-    samples = samples[: int(seconds * rate)].copy()
+    wanted = int(seconds * rate)
+    samples = np.tile(samples, -(-wanted // len(samples)))[:wanted].copy()
     samples[seed % len(samples)] ^= 1
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")

@@ -26,7 +26,7 @@ from tests.api.test_api_jobs import add_token, idle, results_kept
 from tests.api.test_tokens import settings_with_api
 from tests.api.test_tokens import add_token as add_token_to
 from tests.web.conftest import client_for, web_settings
-from tests.harness import speech_variant, wait_for
+from tests.harness import speech_clip, speech_variant, wait_for
 from tests.helpers import SPEECH_DE
 
 from hushdrop.pipeline.api.jobs import _job_of
@@ -99,7 +99,10 @@ def test_a_request_whose_client_is_gone_keeps_its_tokens_slot_until_its_job_ends
     wait_for(lambda: idle(service), 300, "an idle service")
     token = add_token(service, f"one-{ending.split()[0]}", "--concurrent-jobs", "1")
     name = f"gone-{ending.split()[0]}.wav"
-    recording = speech_variant(3) + speech_variant(4)[44:]  # a minute of speech: longer than api.wait_seconds to run
+    # two minutes of speech, as its WAV header says: it takes well over api.wait_seconds (3 s) to run
+    # on any machine (a minute's bytes behind a 32 s header was read as 32 s, which a quiet machine
+    # could transcribe within the wait)
+    recording = speech_clip(3 + (ending == "hangs up"), 128.0)
     if ending == "hangs up":
         gone_before = service.run.log_text().count("went away")
         with pytest.raises(httpx.ReadTimeout):
