@@ -388,14 +388,21 @@ def finish_seen(settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
     content_hash = sha256_file(spool)
     try:
         # the cross-filesystem copy finished but the inbox original was not removed yet: remove it
-        # only if it is still the very file that was copied, taken aside first, so that a new file
-        # dropped under its name while it is hashed is not the one removed
-        if job.identity is not None and identity_of(landed) != tuple(job.identity) and os.path.lexists(job.inbox_path):
-            with taken_aside(job.inbox_path, expect=job.identity) as (fd, hidden):
-                if sha256_fd(fd) != content_hash:
-                    raise NotOurs(f"{job.inbox_path} is not what was copied to the spool")  # given its name back
-                os.unlink(hidden)
-            fsync_dir(job.inbox_path.parent)
+        # only if it is still the very file that was copied. It is hashed through a descriptor
+        # (the claimed file, one name, whatever its name holds meanwhile), then taken aside by its
+        # identity and removed at once: a new file put under its name meanwhile is not the one
+        # removed, and a crash never leaves the original hidden in the inbox.
+        if job.identity is not None and identity_of(landed) != tuple(job.identity):
+            fd = os.open(job.inbox_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+            try:
+                st = os.fstat(fd)
+                copied = identity_of(st) == tuple(job.identity) and st.st_nlink == 1 and sha256_fd(fd) == content_hash
+            finally:
+                os.close(fd)
+            if copied:
+                with taken_aside(job.inbox_path, expect=job.identity) as (_, hidden):
+                    os.unlink(hidden)
+                fsync_dir(job.inbox_path.parent)
     except OSError:  # not the copied file (replaced, hard-linked, changed), or gone: left as it is
         pass
     logger.info("claim of %s completed after the restart", job.inbox_path)

@@ -376,8 +376,9 @@ def test_finish_seen_removes_the_copied_inbox_original_but_not_a_file_dropped_un
     settings: Settings, ledger: Ledger, monkeypatch
 ):
     """A copy across filesystems finished before a restart; the inbox original is removed only
-    as the very file that was copied, taken aside before it is hashed: a new recording someone
-    drops under the same name while that hash runs stays in the inbox."""
+    as the very file that was copied: hashed through its descriptor, then taken aside by its
+    identity. A new recording a sync tool puts under the same name while that hash runs (written
+    beside it, renamed over it) stays in the inbox, and nothing is left hidden there."""
     from hushdrop.pipeline.watch import intake
 
     job, inbox_path, spool = seen_row(settings, ledger, data=os.urandom(1 << 16))
@@ -385,11 +386,13 @@ def test_finish_seen_removes_the_copied_inbox_original_but_not_a_file_dropped_un
     real_hash = intake.sha256_fd
 
     def hash_while_a_new_file_arrives(fd):
-        inbox_path.write_bytes(b"a new recording with the same name")
+        incoming = inbox_path.with_name(".syncthing.talk.wav.tmp")
+        incoming.write_bytes(b"a new recording with the same name")
+        os.replace(incoming, inbox_path)
         return real_hash(fd)
 
     monkeypatch.setattr(intake, "sha256_fd", hash_while_a_new_file_arrives)
     row = finish_seen(settings, ledger, ledger.get(job))
     assert row.state == State.CLAIMED and row.content_hash == sha(spool)
     assert inbox_path.read_bytes() == b"a new recording with the same name"
-    assert sorted(p.name for p in inbox_path.parent.iterdir() if p.is_file()) == [inbox_path.name]  # the original went
+    assert sorted(p.name for p in inbox_path.parent.iterdir() if p.is_file()) == [inbox_path.name]  # nothing hidden left
