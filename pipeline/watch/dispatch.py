@@ -147,8 +147,9 @@ def record_content_hash(settings: Settings, ledger: Ledger, row: JobRow) -> JobR
 
 def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
     """True when ``row``'s content was seen before in its profile: it waits while an earlier job
-    with that content is queued or running, or — that job done with its outputs on disk — it
-    is committed pointing at them and its original disposed of. Only a job asked the same
+    with that content is queued or running, or — that job done with every format the profile
+    writes still on disk (none expired or deleted) — it is committed pointing at them and its
+    original disposed of. Only a job asked the same
     (task, language, prompt: an upload's or an API request's choices) counts: a file dropped in
     the folder is never given the English translation an API request asked of the same recording."""
     profile = settings.profile(row.profile)
@@ -159,8 +160,10 @@ def settle_duplicate(settings: Settings, ledger: Ledger, row: JobRow) -> bool:
     same = [other for other in ledger.same_content(row) if asked(other) == asked(row)]
     if any(other.id < row.id and other.state in ACTIVE - {State.SEEN} for other in same):
         return True  # the same content is already queued or running: decide when it is done
+    wanted = set(profile.outputs)
     for other in reversed(same):
-        if other.state == State.DONE and other.outputs and all(p.exists() for p in other.outputs):
+        formats = {p.suffix.lstrip(".") for p in other.outputs}
+        if other.state == State.DONE and other.outputs and wanted <= formats and all(p.exists() for p in other.outputs):
             dispose_or_log(settings, ledger, skip_duplicate(ledger, row, other))
             return True
     return False

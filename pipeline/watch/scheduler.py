@@ -55,7 +55,7 @@ def expire_outbox(settings: Settings, ledger: Ledger) -> int:
         return 0
     cutoff = time.time() - settings.outbox_expiry_days * 86400
     ours = ledger.committed_outputs()
-    removed, gone = 0, set()
+    removed, gone = 0, {}
     for folder in [settings.outbox / name for name in settings.profiles]:
         try:
             folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -71,9 +71,9 @@ def expire_outbox(settings: Settings, ledger: Ledger) -> int:
                     present.add(path)
                     if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(entry.name, dir_fd=folder_fd)
-                        gone.add(path)
+                        gone[path] = ours[path]
                         removed += 1
-            gone |= {p for p in ours if p.parent == folder and p not in present}
+            gone.update({p: ours[p] for p in ours if p.parent == folder and p not in present})
         finally:
             os.close(folder_fd)
     if gone:

@@ -104,6 +104,20 @@ def test_a_duplicate_of_a_done_job_is_committed_to_its_outputs_and_its_original_
     assert not second.spool_path.exists()
 
 
+def test_a_recording_whose_earlier_transcripts_are_partly_gone_is_transcribed_again(settings, ledger):
+    """Outputs expired or deleted by hand are taken off their job (``forget_outputs``); what is left
+    is no longer the profile's whole set, so the same content dropped again is run, not pointed
+    at an incomplete set."""
+    first = processing(settings, ledger, "first.wav", seed=7)
+    done = accept_result(settings, ledger, Finished(first.id, transcript_job(), first.attempts))
+    json_output = next(p for p in done.outputs if p.suffix == ".json")
+    json_output.unlink()
+    ledger.forget_outputs({json_output: {first.id}})
+    second = claimed(settings, ledger, "second.wav", seed=7)
+    assert prepare_for_run(settings, ledger, second, SpoolWatch()) is not False
+    assert ledger.get(second.id).state == State.CLAIMED and second.spool_path.exists()
+
+
 def test_a_duplicate_waits_while_the_same_content_is_still_queued(settings, ledger):
     first = claimed(settings, ledger, "first.wav", seed=6)
     second = claimed(settings, ledger, "second.wav", seed=6)

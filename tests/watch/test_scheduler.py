@@ -91,3 +91,19 @@ def test_expiry_forgets_outputs_someone_deleted_and_never_follows_a_swapped_fold
         assert sorted(p.name for p in elsewhere.iterdir()) == sorted(p.name for p in kept.outputs)
     finally:
         ledger.close()
+
+
+def test_a_name_found_gone_is_taken_off_only_the_jobs_that_listed_it_then(settings, ledger):
+    """Expiry finds an output gone and, before it records that, another job commits a file under
+    the freed name: only the jobs that listed the name when it was found gone lose it."""
+    from tests.watch.conftest import committed
+
+    old = committed(settings, ledger, "talk.wav", seed=1)
+    for path in old.outputs:
+        path.unlink()
+    listed = ledger.committed_outputs()
+    found_gone = {p: listed[p] for p in old.outputs}
+    new = committed(settings, ledger, "talk.wav", seed=2)  # the same names, free again
+    assert new.outputs == old.outputs
+    assert ledger.forget_outputs(found_gone) == 1
+    assert ledger.get(old.id).outputs == [] and ledger.get(new.id).outputs == new.outputs

@@ -262,31 +262,40 @@ class Ledger:
         marks = ", ".join("?" for _ in ACTIVE)
         return int(self._read(f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", tuple(ACTIVE))[0][0])
 
-    def committed_outputs(self) -> set[Path]:
-        """Every output path a committed or done job lists: the files hushdrop wrote and owns."""
-        rows = self._read("SELECT outputs FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE))
-        return {Path(p) for row in rows for p in json.loads(row["outputs"] or "[]")}
+    def committed_outputs(self) -> dict[Path, set[int]]:
+        """Every output path a committed or done job lists (the files hushdrop wrote and owns),
+        with the jobs that list it (a duplicate lists its original's)."""
+        listed: dict[Path, set[int]] = {}
+        for row in self._read("SELECT id, outputs FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE)):
+            for p in json.loads(row["outputs"] or "[]"):
+                listed.setdefault(Path(p), set()).add(row["id"])
+        return listed
 
-    def forget_outputs(self, gone: set[Path]) -> int:
-        """Take ``gone``, outputs hushdrop deleted (expired), out of every job that lists them, so
-        that nothing later takes a new file under one of those names for that job's: not a
-        duplicate recording (it would be pointed at another recording's transcript), not the
-        page, not the next expiry. Returns how many jobs changed."""
+    def forget_outputs(self, gone: dict[Path, set[int]]) -> int:
+        """Take each path of ``gone`` (outputs hushdrop deleted, or found gone) out of the jobs
+        given with it, the ones that listed it when it was found gone, so that nothing later
+        takes a new file under that name for theirs: not a duplicate recording (it would be
+        pointed at another recording's transcript), not the page, not the next expiry. A job
+        that took the name since keeps it. Returns how many jobs changed."""
+        by_job: dict[int, set[Path]] = {}
+        for path, job_ids in gone.items():
+            for job_id in job_ids:
+                by_job.setdefault(job_id, set()).add(path)
         changed = 0
         with self._tx() as db:
-            rows = db.execute(
-                "SELECT id, outputs, output_ids FROM jobs WHERE state IN (?, ?)", (State.COMMITTED, State.DONE)
-            ).fetchall()
-            for row in rows:
+            for job_id, paths in by_job.items():
+                row = db.execute("SELECT outputs, output_ids FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    continue
                 outputs = json.loads(row["outputs"] or "[]")
-                keep = [i for i, p in enumerate(outputs) if Path(p) not in gone]
+                keep = [i for i, p in enumerate(outputs) if Path(p) not in paths]
                 if len(keep) == len(outputs):
                     continue
                 ids = json.loads(row["output_ids"] or "[]")
                 db.execute(
                     "UPDATE jobs SET outputs = ?, output_ids = ?, updated_at = ? WHERE id = ?",
                     (json.dumps([outputs[i] for i in keep]),
-                     json.dumps([ids[i] for i in keep] if len(ids) == len(outputs) else []), time.time(), row["id"]),
+                     json.dumps([ids[i] for i in keep] if len(ids) == len(outputs) else []), time.time(), job_id),
                 )
                 changed += 1
         return changed
