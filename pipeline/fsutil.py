@@ -53,16 +53,21 @@ def link_no_clobber(src: Path, dest: Path) -> bool:
         return False
     except OSError:
         # filesystems without hard links (some SMB/FUSE mounts): a rename that never replaces
-        # (not even a dangling symbolic link) and follows no link
-        src_fd = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY)
+        return rename_no_clobber(src, dest)
+
+
+def rename_no_clobber(src: Path, dest: Path) -> bool:
+    """Rename ``src`` to ``dest`` unless something (a file, even a dangling symbolic link) has
+    that name; True on success (:func:`rename_noreplace`, by the two folders' descriptors)."""
+    src_fd = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        dest_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            dest_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                return rename_noreplace(src_fd, src.name, dest.name, dest_fd)
-            finally:
-                os.close(dest_fd)
+            return rename_noreplace(src_fd, src.name, dest.name, dest_fd)
         finally:
-            os.close(src_fd)
+            os.close(dest_fd)
+    finally:
+        os.close(src_fd)
 
 
 def is_regular_file(path: Path) -> bool:
@@ -203,12 +208,8 @@ def copy_verified(src_fd: int, dest: Path, before_rename: Callable[[], None] | N
             raise CopyMismatch(f"the copy of {dest.name} in {dest.parent} does not match what was read (disk or network error)")
         if before_rename is not None:
             before_rename()
-        folder_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if not rename_noreplace(folder_fd, partial.name, dest.name):
-                raise FileExistsError(errno.EEXIST, f"{dest} appeared while it was being copied; it was left as it is", str(dest))
-        finally:
-            os.close(folder_fd)
+        if not rename_no_clobber(partial, dest):
+            raise FileExistsError(errno.EEXIST, f"{dest} appeared while it was being copied; it was left as it is", str(dest))
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
